@@ -1,0 +1,55 @@
+"""``foldatlas fold``: sequences or FASTA files in, structures and confidence out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from foldatlas.models.registry import DEFAULT_FOLD_MODEL
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``fold`` command to ``app``."""
+
+    @app.command("fold", no_args_is_help=True)
+    def fold(
+        inputs: list[str] = typer.Argument(..., help="FASTA files or raw sequences (':' between complex chains)."),
+        output: Path = typer.Option(Path("predictions"), "--output", "-o", help="Output folder (created)."),
+        model: str = typer.Option(DEFAULT_FOLD_MODEL, "--model", "-m",
+                                  help="Registered name, hub id (local cache) or checkpoint folder."),
+        num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0,
+                                                   help="Recycles after the first pass [default: model's own]."),
+        chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=0,
+                                                 help="Triangle-attention chunk; 0 = none [default: automatic]."),
+        max_tokens_per_batch: int = typer.Option(1024, "--max-tokens-per-batch", min=0,
+                                                 help="Padded residues per batch; 0 = one record per batch."),
+        max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
+                                                 help="Skip longer records [default: what fits in memory]."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 (trunk precision)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
+        name: str = typer.Option("query", "--name", help="Name of a raw sequence."),
+        no_plot: bool = typer.Option(False, "--no-plot", help="Skip the pLDDT/PAE PNG."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Fold proteins: PDB, mmCIF, confidence JSON (pLDDT, pTM, ipTM, PAE) and a plot per record."""
+        from foldatlas.predict.runner import RunConfig, run_fold
+        from foldatlas.seq.fasta import read_inputs
+
+        records = read_inputs(inputs, default_name=name)  # validates everything before any work
+        config = RunConfig(output=output, num_recycles=num_recycles, chunk_size=chunk_size,
+                           max_tokens_per_batch=max_tokens_per_batch, max_length=max_length, plot=not no_plot)
+        from foldatlas.models.loading import load_folding_model
+
+        folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+        if folding_model.device.type == "cpu" and dtype != "float32":
+            print(f"warning: {dtype} on a CPU is usually far slower than float32", file=sys.stderr)
+        result = run_fold(records, config, folding_model, inputs=list(inputs), progress=not quiet)
+        msg = (f"{result.folded} folded, {result.skipped} already done, {result.failed} failed "
+               f"-> {output}/ (summary.tsv, manifest.json)")
+        print(msg, file=sys.stderr)
+        if not result.ok:
+            raise typer.Exit(1)

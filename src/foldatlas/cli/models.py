@@ -1,0 +1,23 @@
+"""``foldatlas models``: what the registry knows and what is on this machine."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``models`` command to ``app``."""
+
+    @app.command("models")
+    def models() -> None:
+        """List registered models and whether their weights are available offline."""
+        from foldatlas.errors import FoldatlasError
+        from foldatlas.models.registry import DEFAULT_FOLD_MODEL, REGISTRY, resolve_model
+
+        for spec in REGISTRY.values():
+            try:
+                where = str(resolve_model(spec.name).path)
+            except FoldatlasError:
+                where = "not available"
+            default = " (default)" if spec.name == DEFAULT_FOLD_MODEL else ""
+            typer.echo(f"{spec.name}{default}\t{spec.kind}\t{spec.description}\t{where}")

@@ -1,0 +1,70 @@
+"""One error hierarchy for foldatlas.
+
+Every error a user can cause derives from :class:`FoldatlasError`; its message
+says what was wrong and what to do. The CLI maps these to one-line messages and
+exit codes in one place (``foldatlas.cli.main``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FoldatlasError",
+    "InvalidSequenceError",
+    "InvalidFileError",
+    "UnknownModelError",
+    "WeightsNotFoundError",
+    "WeightsIntegrityError",
+    "SequenceTooLongError",
+    "OutputConflictError",
+]
+
+
+class FoldatlasError(Exception):
+    """Base class of every error foldatlas reports to a user."""
+
+    exit_code: int = 1
+
+
+class InvalidSequenceError(FoldatlasError, ValueError):
+    """A sequence holds a character that is not a residue, or is empty."""
+
+    exit_code = 2
+
+
+class InvalidFileError(FoldatlasError, ValueError):
+    """An input file is missing, empty, or not in the expected format."""
+
+    exit_code = 2
+
+
+class UnknownModelError(FoldatlasError, KeyError):
+    """A model name is neither registered, a hub id, nor a checkpoint folder."""
+
+    exit_code = 3
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsNotFoundError(FoldatlasError, FileNotFoundError):
+    """A known model whose weights are not on this machine."""
+
+    exit_code = 3
+
+
+class WeightsIntegrityError(FoldatlasError):
+    """A checkpoint folder is incomplete or its weights are not safetensors."""
+
+    exit_code = 3
+
+
+class SequenceTooLongError(FoldatlasError, ValueError):
+    """A sequence exceeds the configured or memory-derived length limit."""
+
+    exit_code = 2
+
+
+class OutputConflictError(FoldatlasError):
+    """An output folder holds results made with other settings."""
+
+    exit_code = 4

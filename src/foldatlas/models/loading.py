@@ -1,0 +1,234 @@
+"""Loading ESMFold checkpoints through ``transformers.EsmForProteinFolding``.
+
+Real weights (``facebook/esmfold_v1``) and the tiny random checkpoints of the
+tests go through exactly this code.
+
+Memory: the released ESMFold v1 checkpoint stores its 3 B-parameter language
+model in float16. Float16 matrix products are unusably slow on most CPUs, so the
+reference CPU path (fair-esm's ``--cpu-only``) converts the whole language model
+to float32, doubling its 5.6 GB. foldatlas keeps the 16-bit weights and converts
+one layer at a time to float32 just before it runs (:func:`stream_lm_layers`).
+The converted values are exactly those of the float32 copy, so outputs are
+identical, at about half the resident memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from foldatlas.errors import WeightsIntegrityError
+from foldatlas.files import atomic_write_text, sha256_file
+from foldatlas.models.registry import ResolvedModel, resolve_model
+
+__all__ = ["FoldingModel", "load_folding_model", "weights_sha256", "stream_lm_layers"]
+
+
+@dataclass
+class FoldingModel:
+    """A loaded folding model and what the outputs need to name it.
+
+    Attributes
+    ----------
+    model : transformers.EsmForProteinFolding
+    name : str
+    path : Path
+    source : str
+    revision : str or None
+    device : torch.device
+    dtype : torch.dtype
+        Dtype of the folding trunk and heads.
+    """
+
+    model: object
+    name: str
+    path: Path
+    source: str
+    revision: str | None
+    device: object
+    dtype: object
+    _sha256: str | None = None
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 over the checkpoint's safetensors files (cached on disk)."""
+        if self._sha256 is None:
+            self._sha256 = weights_sha256(self.path)
+        return self._sha256
+
+    @property
+    def num_parameters(self) -> int:
+        """Total parameter count."""
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def _hash_cache_file() -> Path:
+    root = Path(os.environ.get("FOLDATLAS_CACHE", Path.home() / ".cache" / "foldatlas"))
+    return root / "weights-sha256.json"
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """SHA-256 identifying a checkpoint's weights.
+
+    The digest of the lines ``"{file name} {file sha256}"`` over the sorted
+    ``*.safetensors`` files. Hub-cache files are named by their SHA-256 already;
+    other files are hashed once and cached by path, size and modification time.
+    """
+    cache_file = _hash_cache_file()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    lines, changed = [], False
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        target = f.resolve()
+        if f.is_symlink() and len(target.name) == 64 and all(c in "0123456789abcdef" for c in target.name):
+            digest = target.name  # huggingface_hub stores LFS blobs under their sha256
+        else:
+            st = target.stat()
+            key = f"{target}:{st.st_size}:{st.st_mtime_ns}"
+            digest = cache.get(key)
+            if digest is None:
+                digest = cache[key] = sha256_file(target)
+                changed = True
+        lines.append(f"{f.name} {digest}\n")
+    if changed:
+        try:
+            atomic_write_text(cache_file, json.dumps(cache, indent=0))
+        except OSError:
+            pass  # a read-only home only costs a re-hash next time
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def stream_lm_layers(esm_model, compute_dtype) -> int:
+    """Run a 16-bit ESM-2 in ``compute_dtype`` one layer at a time.
+
+    Small modules (embeddings, final layer norm, rotary buffers) are converted
+    for good; each transformer layer's weights stay 16-bit and are converted
+    just before the layer runs and dropped right after.
+
+    Parameters
+    ----------
+    esm_model : transformers.EsmModel
+    compute_dtype : torch.dtype
+
+    Returns
+    -------
+    int
+        The number of layers streamed (0 if the weights were already in
+        ``compute_dtype``).
+    """
+    layers = list(esm_model.encoder.layer)
+    if not layers or next(layers[0].parameters()).dtype == compute_dtype:
+        return 0
+    layer_ids = {id(m) for layer in layers for m in layer.modules()}
+    for module in esm_model.modules():
+        if id(module) in layer_ids:
+            continue
+        for pname, param in module.named_parameters(recurse=False):
+            param.data = param.data.to(compute_dtype)
+        for bname, buf in module.named_buffers(recurse=False):
+            if buf.is_floating_point():
+                setattr(module, bname, buf.to(compute_dtype))
+    # Rotary tables inside the layers are buffers: convert those for good too.
+    for layer in layers:
+        for module in layer.modules():
+            for bname, buf in module.named_buffers(recurse=False):
+                if buf.is_floating_point():
+                    setattr(module, bname, buf.to(compute_dtype))
+
+    def upcast(module, args, kwargs):
+        module._foldatlas_stored = [(p, p.data) for p in module.parameters()]
+        for p, data in module._foldatlas_stored:
+            p.data = data.to(compute_dtype)
+        cast = tuple(a.to(compute_dtype) if hasattr(a, "is_floating_point") and a.is_floating_point() else a
+                     for a in args)
+        return cast, kwargs
+
+    def restore(module, args, kwargs, output):
+        for p, data in module._foldatlas_stored:
+            p.data = data
+        del module._foldatlas_stored
+        return output
+
+    for layer in layers:
+        layer.register_forward_pre_hook(upcast, with_kwargs=True)
+        layer.register_forward_hook(restore, with_kwargs=True)
+    return len(layers)
+
+
+def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
+                       threads: int | None = None) -> FoldingModel:
+    """Load an ESMFold-architecture model by name, hub id or folder.
+
+    Parameters
+    ----------
+    name : str
+        See :func:`foldatlas.models.resolve_model`.
+    device : str
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    dtype : {"float32", "bfloat16", "float16"}
+        Precision of the folding trunk and heads. The language model keeps its
+        stored 16-bit weights on GPUs; on a CPU it is computed in float32.
+    threads : int, optional
+        CPU threads for torch (default: torch's own choice).
+
+    Returns
+    -------
+    FoldingModel
+
+    Raises
+    ------
+    UnknownModelError, WeightsNotFoundError, WeightsIntegrityError
+    """
+    import torch
+    from transformers import EsmConfig, EsmForProteinFolding
+    from transformers.utils import logging as hf_logging
+
+    resolved: ResolvedModel = resolve_model(name)
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(dtypes)}")
+    torch_dtype = dtypes[dtype]
+    try:
+        config = EsmConfig.from_pretrained(resolved.path)
+    except (OSError, ValueError) as e:
+        raise WeightsIntegrityError(f"model '{name}': unreadable config.json in {resolved.path} ({e})") from e
+    if not getattr(config, "is_folding_model", False) or config.esmfold_config is None:
+        raise WeightsIntegrityError(f"model '{name}': {resolved.path} is not an ESMFold checkpoint "
+                                    f"(config.json has no esmfold_config)")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = EsmForProteinFolding.from_pretrained(resolved.path, config=config, use_safetensors=True)
+    except Exception as e:  # safetensors, torch and transformers raise many types on bad files
+        raise WeightsIntegrityError(f"model '{name}': cannot load weights from {resolved.path} "
+                                    f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    model.eval()
+    model.requires_grad_(False)
+    lm_dtype = next(model.esm.parameters()).dtype
+    model.to(dev)
+    # Trunk and heads in the requested precision; the language model keeps its stored weights.
+    for child_name, child in model.named_children():
+        if child_name != "esm":
+            child.to(torch_dtype)
+    for pname, param in model.named_parameters(recurse=False):
+        param.data = param.data.to(torch_dtype)
+    if dev.type == "cpu" and lm_dtype != torch.float32:
+        stream_lm_layers(model.esm, torch.float32)
+    return FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
+                        revision=resolved.revision, device=dev, dtype=torch_dtype)

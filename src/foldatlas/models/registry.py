@@ -1,0 +1,161 @@
+"""One model registry: names to checkpoint locations, for the CLI, service and tests.
+
+A model is named by
+
+* a registered name (:data:`REGISTRY`), such as ``esmfold_v1``;
+* a Hugging Face hub id (``facebook/esmfold_v1``), resolved from the local hub
+  cache only: foldatlas never downloads at run time;
+* a local folder holding ``config.json`` and safetensors weights.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from foldatlas.errors import UnknownModelError, WeightsIntegrityError, WeightsNotFoundError
+
+__all__ = ["ModelSpec", "REGISTRY", "DEFAULT_FOLD_MODEL", "ResolvedModel", "resolve_model"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    Attributes
+    ----------
+    name : str
+        Short name used on the command line.
+    kind : {"fold", "lm"}
+        A folding model (``EsmForProteinFolding``) or a language model.
+    hub_id : str or None
+        Hugging Face repository, looked up in the local hub cache.
+    package_path : str or None
+        Folder inside the installed package (embedded models).
+    description : str
+        One line for ``foldatlas models``.
+    """
+
+    name: str
+    kind: str
+    hub_id: str | None = None
+    package_path: str | None = None
+    description: str = ""
+
+
+# The embedded default folding model is trained by the project (its own issue);
+# its name is reserved here so that the CLI and service default to it once it ships.
+DEFAULT_FOLD_MODEL = "foldatlas-fold-small"
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("esmfold_v1", "fold", hub_id="facebook/esmfold_v1",
+                  description="ESMFold v1 (ESM-2 3B + 48 folding blocks), Meta's released weights"),
+        ModelSpec(DEFAULT_FOLD_MODEL, "fold", package_path="weights/foldatlas-fold-small",
+                  description="foldatlas' embedded folding model, trained by the project (not yet shipped)"),
+    )
+}
+
+_HUB_ALIASES = {spec.hub_id: spec.name for spec in REGISTRY.values() if spec.hub_id}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model located on disk.
+
+    Attributes
+    ----------
+    name : str
+        The registered name, hub id, or folder name.
+    path : Path
+        Checkpoint folder with ``config.json`` and ``*.safetensors``.
+    source : str
+        ``"hub-cache"``, ``"package"`` or ``"folder"``.
+    revision : str or None
+        Hub commit of a cached snapshot.
+    """
+
+    name: str
+    path: Path
+    source: str
+    revision: str | None = None
+
+
+def _check_folder(path: Path, name: str) -> None:
+    if not (path / "config.json").is_file():
+        raise WeightsIntegrityError(f"model '{name}': {path} has no config.json (expected a Hugging Face-format folder)")
+    if not any(path.glob("*.safetensors")):
+        pickles = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+        hint = f" (found {', '.join(pickles)}: pickled weights are not loaded; convert them to safetensors)" if pickles else ""
+        raise WeightsIntegrityError(f"model '{name}': no .safetensors weights in {path}{hint}")
+
+
+def _from_hub_cache(hub_id: str) -> tuple[Path, str | None] | None:
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return None
+    try:
+        folder = Path(snapshot_download(hub_id, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        return None
+    return folder, folder.name
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Locate a model's checkpoint folder without any network access.
+
+    Parameters
+    ----------
+    name : str
+        Registered name, hub id, or path to a checkpoint folder.
+
+    Returns
+    -------
+    ResolvedModel
+
+    Raises
+    ------
+    UnknownModelError
+        If ``name`` is none of the above.
+    WeightsNotFoundError
+        If the model is known but its weights are not on this machine; the
+        message says how to get them.
+    WeightsIntegrityError
+        If the folder lacks ``config.json`` or safetensors weights.
+    """
+    path = Path(os.path.expanduser(name))
+    if path.is_dir():
+        _check_folder(path, name)
+        return ResolvedModel(name=path.name, path=path, source="folder")
+    spec = REGISTRY.get(name) or REGISTRY.get(_HUB_ALIASES.get(name, ""))
+    hub_id = spec.hub_id if spec else (name if name.count("/") == 1 and not name.startswith((".", "/")) else None)
+    if spec and spec.package_path:
+        folder = Path(__file__).resolve().parent.parent / spec.package_path
+        if not folder.is_dir():
+            raise WeightsNotFoundError(
+                f"model '{spec.name}': the embedded model is not part of this release yet; "
+                f"fold with the real ESMFold weights instead: --model facebook/esmfold_v1 "
+                f"(fetch once with: hf download facebook/esmfold_v1)"
+            )
+        _check_folder(folder, spec.name)
+        return ResolvedModel(name=spec.name, path=folder, source="package")
+    if hub_id:
+        found = _from_hub_cache(hub_id)
+        if found is None:
+            raise WeightsNotFoundError(
+                f"model '{name}': weights for {hub_id} are not in the local Hugging Face cache; "
+                f"fetch them once on a machine with network access with: hf download {hub_id} "
+                f"(or pass the path of a folder with config.json and *.safetensors)"
+            )
+        folder, revision = found
+        _check_folder(folder, name)
+        return ResolvedModel(name=spec.name if spec else hub_id, path=folder, source="hub-cache", revision=revision)
+    if "/" in name or name.startswith("."):
+        raise UnknownModelError(f"model '{name}': no such folder")
+    known = ", ".join(sorted(REGISTRY))
+    raise UnknownModelError(f"unknown model '{name}': use one of {known}, a hub id such as facebook/esmfold_v1, "
+                            f"or a checkpoint folder")

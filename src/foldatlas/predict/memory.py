@@ -1,0 +1,58 @@
+"""Memory estimates: the automatic chunk size and the longest foldable sequence.
+
+The trunk's triangle attention materialises logits of shape
+``[B, L, heads, L, L]`` (4 heads of width 32 in ESMFold v1): 17 GB at L = 1024
+unchunked. Chunking its rows bounds that to ``chunk * heads * L * L`` floats at
+a small cost in speed. The pair representation itself, ``[B, L, L, 128]``
+float32, and a handful of temporaries of the same size remain.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["available_memory_bytes", "auto_chunk_size", "estimate_peak_bytes"]
+
+_PAIR_TEMPORARIES = 12  # live [B, L, L, c_z] float32 tensors at the peak of a block, measured
+_HEADS = 4
+
+
+def available_memory_bytes(device=None) -> int:
+    """Free memory of the device: CUDA free memory, else ``MemAvailable`` (or cgroup limit)."""
+    if device is not None and getattr(device, "type", str(device)).startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def estimate_peak_bytes(length: int, batch: int = 1, chunk_size: int | None = None,
+                        pair_dim: int = 128, bytes_per_value: int = 4) -> int:
+    """Activation memory of the trunk for a batch of ``length``-residue inputs (weights excluded)."""
+    pair = batch * length * length * pair_dim * bytes_per_value
+    rows = length if not chunk_size else min(chunk_size, length)
+    attention = 3 * batch * rows * _HEADS * length * length * bytes_per_value  # logits, softmax, bias
+    return _PAIR_TEMPORARIES * pair + attention
+
+
+def auto_chunk_size(length: int, batch: int = 1, device=None, budget_fraction: float = 0.25) -> int:
+    """Largest chunk (power of two, 0 = no chunking) keeping attention within a budget.
+
+    The budget is ``budget_fraction`` of the free memory; short inputs are not
+    chunked since chunking costs time.
+    """
+    budget = available_memory_bytes(device) * budget_fraction
+    if 3 * batch * length * _HEADS * length * length * 4 <= budget:
+        return 0
+    chunk = 128
+    while chunk > 1 and 3 * batch * chunk * _HEADS * length * length * 4 > budget:
+        chunk //= 2
+    return chunk

@@ -1,0 +1,64 @@
+"""Writing a prediction's files: PDB, mmCIF, JSON, PAE JSON and PNG, atomically.
+
+The record's ``{name}.json`` is written last: its presence marks the record as
+done, so a rerun skips it and a crash leaves no record half-marked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from foldatlas.files import atomic_write_bytes, atomic_write_text
+from foldatlas.predict.plots import confidence_png
+from foldatlas.predict.prediction import Prediction
+
+__all__ = ["OUTPUT_SUFFIXES", "write_prediction", "is_done"]
+
+OUTPUT_SUFFIXES = (".pdb", ".cif", ".pae.json", ".png", ".json")
+
+
+def write_prediction(prediction: Prediction, folder: str | Path, stem: str, plot: bool = True,
+                     extra: dict | None = None) -> dict[str, Path]:
+    """Write every output file of one prediction.
+
+    Parameters
+    ----------
+    prediction : Prediction
+    folder : str or Path
+    stem : str
+        Safe file name stem of the record.
+    plot : bool
+        Also write the pLDDT/PAE PNG.
+    extra : dict, optional
+        More keys for ``{stem}.json`` (timing, batch).
+
+    Returns
+    -------
+    dict of str to Path
+        The files written, by kind.
+    """
+    folder = Path(folder)
+    paths = {"pdb": folder / f"{stem}.pdb", "cif": folder / f"{stem}.cif",
+             "pae": folder / f"{stem}.pae.json", "json": folder / f"{stem}.json"}
+    atomic_write_text(paths["pdb"], prediction.to_pdb())
+    atomic_write_text(paths["cif"], prediction.to_mmcif())
+    atomic_write_text(paths["pae"], json.dumps(prediction.pae_json(), separators=(",", ":")))
+    if plot:
+        paths["png"] = folder / f"{stem}.png"
+        atomic_write_bytes(paths["png"], confidence_png(prediction))
+    data = prediction.to_dict(include_pae=True)
+    data.update(extra or {})
+    atomic_write_text(paths["json"], json.dumps(data, separators=(",", ":")))  # last: the done marker
+    return paths
+
+
+def is_done(folder: str | Path, stem: str, sequence: str) -> bool:
+    """Whether ``{stem}.json`` exists for this exact sequence (a finished record)."""
+    path = Path(folder) / f"{stem}.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("sequence") == sequence
+    except (OSError, ValueError):
+        return False

@@ -1,0 +1,135 @@
+"""The typed result of folding one record (numpy only)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from foldatlas.seq.records import Record
+
+__all__ = ["Prediction"]
+
+
+@dataclass
+class Prediction:
+    """A predicted structure with its confidence, linkers removed.
+
+    Attributes
+    ----------
+    record : Record
+        What was folded.
+    aatype : ndarray of int, shape (L,)
+        Residue types (``RESTYPES_WITH_X`` order) of the real residues.
+    positions : ndarray of float32, shape (L, 37, 3)
+        atom37 coordinates (Å).
+    atom_mask : ndarray of float32, shape (L, 37)
+    atom_plddt : ndarray of float32, shape (L, 37)
+        Per-atom pLDDT on the 0-100 scale (the B-factor column).
+    plddt : ndarray of float32, shape (L,)
+        Per-residue pLDDT, 0-100 (the Cα atom's, as in AlphaFold DB).
+    pae : ndarray of float32, shape (L, L)
+        Predicted aligned error (Å).
+    max_pae : float
+    ptm : float
+    iptm : float or None
+        Interface pTM of a complex; None for a single chain.
+    chain_index : ndarray of int, shape (L,)
+    residue_number : ndarray of int, shape (L,)
+        1-based residue number within each chain.
+    model_name : str
+    num_recycles : int or None
+    """
+
+    record: Record
+    aatype: np.ndarray
+    positions: np.ndarray
+    atom_mask: np.ndarray
+    atom_plddt: np.ndarray
+    plddt: np.ndarray
+    pae: np.ndarray
+    max_pae: float
+    ptm: float
+    iptm: float | None
+    chain_index: np.ndarray
+    residue_number: np.ndarray
+    model_name: str
+    num_recycles: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The record's name."""
+        return self.record.name
+
+    @property
+    def mean_plddt(self) -> float:
+        """Mean per-residue pLDDT (0-100)."""
+        return float(np.mean(self.plddt))
+
+    @property
+    def ca_positions(self) -> np.ndarray:
+        """Cα coordinates, shape (L, 3)."""
+        return self.positions[:, 1]
+
+    def to_atoms(self):
+        """The structure as a biotite ``AtomArray`` with pLDDT B-factors."""
+        from foldatlas.structure.atoms import structure_from_atom37
+
+        return structure_from_atom37(self.aatype, self.positions, self.atom_mask, self.atom_plddt,
+                                     self.chain_index, self.residue_number)
+
+    def _remarks(self) -> list[str]:
+        lines = [f"foldatlas prediction of {self.name} by model {self.model_name}",
+                 f"mean pLDDT {self.mean_plddt:.2f}  pTM {self.ptm:.4f}"
+                 + (f"  ipTM {self.iptm:.4f}" if self.iptm is not None else ""),
+                 "B-factor column: per-atom pLDDT on the 0-100 scale"]
+        return lines
+
+    def to_pdb(self) -> str:
+        """PDB text, pLDDT (0-100) in the B-factor column."""
+        from foldatlas.structure.io import to_pdb_string
+
+        return to_pdb_string(self.to_atoms(), remarks=self._remarks())
+
+    def to_mmcif(self) -> str:
+        """mmCIF text, pLDDT (0-100) in ``B_iso_or_equiv``."""
+        from foldatlas import __version__
+        from foldatlas.structure.io import to_mmcif_string
+
+        software = {"name": "foldatlas", "version": __version__, "classification": "model building",
+                    "description": f"predicted by {self.model_name}"}
+        return to_mmcif_string(self.to_atoms(), name=self.name, software=software)
+
+    def pae_json(self) -> list[dict]:
+        """PAE in AlphaFold DB's JSON form (a one-element list)."""
+        return [{"predicted_aligned_error": np.round(self.pae.astype(np.float64), 2).tolist(),
+                 "max_predicted_aligned_error": self.max_pae}]
+
+    def to_dict(self, include_pae: bool = True) -> dict:
+        """Confidence and provenance as a JSON-ready dict."""
+        rec = self.record
+        out = {
+            "name": rec.name,
+            "description": rec.description,
+            "model": self.model_name,
+            "sequence": rec.sequence,
+            "length": rec.length,
+            "chains": [{"id": cid, "sequence": seq, "length": len(seq)} for cid, seq in zip(rec.chain_ids, rec.chains)],
+            "substitutions": [{"chain": c, "position": p, "original": o, "folded_as": f}
+                              for c, p, o, f in rec.substitutions],
+            "num_recycles": self.num_recycles,
+            "mean_plddt": round(self.mean_plddt, 3),
+            "ptm": round(self.ptm, 5),
+            "iptm": None if self.iptm is None else round(self.iptm, 5),
+            "plddt": np.round(self.plddt.astype(np.float64), 2).tolist(),
+        }
+        out.update(self.extra)
+        if include_pae:
+            out.update(self.pae_json()[0])
+        return out
+
+    def to_json(self, include_pae: bool = True) -> str:
+        """:meth:`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(include_pae=include_pae), separators=(",", ":"))

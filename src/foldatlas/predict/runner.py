@@ -1,0 +1,262 @@
+"""Bulk folding into an output folder: resumable, atomic, with a manifest and a summary.
+
+A rerun on the same folder skips finished records (their ``{name}.json``
+exists for the same sequence); a record that fails (out of memory, too long) is
+recorded in ``summary.tsv`` with the reason and the run goes on. A batch that
+runs out of memory is split in halves and retried before a record is given up.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from foldatlas.errors import OutputConflictError
+from foldatlas.files import atomic_write_text
+from foldatlas.predict.batching import token_batches
+from foldatlas.predict.engine import FoldOptions, fold_batch
+from foldatlas.predict.memory import available_memory_bytes, estimate_peak_bytes
+from foldatlas.predict.outputs import is_done, write_prediction
+from foldatlas.seq.complexes import LINKER
+from foldatlas.seq.records import Record, safe_names
+
+__all__ = ["RunConfig", "RunResult", "run_fold", "length_problem", "SUMMARY_COLUMNS"]
+
+SUMMARY_COLUMNS = ("name", "file", "length", "chains", "mean_plddt", "ptm", "iptm", "status", "seconds", "error")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of a bulk folding run.
+
+    Attributes
+    ----------
+    output : Path
+        Output folder (created).
+    num_recycles, chunk_size : see :class:`FoldOptions`.
+    max_tokens_per_batch : int
+        Padded residues per batch (fair-esm's default 1024); 0: one record per batch.
+    max_length : int or None
+        Refuse records longer than this (residues, linkers included); None:
+        refuse those whose estimated memory exceeds what is available.
+    plot : bool
+        Write the pLDDT/PAE PNG of each record.
+    """
+
+    output: Path
+    num_recycles: int | None = None
+    chunk_size: int | None = None
+    max_tokens_per_batch: int = 1024
+    max_length: int | None = None
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_tokens_per_batch < 0:
+            raise ValueError("max_tokens_per_batch must be >= 0")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError("max_length must be >= 1")
+        FoldOptions(self.num_recycles, self.chunk_size)  # validates
+
+
+@dataclass
+class RunResult:
+    """What a run did: counts and the summary rows of every record."""
+
+    folded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no record failed."""
+        return self.failed == 0
+
+
+def _model_length(record: Record) -> int:
+    return record.length + len(LINKER) * (len(record.chains) - 1)
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower() or (
+        error.__class__.__name__ == "OutOfMemoryError")
+
+
+def _row_from_json(stem: str, path: Path) -> dict:
+    data = json.loads(path.read_text())
+    return {"name": data["name"], "file": stem, "length": data["length"], "chains": len(data["chains"]),
+            "mean_plddt": data["mean_plddt"], "ptm": data["ptm"], "iptm": data.get("iptm"),
+            "status": "ok", "seconds": data.get("seconds", ""), "error": ""}
+
+
+def _write_summary(folder: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in SUMMARY_COLUMNS})
+    atomic_write_text(folder / "summary.tsv", buf.getvalue())
+
+
+def _manifest(folding_model, config: RunConfig, inputs: list[str], previous: dict | None) -> dict:
+    import torch
+    import transformers
+
+    from foldatlas import __version__
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    model = {"name": folding_model.name, "source": folding_model.source, "path": str(folding_model.path),
+             "revision": folding_model.revision, "weights_sha256": folding_model.weights_sha256,
+             "parameters": folding_model.num_parameters}
+    if previous:
+        old = previous.get("model", {})
+        if old.get("weights_sha256") != model["weights_sha256"]:
+            raise OutputConflictError(
+                f"{config.output} holds predictions of model '{old.get('name')}' "
+                f"(weights {str(old.get('weights_sha256'))[:12]}); use a new output folder for '{model['name']}'")
+        if previous.get("options", {}).get("num_recycles") != config.num_recycles:
+            raise OutputConflictError(
+                f"{config.output} was folded with num_recycles={previous['options'].get('num_recycles')}; "
+                f"use the same value or a new output folder")
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    runs = (previous or {}).get("runs", [])
+    runs.append({"started": now, "inputs": inputs, "device": str(folding_model.device),
+                 "dtype": str(folding_model.dtype).removeprefix("torch."), "threads": torch.get_num_threads()})
+    return {
+        "foldatlas_version": __version__,
+        "created": (previous or {}).get("created", now),
+        "model": model,
+        "options": options,
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "transformers": transformers.__version__, "platform": platform.platform()},
+        "runs": runs,
+    }
+
+
+def length_problem(record: Record, max_length: int | None, chunk_size: int | None, device) -> str | None:
+    """Why a record is too long to fold here, or None."""
+    n = _model_length(record)
+    if max_length is not None:
+        if n > max_length:
+            return f"{n} residues exceed the limit of {max_length} (--max-length)"
+        return None
+    need = estimate_peak_bytes(n, chunk_size=chunk_size or 32)
+    have = available_memory_bytes(device)
+    if need > have:
+        return (f"{n} residues need about {need / 2**30:.1f} GiB for the trunk, more than the "
+                f"{have / 2**30:.1f} GiB available; split the protein or raise --max-length to try anyway")
+    return None
+
+
+def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: list[str] | None = None,
+             progress: bool = True, log=None) -> RunResult:
+    """Fold records into ``config.output``, resuming what a previous run finished.
+
+    Parameters
+    ----------
+    records : list of Record
+    config : RunConfig
+    folding_model : foldatlas.models.FoldingModel
+    inputs : list of str, optional
+        Input descriptions for the manifest.
+    progress : bool
+        Show a progress bar (residues, with ETA) on stderr.
+    log : callable, optional
+        Receives one-line messages (failures); default prints to stderr.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    OutputConflictError
+        If the folder holds results of another model or recycling setting.
+    """
+    from tqdm import tqdm
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # left by a run killed in the middle of a write
+        stale.unlink(missing_ok=True)
+    manifest_path = out / "manifest.json"
+    previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    manifest = _manifest(folding_model, config, inputs or [], previous)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
+
+    stems = safe_names([r.name for r in records])
+    result = RunResult()
+    rows: dict[int, dict] = {}
+    todo: list[int] = []
+    for i, (record, stem) in enumerate(zip(records, stems)):
+        if is_done(out, stem, record.sequence):
+            rows[i] = _row_from_json(stem, out / f"{stem}.json")
+            result.skipped += 1
+            continue
+        problem = length_problem(record, config.max_length, config.chunk_size, folding_model.device)
+        if problem:
+            rows[i] = _failure_row(record, stem, problem)
+            result.failed += 1
+            log(f"record '{record.name}': skipped: {problem}")
+            continue
+        todo.append(i)
+
+    def flush() -> None:
+        result.rows = [rows[i] for i in sorted(rows)]
+        _write_summary(out, result.rows)
+
+    flush()
+    options = FoldOptions(config.num_recycles, config.chunk_size)
+    batches = token_batches([_model_length(records[i]) for i in todo], config.max_tokens_per_batch)
+    queue = [[todo[j] for j in batch] for batch in batches]
+    bar = tqdm(total=sum(records[i].length for i in todo), unit="res", disable=not progress or not todo,
+               desc="folding", file=sys.stderr, dynamic_ncols=True)
+    while queue:
+        batch = queue.pop(0)
+        start = time.perf_counter()
+        try:
+            predictions = fold_batch(folding_model, [records[i] for i in batch], options)
+        except (RuntimeError, MemoryError) as e:
+            if len(batch) > 1 and _is_oom(e):
+                half = len(batch) // 2
+                queue[:0] = [batch[:half], batch[half:]]
+                continue
+            reason = "out of memory" if _is_oom(e) else f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"
+            for i in batch:
+                rows[i] = _failure_row(records[i], stems[i], reason)
+                log(f"record '{records[i].name}': failed: {reason}")
+            result.failed += len(batch)
+            bar.update(sum(records[i].length for i in batch))
+            flush()
+            continue
+        seconds = (time.perf_counter() - start) / len(batch)
+        for i, prediction in zip(batch, predictions):
+            extra = {"seconds": round(seconds, 3), "batch_size": len(batch),
+                     "model_weights_sha256": folding_model.weights_sha256}
+            write_prediction(prediction, out, stems[i], plot=config.plot, extra=extra)
+            rows[i] = {"name": records[i].name, "file": stems[i], "length": records[i].length,
+                       "chains": len(records[i].chains), "mean_plddt": round(prediction.mean_plddt, 3),
+                       "ptm": round(prediction.ptm, 5),
+                       "iptm": None if prediction.iptm is None else round(prediction.iptm, 5),
+                       "status": "ok", "seconds": round(seconds, 3), "error": ""}
+            result.folded += 1
+        bar.update(sum(records[i].length for i in batch))
+        flush()
+    bar.close()
+    manifest["runs"][-1]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest["runs"][-1]["counts"] = {"folded": result.folded, "skipped": result.skipped, "failed": result.failed}
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
+    return result
+
+
+def _failure_row(record: Record, stem: str, reason: str) -> dict:
+    return {"name": record.name, "file": stem, "length": record.length, "chains": len(record.chains),
+            "mean_plddt": None, "ptm": None, "iptm": None, "status": "failed", "seconds": None, "error": reason}
