@@ -12,10 +12,11 @@ from foldatlas.seq.complexes import LINKER
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 
 
-def test_parity_with_transformers_forward(tiny_model):
+def test_parity_with_transformers_forward(tiny_model, tiny_checkpoint):
+    from transformers import EsmForProteinFolding
     from transformers.models.esm.openfold_utils.feats import atom14_to_atom37
 
-    model = tiny_model.model
+    model = EsmForProteinFolding.from_pretrained(tiny_checkpoint).eval()  # transformers' own, untouched
     with torch.no_grad():
         ref = model.infer([SEQ])
     ref_atom37 = atom14_to_atom37(ref["positions"][-1], ref)[0].numpy()
@@ -74,3 +75,22 @@ def test_ptm_formula_small_case():
     np.testing.assert_allclose(pae, 0.25, atol=1e-6)
     assert max_pae == pytest.approx(31.75)
     assert np.isnan(predicted_tm(logits, np.zeros(5, int), interface=True))
+
+
+def test_lean_trunk_equals_transformers_block_forward(tiny_checkpoint, monkeypatch):
+    from foldatlas.models import trunk
+    from foldatlas.models.loading import load_folding_model
+
+    monkeypatch.setattr(trunk, "_ROWS", 5)  # several row chunks even on short inputs
+
+    lean = load_folding_model(str(tiny_checkpoint), device="cpu", lean_trunk=True)
+    plain = load_folding_model(str(tiny_checkpoint), device="cpu", lean_trunk=False)
+    recs = [make_record("m", SEQ + "WWPLKD"), make_record("d", "MKTAYIAKQRQ:GSHMLEDPVVKL")]
+    for chunk in (0, 3):
+        a = fold_batch(lean, recs, FoldOptions(chunk_size=chunk))
+        b = fold_batch(plain, recs, FoldOptions(chunk_size=chunk))
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x.positions, y.positions, atol=1e-4)
+            np.testing.assert_allclose(x.atom_plddt, y.atom_plddt, atol=1e-4)
+            np.testing.assert_allclose(x.pae, y.pae, atol=1e-4)
+            assert x.ptm == pytest.approx(y.ptm, abs=1e-5)

@@ -95,3 +95,23 @@ def test_config_validation():
         RunConfig(output=".", max_tokens_per_batch=-5)
     with pytest.raises(ValueError):
         RunConfig(output=".", max_length=0)
+
+
+def test_too_long_for_memory_is_refused_with_a_reason(tmp_path, tiny_model, monkeypatch):
+    from foldatlas.predict import runner
+
+    monkeypatch.setattr(runner, "available_memory_bytes", lambda device=None: 50 * 2**20)  # 50 MiB free
+    result = run_fold([make_record("big", "MKTAYIAKQR" * 30), make_record("small", "MKT")],
+                      RunConfig(output=tmp_path, chunk_size=0), tiny_model, progress=False, log=lambda m: None)
+    assert (result.folded, result.failed) == (1, 1)
+    row = [r for r in _summary(tmp_path) if r["name"] == "big"][0]
+    assert "GiB" in row["error"] and "--max-length" in row["error"]
+
+
+def test_memory_estimate_grows_with_length_and_chunking_bounds_attention():
+    from foldatlas.predict.memory import auto_chunk_size, estimate_peak_bytes
+
+    assert estimate_peak_bytes(512) < estimate_peak_bytes(1024)
+    assert estimate_peak_bytes(1024, chunk_size=16) < estimate_peak_bytes(1024, chunk_size=0)
+    assert auto_chunk_size(64) == 0  # short inputs are not chunked
+    assert 1 <= auto_chunk_size(4000) <= 128

@@ -162,7 +162,7 @@ def stream_lm_layers(esm_model, compute_dtype) -> int:
 
 
 def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
-                       threads: int | None = None) -> FoldingModel:
+                       threads: int | None = None, lean_trunk: bool = True) -> FoldingModel:
     """Load an ESMFold-architecture model by name, hub id or folder.
 
     Parameters
@@ -176,6 +176,10 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
         stored 16-bit weights on GPUs; on a CPU it is computed in float32.
     threads : int, optional
         CPU threads for torch (default: torch's own choice).
+    lean_trunk : bool
+        Run the trunk blocks with :func:`foldatlas.models.trunk.lean_block_forward`
+        (same outputs, about half the activation memory). False keeps
+        transformers' own block forward.
 
     Returns
     -------
@@ -230,5 +234,9 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
         param.data = param.data.to(torch_dtype)
     if dev.type == "cpu" and lm_dtype != torch.float32:
         stream_lm_layers(model.esm, torch.float32)
+    if lean_trunk:
+        from foldatlas.models.trunk import install_lean_trunk
+
+        install_lean_trunk(model)
     return FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
                         revision=resolved.revision, device=dev, dtype=torch_dtype)

@@ -4,7 +4,9 @@ The trunk's triangle attention materialises logits of shape
 ``[B, L, heads, L, L]`` (4 heads of width 32 in ESMFold v1): 17 GB at L = 1024
 unchunked. Chunking its rows bounds that to ``chunk * heads * L * L`` floats at
 a small cost in speed. The pair representation itself, ``[B, L, L, 128]``
-float32, and a handful of temporaries of the same size remain.
+float32, and a handful of tensors of the same size remain: with the lean block
+forward (:mod:`foldatlas.models.trunk`) about nine at the peak (four held by the
+trunk's recycling loop, up to five inside a block).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 
 __all__ = ["available_memory_bytes", "auto_chunk_size", "estimate_peak_bytes"]
 
-_PAIR_TEMPORARIES = 12  # live [B, L, L, c_z] float32 tensors at the peak of a block, measured
+_PAIR_TEMPORARIES = 10  # live [B, L, L, c_z] float32 tensors at the peak, with a margin
 _HEADS = 4
 
 

@@ -22,7 +22,7 @@ from foldatlas.errors import OutputConflictError
 from foldatlas.files import atomic_write_text
 from foldatlas.predict.batching import token_batches
 from foldatlas.predict.engine import FoldOptions, fold_batch
-from foldatlas.predict.memory import available_memory_bytes, estimate_peak_bytes
+from foldatlas.predict.memory import auto_chunk_size, available_memory_bytes, estimate_peak_bytes
 from foldatlas.predict.outputs import is_done, write_prediction
 from foldatlas.seq.complexes import LINKER
 from foldatlas.seq.records import Record, safe_names
@@ -147,11 +147,12 @@ def length_problem(record: Record, max_length: int | None, chunk_size: int | Non
         if n > max_length:
             return f"{n} residues exceed the limit of {max_length} (--max-length)"
         return None
-    need = estimate_peak_bytes(n, chunk_size=chunk_size or 32)
     have = available_memory_bytes(device)
+    chunk = chunk_size if chunk_size is not None else auto_chunk_size(n, device=device)
+    need = estimate_peak_bytes(n, chunk_size=chunk)
     if need > have:
         return (f"{n} residues need about {need / 2**30:.1f} GiB for the trunk, more than the "
-                f"{have / 2**30:.1f} GiB available; split the protein or raise --max-length to try anyway")
+                f"{have / 2**30:.1f} GiB available; split the protein, or pass --max-length to try anyway")
     return None
 
 
