@@ -13,7 +13,8 @@ which caps the length that fits in memory.
 * runs the per-position parts (layer norms, projections, the pair MLP, the
   sequence-to-pair outer product) over row chunks of ``z``;
 * keeps only the two projections ``a`` and ``b`` of a triangle multiplication
-  and their product at full size;
+  and their product at full size, laid out channel-first so that the product
+  needs no transposed copies;
 * skips dropout (the identity at inference).
 
 Peak memory is about five times the size of ``z``. Results equal transformers'
@@ -35,29 +36,46 @@ def _pair_rows(length: int, rows: int = _ROWS):
 
 
 def _triangle_multiply_(module, z, mask) -> None:
-    """z += TriangleMultiplicativeUpdate(z) (Algorithms 11/12), in place."""
+    """z += TriangleMultiplicativeUpdate(z) (Algorithms 11/12), in place.
+
+    The projections ``a`` and ``b`` are written channel-first ([B, C, L, L]) by
+    one matrix product per row chunk (the four gate/projection weights stacked),
+    so that the triangle product is a single batched matmul with no transposed
+    copies; transformers permutes [B, L, L, C] tensors and copies each of the
+    C matrices before multiplying them.
+    """
     import torch
-    from transformers.models.esm.modeling_esmfold import permute_final_dims
 
     b_dim, length, _, c = z.shape
-    a = z.new_empty(b_dim, length, length, c)
-    b = z.new_empty(b_dim, length, length, c)
-    for rows in _pair_rows(length):
-        zn = module.layer_norm_in(z[:, rows])
-        m = mask[:, rows].unsqueeze(-1)
-        # Same operation order as transformers: mask * sigmoid(gate) * projection.
-        a[:, rows] = m * module.sigmoid(module.linear_a_g(zn)) * module.linear_a_p(zn)
-        b[:, rows] = m * module.sigmoid(module.linear_b_g(zn)) * module.linear_b_p(zn)
+    weight = torch.cat([module.linear_a_g.weight, module.linear_a_p.weight,
+                        module.linear_b_g.weight, module.linear_b_p.weight])  # [4C, C]
+    bias = torch.cat([module.linear_a_g.bias, module.linear_a_p.bias,
+                      module.linear_b_g.bias, module.linear_b_p.bias])[:, None]  # [4C, 1]
+    a = z.new_empty(b_dim, c, length, length)  # a[b, c, i, k] = a_ik^c
+    b = z.new_empty(b_dim, c, length, length)
+    for batch in range(b_dim):
+        for rows in _pair_rows(length):
+            zn = module.layer_norm_in(z[batch, rows]).reshape(-1, c)  # [r*L, C]
+            proj = torch.addmm(bias, weight, zn.t())  # [4C, r*L]
+            gate_a, proj_a, gate_b, proj_b = proj.split(c)
+            m = mask[batch, rows].reshape(1, -1)
+            shape = (c, rows.stop - rows.start, length)
+            a[batch, :, rows] = torch.sigmoid(gate_a).mul_(proj_a).mul_(m).view(shape)
+            b[batch, :, rows] = torch.sigmoid(gate_b).mul_(proj_b).mul_(m).view(shape)
+    a = a.view(b_dim * c, length, length)
+    b = b.view(b_dim * c, length, length)
     if module._outgoing:
-        p = torch.matmul(permute_final_dims(a, (2, 0, 1)), permute_final_dims(b, (2, 1, 0)))
+        p = torch.bmm(a, b.transpose(1, 2))  # p_ij = sum_k a_ik b_jk
     else:
-        p = torch.matmul(permute_final_dims(a, (2, 1, 0)), permute_final_dims(b, (2, 0, 1)))
+        p = torch.bmm(a.transpose(1, 2), b)  # p_ij = sum_k a_ki b_kj
     del a, b
-    x = permute_final_dims(p, (1, 2, 0))  # [B, L, L, C] view of the product
-    for rows in _pair_rows(length):
-        update = module.linear_z(module.layer_norm_out(x[:, rows]))
-        update *= module.sigmoid(module.linear_g(module.layer_norm_in(z[:, rows])))
-        z[:, rows] += update
+    p = p.view(b_dim, c, length, length)
+    for batch in range(b_dim):
+        for rows in _pair_rows(length):
+            x = p[batch, :, rows].permute(1, 2, 0)  # [r, L, C]
+            update = module.linear_z(module.layer_norm_out(x))
+            update *= module.sigmoid(module.linear_g(module.layer_norm_in(z[batch, rows])))
+            z[batch, rows] += update
 
 
 def _sequence_to_pair_(module, sequence_state, z) -> None:
