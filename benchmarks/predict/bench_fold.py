@@ -14,7 +14,7 @@ Usage::
 
     python benchmarks/predict/make_checkpoint.py /data/esmfold_full_random   # once, 8.4 GB
     python benchmarks/predict/bench_fold.py --checkpoint /data/esmfold_full_random --lengths 64 128 256
-    python benchmarks/predict/bench_fold.py --checkpoint /tmp/tiny --lengths 16 --smoke   # CI smoke run
+    python benchmarks/predict/bench_fold.py --checkpoint /tmp/tiny --lengths 16   # smoke run (tests do this)
 """
 
 from __future__ import annotations
@@ -97,7 +97,6 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--tools", nargs="+", default=["transformers", "foldatlas"])
     parser.add_argument("--num-recycles", type=int, default=None)
-    parser.add_argument("--smoke", action="store_true", help="tiny run for CI: checks the script works")
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "LENGTH", "NPZ"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
