@@ -30,7 +30,8 @@ __all__ = ["install_lean_trunk", "lean_block_forward"]
 _ROWS = 64  # rows of z per chunk in the per-position parts
 
 
-def _pair_rows(length: int, rows: int = _ROWS):
+def _pair_rows(length: int, rows: int | None = None):
+    rows = rows or _ROWS  # read at call time, so tests can shrink it
     for start in range(0, length, rows):
         yield slice(start, min(start + rows, length))
 
