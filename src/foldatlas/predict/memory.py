@@ -5,8 +5,10 @@ The trunk's triangle attention materialises logits of shape
 unchunked. Chunking its rows bounds that to ``chunk * heads * L * L`` floats at
 a small cost in speed. The pair representation itself, ``[B, L, L, 128]``
 float32, and a handful of tensors of the same size remain: with the lean block
-forward (:mod:`foldatlas.models.trunk`) about nine at the peak (four held by the
-trunk's recycling loop, up to five inside a block).
+forward (:mod:`foldatlas.models.trunk`), ESMFold v1 at 1,792 residues peaked
+10.4 GiB above the loaded model (``benchmarks/predict/bench_max_length.py``,
+BENCHMARKS.md), which this estimate puts at 12.2 GiB: six pair-sized tensors
+plus the chunked attention.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 
 __all__ = ["available_memory_bytes", "auto_chunk_size", "estimate_peak_bytes"]
 
-_PAIR_TEMPORARIES = 10  # live [B, L, L, c_z] float32 tensors at the peak, with a margin
+_PAIR_TEMPORARIES = 6  # [B, L, L, c_z] float32 tensors live at the peak (with the chunked attention: a margin)
 _HEADS = 4
 
 
@@ -41,7 +43,7 @@ def estimate_peak_bytes(length: int, batch: int = 1, chunk_size: int | None = No
     """Activation memory of the trunk for a batch of ``length``-residue inputs (weights excluded)."""
     pair = batch * length * length * pair_dim * bytes_per_value
     rows = length if not chunk_size else min(chunk_size, length)
-    attention = 3 * batch * rows * _HEADS * length * length * bytes_per_value  # logits, softmax, bias
+    attention = 2 * batch * rows * _HEADS * length * length * bytes_per_value  # logits and their softmax
     return _PAIR_TEMPORARIES * pair + attention
 
 
@@ -52,9 +54,9 @@ def auto_chunk_size(length: int, batch: int = 1, device=None, budget_fraction: f
     chunked since chunking costs time.
     """
     budget = available_memory_bytes(device) * budget_fraction
-    if 3 * batch * length * _HEADS * length * length * 4 <= budget:
+    if 2 * batch * length * _HEADS * length * length * 4 <= budget:
         return 0
     chunk = 128
-    while chunk > 1 and 3 * batch * chunk * _HEADS * length * length * 4 > budget:
+    while chunk > 1 and 2 * batch * chunk * _HEADS * length * length * 4 > budget:
         chunk //= 2
     return chunk
