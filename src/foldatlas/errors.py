@@ -16,6 +16,7 @@ __all__ = [
     "WeightsIntegrityError",
     "SequenceTooLongError",
     "OutputConflictError",
+    "InvalidOptionError",
 ]
 
 
@@ -68,3 +69,9 @@ class OutputConflictError(FoldatlasError):
     """An output folder holds results made with other settings."""
 
     exit_code = 4
+
+
+class InvalidOptionError(FoldatlasError, ValueError):
+    """An option value that cannot be used here (unknown dtype, absent device)."""
+
+    exit_code = 2

@@ -101,3 +101,20 @@ def test_killed_run_resumes_and_folds_every_record_exactly_once(tmp_path, tiny_c
     for n in names:
         assert json.loads((out / f"{n}.json").read_text())["name"] == n
     assert not list(out.glob(".*.tmp")), "no temp file may survive a rerun"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "cuda"], "no CUDA device"),
+    (["--device", "toaster"], "unknown device 'toaster'"),
+    (["--dtype", "float8"], "unknown dtype 'float8'"),
+])
+def test_bad_device_or_dtype_is_one_line(tmp_path, tiny_checkpoint, capsys, args, message):
+    code, err = _run(["fold", "MKT", "-m", str(tiny_checkpoint), "-o", str(tmp_path / "o")] + args, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = _run(["fold", "MKT", "-m", str(tiny_checkpoint), "-o", str(blocker / "out"), "-q"], capsys)
+    assert code == 1 and err.startswith("error:") and err.count("\n") == 1

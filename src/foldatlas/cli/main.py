@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
+    except OSError as e:  # unwritable output folder, full disk, ...
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

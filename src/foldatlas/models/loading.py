@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from foldatlas.errors import WeightsIntegrityError
+from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
 from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.models.registry import ResolvedModel, resolve_model
 
@@ -193,15 +193,23 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
     from transformers import EsmConfig, EsmForProteinFolding
     from transformers.utils import logging as hf_logging
 
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise InvalidOptionError(f"unknown dtype '{dtype}': use one of {', '.join(dtypes)}")
+    torch_dtype = dtypes[dtype]
+    try:
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           ("cpu" if device == "auto" else device))
+    except RuntimeError as e:
+        raise InvalidOptionError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidOptionError(f"device '{device}': no CUDA device is available to this torch build "
+                                 f"(torch {torch.__version__}); use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidOptionError(f"device '{device}' is not supported: use auto, cpu, cuda or cuda:N")
     resolved: ResolvedModel = resolve_model(name)
     if threads:
         torch.set_num_threads(int(threads))
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in dtypes:
-        raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(dtypes)}")
-    torch_dtype = dtypes[dtype]
     try:
         config = EsmConfig.from_pretrained(resolved.path)
     except (OSError, ValueError) as e:

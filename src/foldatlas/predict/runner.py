@@ -225,7 +225,7 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
         start = time.perf_counter()
         try:
             predictions = fold_batch(folding_model, [records[i] for i in batch], options)
-        except (RuntimeError, MemoryError) as e:
+        except Exception as e:  # any failure of a batch is recorded; the run goes on
             if len(batch) > 1 and _is_oom(e):
                 half = len(batch) // 2
                 queue[:0] = [batch[:half], batch[half:]]
