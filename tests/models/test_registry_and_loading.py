@@ -65,3 +65,22 @@ def test_weights_hash_is_stable_and_cached(tiny_checkpoint):
     h1 = weights_sha256(tiny_checkpoint)
     h2 = weights_sha256(tiny_checkpoint)
     assert h1 == h2 and len(h1) == 64
+
+
+def test_hub_id_resolves_from_local_cache_and_loads(tmp_path, monkeypatch, tiny_checkpoint):
+    """A hub-cache snapshot (as `hf download` leaves it) is found offline and loaded by the same code."""
+    cache = tmp_path / "hub"
+    repo = cache / "models--facebook--esmfold_v1"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    for f in tiny_checkpoint.iterdir():
+        shutil.copy(f, snapshot / f.name)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    resolved = resolve_model("facebook/esmfold_v1")
+    assert (resolved.source, resolved.name, resolved.revision) == ("hub-cache", "esmfold_v1", revision)
+    model = load_folding_model("esmfold_v1", device="cpu")
+    assert model.name == "esmfold_v1" and model.revision == revision and len(model.weights_sha256) == 64

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from foldatlas.errors import UnknownModelError, WeightsIntegrityError, WeightsNotFoundError
 
-__all__ = ["ModelSpec", "REGISTRY", "DEFAULT_FOLD_MODEL", "ResolvedModel", "resolve_model"]
+__all__ = ["ModelSpec", "REGISTRY", "DEFAULT_FOLD_MODEL", "ResolvedModel", "hub_cache_dir", "resolve_model"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,20 @@ def _check_folder(path: Path, name: str) -> None:
         raise WeightsIntegrityError(f"model '{name}': no .safetensors weights in {path}{hint}")
 
 
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment at call time.
+
+    ``HF_HUB_CACHE`` (or the older ``HUGGINGFACE_HUB_CACHE``), else ``$HF_HOME/hub``,
+    else huggingface_hub's default (``~/.cache/huggingface/hub``).
+    """
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.path.expanduser(os.environ[var]))
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expanduser(os.environ["HF_HOME"])) / "hub"
+    return Path.home() / ".cache" / "huggingface" / "hub"
+
+
 def _from_hub_cache(hub_id: str) -> tuple[Path, str | None] | None:
     try:
         from huggingface_hub import snapshot_download
@@ -99,7 +113,7 @@ def _from_hub_cache(hub_id: str) -> tuple[Path, str | None] | None:
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
         return None
     try:
-        folder = Path(snapshot_download(hub_id, local_files_only=True))
+        folder = Path(snapshot_download(hub_id, local_files_only=True, cache_dir=hub_cache_dir()))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
         return None
     return folder, folder.name
