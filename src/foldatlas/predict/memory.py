@@ -38,25 +38,31 @@ def available_memory_bytes(device=None) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
+def _attention_bytes(length: int, rows: int, batch: int = 1, bytes_per_value: int = 4) -> int:
+    """Triangle-attention logits and their softmax for ``rows`` query rows: [B, rows, heads, L, L] twice."""
+    return 2 * batch * rows * _HEADS * length * length * bytes_per_value
+
+
 def estimate_peak_bytes(length: int, batch: int = 1, chunk_size: int | None = None,
                         pair_dim: int = 128, bytes_per_value: int = 4) -> int:
     """Activation memory of the trunk for a batch of ``length``-residue inputs (weights excluded)."""
     pair = batch * length * length * pair_dim * bytes_per_value
     rows = length if not chunk_size else min(chunk_size, length)
-    attention = 2 * batch * rows * _HEADS * length * length * bytes_per_value  # logits and their softmax
-    return _PAIR_TEMPORARIES * pair + attention
+    return _PAIR_TEMPORARIES * pair + _attention_bytes(length, rows, batch, bytes_per_value)
 
 
-def auto_chunk_size(length: int, batch: int = 1, device=None, budget_fraction: float = 0.25) -> int:
+def auto_chunk_size(length: int, batch: int = 1, device=None, budget_fraction: float = 0.25,
+                    available: int | None = None) -> int:
     """Largest chunk (power of two, 0 = no chunking) keeping attention within a budget.
 
     The budget is ``budget_fraction`` of the free memory; short inputs are not
-    chunked since chunking costs time.
+    chunked since chunking costs time. ``available`` (bytes) skips reading the
+    free memory again when the caller has it.
     """
-    budget = available_memory_bytes(device) * budget_fraction
-    if 2 * batch * length * _HEADS * length * length * 4 <= budget:
+    budget = (available_memory_bytes(device) if available is None else available) * budget_fraction
+    if _attention_bytes(length, length, batch) <= budget:
         return 0
     chunk = 128
-    while chunk > 1 and 2 * batch * chunk * _HEADS * length * length * 4 > budget:
+    while chunk > 1 and _attention_bytes(length, chunk, batch) > budget:
         chunk //= 2
     return chunk

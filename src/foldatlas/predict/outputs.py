@@ -13,13 +13,11 @@ from foldatlas.files import atomic_write_bytes, atomic_write_text
 from foldatlas.predict.plots import confidence_png
 from foldatlas.predict.prediction import Prediction
 
-__all__ = ["OUTPUT_SUFFIXES", "write_prediction", "is_done"]
-
-OUTPUT_SUFFIXES = (".pdb", ".cif", ".pae.json", ".png", ".json")
+__all__ = ["write_prediction", "load_done"]
 
 
 def write_prediction(prediction: Prediction, folder: str | Path, stem: str, plot: bool = True,
-                     extra: dict | None = None) -> dict[str, Path]:
+                     extra: dict | None = None) -> dict:
     """Write every output file of one prediction.
 
     Parameters
@@ -35,8 +33,8 @@ def write_prediction(prediction: Prediction, folder: str | Path, stem: str, plot
 
     Returns
     -------
-    dict of str to Path
-        The files written, by kind.
+    dict
+        The content written to ``{stem}.json``.
     """
     folder = Path(folder)
     paths = {"pdb": folder / f"{stem}.pdb", "cif": folder / f"{stem}.cif",
@@ -50,15 +48,16 @@ def write_prediction(prediction: Prediction, folder: str | Path, stem: str, plot
     data = prediction.to_dict(include_pae=True)
     data.update(extra or {})
     atomic_write_text(paths["json"], json.dumps(data, separators=(",", ":")))  # last: the done marker
-    return paths
+    return data
 
 
-def is_done(folder: str | Path, stem: str, sequence: str) -> bool:
-    """Whether ``{stem}.json`` exists for this exact sequence (a finished record)."""
+def load_done(folder: str | Path, stem: str, sequence: str) -> dict | None:
+    """The parsed ``{stem}.json`` if it exists for this exact sequence (a finished record), else None."""
     path = Path(folder) / f"{stem}.json"
     if not path.is_file():
-        return False
+        return None
     try:
-        return json.loads(path.read_text()).get("sequence") == sequence
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
+        return None
+    return data if data.get("sequence") == sequence else None

@@ -23,12 +23,13 @@ from foldatlas.files import atomic_write_text
 from foldatlas.predict.batching import token_batches
 from foldatlas.predict.engine import FoldOptions, fold_batch
 from foldatlas.predict.memory import auto_chunk_size, available_memory_bytes, estimate_peak_bytes
-from foldatlas.predict.outputs import is_done, write_prediction
+from foldatlas.predict.outputs import load_done, write_prediction
 from foldatlas.seq.complexes import LINKER
 from foldatlas.seq.records import Record, safe_names
 
 __all__ = ["RunConfig", "RunResult", "run_fold", "length_problem", "SUMMARY_COLUMNS"]
 
+_SUMMARY_INTERVAL_S = 10.0
 SUMMARY_COLUMNS = ("name", "file", "length", "chains", "mean_plddt", "ptm", "iptm", "status", "seconds", "error")
 
 
@@ -89,8 +90,8 @@ def _is_oom(error: BaseException) -> bool:
         error.__class__.__name__ == "OutOfMemoryError")
 
 
-def _row_from_json(stem: str, path: Path) -> dict:
-    data = json.loads(path.read_text())
+def _ok_row(stem: str, data: dict) -> dict:
+    """Summary row of a finished record, from the content of its ``{stem}.json``."""
     return {"name": data["name"], "file": stem, "length": data["length"], "chains": len(data["chains"]),
             "mean_plddt": data["mean_plddt"], "ptm": data["ptm"], "iptm": data.get("iptm"),
             "status": "ok", "seconds": data.get("seconds", ""), "error": ""}
@@ -140,15 +141,19 @@ def _manifest(folding_model, config: RunConfig, inputs: list[str], previous: dic
     }
 
 
-def length_problem(record: Record, max_length: int | None, chunk_size: int | None, device) -> str | None:
-    """Why a record is too long to fold here, or None."""
+def length_problem(record: Record, max_length: int | None, chunk_size: int | None, device,
+                   available: int | None = None) -> str | None:
+    """Why a record is too long to fold here, or None.
+
+    ``available``: free memory in bytes, if the caller has read it already.
+    """
     n = _model_length(record)
     if max_length is not None:
         if n > max_length:
             return f"{n} residues exceed the limit of {max_length} (--max-length)"
         return None
-    have = available_memory_bytes(device)
-    chunk = chunk_size if chunk_size is not None else auto_chunk_size(n, device=device)
+    have = available_memory_bytes(device) if available is None else available
+    chunk = chunk_size if chunk_size is not None else auto_chunk_size(n, available=have)
     need = estimate_peak_bytes(n, chunk_size=chunk)
     if need > have:
         return (f"{n} residues need about {need / 2**30:.1f} GiB for the trunk, more than the "
@@ -197,12 +202,14 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
     result = RunResult()
     rows: dict[int, dict] = {}
     todo: list[int] = []
+    available = available_memory_bytes(folding_model.device)  # read once, not per record
     for i, (record, stem) in enumerate(zip(records, stems)):
-        if is_done(out, stem, record.sequence):
-            rows[i] = _row_from_json(stem, out / f"{stem}.json")
+        done = load_done(out, stem, record.sequence)
+        if done is not None:
+            rows[i] = _ok_row(stem, done)
             result.skipped += 1
             continue
-        problem = length_problem(record, config.max_length, config.chunk_size, folding_model.device)
+        problem = length_problem(record, config.max_length, config.chunk_size, folding_model.device, available)
         if problem:
             rows[i] = _failure_row(record, stem, problem)
             result.failed += 1
@@ -210,11 +217,18 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
             continue
         todo.append(i)
 
-    def flush() -> None:
-        result.rows = [rows[i] for i in sorted(rows)]
-        _write_summary(out, result.rows)
+    last_flush = 0.0
 
-    flush()
+    def flush(force: bool = False) -> None:
+        # The summary is derivable from the records' JSON files (a rerun rebuilds it), so it is rewritten at
+        # most every few seconds rather than after every batch, which would cost O(n^2) over a large run.
+        nonlocal last_flush
+        if force or time.monotonic() - last_flush >= _SUMMARY_INTERVAL_S:
+            result.rows = [rows[i] for i in sorted(rows)]
+            _write_summary(out, result.rows)
+            last_flush = time.monotonic()
+
+    flush(force=True)
     options = FoldOptions(config.num_recycles, config.chunk_size)
     batches = token_batches([_model_length(records[i]) for i in todo], config.max_tokens_per_batch)
     queue = [[todo[j] for j in batch] for batch in batches]
@@ -242,16 +256,12 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
         for i, prediction in zip(batch, predictions):
             extra = {"seconds": round(seconds, 3), "batch_size": len(batch),
                      "model_weights_sha256": folding_model.weights_sha256}
-            write_prediction(prediction, out, stems[i], plot=config.plot, extra=extra)
-            rows[i] = {"name": records[i].name, "file": stems[i], "length": records[i].length,
-                       "chains": len(records[i].chains), "mean_plddt": round(prediction.mean_plddt, 3),
-                       "ptm": round(prediction.ptm, 5),
-                       "iptm": None if prediction.iptm is None else round(prediction.iptm, 5),
-                       "status": "ok", "seconds": round(seconds, 3), "error": ""}
+            rows[i] = _ok_row(stems[i], write_prediction(prediction, out, stems[i], plot=config.plot, extra=extra))
             result.folded += 1
         bar.update(sum(records[i].length for i in batch))
         flush()
     bar.close()
+    flush(force=True)
     manifest["runs"][-1]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest["runs"][-1]["counts"] = {"folded": result.folded, "skipped": result.skipped, "failed": result.failed}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
