@@ -1,7 +1,11 @@
-"""Shared fixtures: tiny random-config ESMFold checkpoints built in a temp dir (never downloaded)."""
+"""Shared fixtures: tiny random-config ESMFold checkpoints built in a temp dir (never downloaded), and a tiny
+training-data fixture in the formats of the Debian dumps, with planted homologs."""
 
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
 import pytest
 
 
@@ -25,3 +29,65 @@ def tiny_model(tiny_checkpoint):
 def _hash_cache(tmp_path, monkeypatch):
     """Keep the weights-hash cache out of the user's home."""
     monkeypatch.setenv("FOLDATLAS_CACHE", str(tmp_path / "cache"))
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def _random_seq(rng, n):
+    return "".join(rng.choice(list(AA), n))
+
+
+def _mutate(rng, seq, identity):
+    out = list(seq)
+    for i in rng.choice(len(seq), int(round(len(seq) * (1 - identity))), replace=False):
+        out[i] = rng.choice([a for a in AA if a != seq[i]])
+    return "".join(out)
+
+
+def make_structures(rng, seqs):
+    from foldatlas.train.data import StructureSet
+
+    lengths = np.array([len(s) for s in seqs])
+    n = int(lengths.sum())
+    # A snake on a plane: rows of 15 residues 3.8 A apart, rows 5 A apart, so that
+    # residues in neighbouring rows (up to 29 apart in sequence) are in contact.
+    k = np.concatenate([np.arange(m) for m in lengths])
+    row, col = k // 15, k % 15
+    col = np.where(row % 2 == 0, col, 14 - col)
+    ca = np.stack([col * 3.8, row * 5.0, np.zeros(n)], -1).astype(np.float32)
+    coords = np.stack([ca - 1.0, ca, ca + 1.0, ca + 1.5, ca + 0.8], 1).astype(np.float32)
+    prof = rng.random((n, 20)).astype(np.float32)
+    prof /= prof.sum(1, keepdims=True)
+    return StructureSet(ids=np.array([f"P{k:03d}_A" for k in range(len(seqs))]),
+                        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                        sequence="".join(seqs), dssp="H" * n, coords=coords, profile=prof.astype(np.float16))
+
+
+@pytest.fixture(scope="session")
+def tiny_sources():
+    """60 structure chains, 300 UniProt sequences, 2 evaluation domains.
+
+    Every evaluation domain has a 60%-identity copy among the UniProt sequences
+    and among the structure chains; those copies must not reach training.
+    """
+    rng = np.random.default_rng(7)
+    evals = [(f"eval{k}", _random_seq(rng, 90)) for k in range(2)]
+    s_seqs = [_random_seq(rng, int(rng.integers(40, 120))) for _ in range(58)]
+    s_seqs += [_mutate(rng, s, 0.6) for _, s in evals]
+    uni = [(f"U{k:04d}", _random_seq(rng, int(rng.integers(40, 200)))) for k in range(296)]
+    uni += [(f"HOM{k}", _mutate(rng, s, 0.6)) for k, (_, s) in enumerate(evals)]
+    uni += [("DUP0", uni[0][1]), ("BAD0", "ACDJJJ" * 10)]
+    return {"uniprot": uni, "structures": make_structures(rng, s_seqs), "evals": evals}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, tiny_sources):
+    """The tiny fixture run through build_dataset."""
+    if shutil.which("mmseqs") is None:
+        pytest.skip("mmseqs2 not installed")
+    from foldatlas.train.data import SplitOptions, build_dataset
+
+    out = tmp_path_factory.mktemp("data")
+    manifest = build_dataset(out, tiny_sources["uniprot"], tiny_sources["structures"], tiny_sources["evals"],
+                             options=SplitOptions(frac_test=0.1, frac_valid=0.1, lm_valid=20), log=lambda m: None)
+    return out, manifest

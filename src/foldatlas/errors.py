@@ -17,6 +17,7 @@ __all__ = [
     "SequenceTooLongError",
     "OutputConflictError",
     "InvalidOptionError",
+    "DataToolError",
 ]
 
 
@@ -75,3 +76,9 @@ class InvalidOptionError(FoldatlasError, ValueError):
     """An option value that cannot be used here (unknown dtype, absent device)."""
 
     exit_code = 2
+
+
+class DataToolError(FoldatlasError):
+    """A tool or Debian package the training-data extraction needs is missing or failed."""
+
+    exit_code = 5

@@ -29,7 +29,7 @@ def test_missing_hub_weights_say_how_to_get_them(monkeypatch, tmp_path):
 
 
 def test_default_model_name_is_reserved_and_explains_itself():
-    with pytest.raises(WeightsNotFoundError, match="not part of this release yet.*facebook/esmfold_v1"):
+    with pytest.raises(WeightsNotFoundError, match="not part of this installation.*facebook/esmfold_v1"):
         resolve_model(DEFAULT_FOLD_MODEL)
 
 

@@ -12,12 +12,12 @@ def register(app: typer.Typer) -> None:
     def models() -> None:
         """List registered models and whether their weights are available offline."""
         from foldatlas.errors import FoldatlasError
-        from foldatlas.models.registry import DEFAULT_FOLD_MODEL, REGISTRY, resolve_model
+        from foldatlas.models.registry import DEFAULT_FOLD_MODEL, DEFAULT_LM, REGISTRY, resolve_model
 
         for spec in REGISTRY.values():
             try:
                 where = str(resolve_model(spec.name).path)
             except FoldatlasError:
                 where = "not available"
-            default = " (default)" if spec.name == DEFAULT_FOLD_MODEL else ""
+            default = " (default)" if spec.name in (DEFAULT_FOLD_MODEL, DEFAULT_LM) else ""
             typer.echo(f"{spec.name}{default}\t{spec.kind}\t{spec.description}\t{where}")

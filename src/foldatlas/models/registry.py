@@ -16,7 +16,8 @@ from pathlib import Path
 
 from foldatlas.errors import UnknownModelError, WeightsIntegrityError, WeightsNotFoundError
 
-__all__ = ["ModelSpec", "REGISTRY", "DEFAULT_FOLD_MODEL", "ResolvedModel", "hub_cache_dir", "resolve_model"]
+__all__ = ["ModelSpec", "REGISTRY", "DEFAULT_FOLD_MODEL", "DEFAULT_LM", "ResolvedModel", "hub_cache_dir",
+           "resolve_model"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class ModelSpec:
 # The embedded default folding model is trained by the project (its own issue);
 # its name is reserved here so that the CLI and service default to it once it ships.
 DEFAULT_FOLD_MODEL = "foldatlas-fold-small"
+# The embedded language model, trained by the project and shipped in the package.
+DEFAULT_LM = "foldatlas-lm-small"
+
+_ESM2 = (("esm2_t6_8M_UR50D", "8M"), ("esm2_t12_35M_UR50D", "35M"), ("esm2_t30_150M_UR50D", "150M"),
+         ("esm2_t33_650M_UR50D", "650M"), ("esm2_t36_3B_UR50D", "3B"))
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -55,6 +61,10 @@ REGISTRY: dict[str, ModelSpec] = {
                   description="ESMFold v1 (ESM-2 3B + 48 folding blocks), Meta's released weights"),
         ModelSpec(DEFAULT_FOLD_MODEL, "fold", package_path="weights/foldatlas-fold-small",
                   description="foldatlas' embedded folding model, trained by the project (not yet shipped)"),
+        ModelSpec(DEFAULT_LM, "lm", package_path="weights/foldatlas-lm-small",
+                  description="foldatlas' embedded ESM-2-architecture language model, trained by the project"),
+        *(ModelSpec(name, "lm", hub_id=f"facebook/{name}", description=f"ESM-2 {size}, Meta's released weights")
+          for name, size in _ESM2),
     )
 }
 
@@ -150,10 +160,10 @@ def resolve_model(name: str) -> ResolvedModel:
     if spec and spec.package_path:
         folder = Path(__file__).resolve().parent.parent / spec.package_path
         if not folder.is_dir():
+            real = "facebook/esmfold_v1" if spec.kind == "fold" else "facebook/esm2_t6_8M_UR50D"
             raise WeightsNotFoundError(
-                f"model '{spec.name}': the embedded model is not part of this release yet; "
-                f"fold with the real ESMFold weights instead: --model facebook/esmfold_v1 "
-                f"(fetch once with: hf download facebook/esmfold_v1)"
+                f"model '{spec.name}': the embedded model is not part of this installation; "
+                f"use Meta's released weights instead: --model {real} (fetch once with: hf download {real})"
             )
         _check_folder(folder, spec.name)
         return ResolvedModel(name=spec.name, path=folder, source="package")

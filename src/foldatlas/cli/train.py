@@ -1,0 +1,114 @@
+"""``foldatlas train``: training data and the project's own models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+train_app = typer.Typer(no_args_is_help=True, help="Build training data and train the embedded models.")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@train_app.command("data")
+def data(
+    out: Path = typer.Option(..., "--out", "-o", help="Data folder (created; raw dumps cached in OUT/raw)."),
+    eval_fasta: Optional[Path] = typer.Option(None, "--exclude", help="FASTA of evaluation domains whose "
+                                              "homologs are kept out of every training set."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(2, "--threads", min=1),
+    no_install: bool = typer.Option(False, "--no-install", help="Do not apt-get install missing packages."),
+) -> None:
+    """Extract UniProt (metastudent-data) and PDB chains (promod3-data); split by 30% identity clusters."""
+    from foldatlas.errors import InvalidFileError
+    from foldatlas.train.data import SplitOptions, extract_training_data
+
+    if eval_fasta is not None and not eval_fasta.is_file():
+        raise InvalidFileError(f"{eval_fasta}: no such file")
+    extract_training_data(out, eval_fasta, SplitOptions(seed=seed, threads=threads), install=not no_install,
+                          log=_log)
+
+
+@train_app.command("lm")
+def lm(
+    data_dir: Path = typer.Option(..., "--data", help="Folder written by 'foldatlas train data'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerun the same command to resume)."),
+    steps: int = typer.Option(3000, "--steps", min=1),
+    layers: int = typer.Option(6, "--layers", min=1),
+    hidden: int = typer.Option(256, "--hidden", min=8),
+    heads: int = typer.Option(16, "--heads", min=1),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    crop: int = typer.Option(256, "--crop", min=8),
+    lr: float = typer.Option(2e-3, "--lr"),
+    profile_weight: float = typer.Option(0.5, "--profile-weight", min=0.0,
+                                         help="Weight of the sequence-profile auxiliary loss (0 = plain MLM)."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
+    eval_every: int = typer.Option(250, "--eval-every", min=1),
+) -> None:
+    """Masked-LM training of an ESM-2-architecture model (resumable, seeded)."""
+    from foldatlas.errors import InvalidFileError, InvalidOptionError
+    from foldatlas.train.lm import LMTrainConfig, train_lm
+
+    for name in ("lm_train.fasta", "lm_valid.fasta"):
+        if not (data_dir / name).is_file():
+            raise InvalidFileError(f"{data_dir}: no {name} (run 'foldatlas train data' first)")
+    if hidden % heads:
+        raise InvalidOptionError(f"--hidden {hidden} is not a multiple of --heads {heads}")
+    cfg = LMTrainConfig(layers=layers, hidden=hidden, heads=heads, ffn=4 * hidden, crop=crop, batch_size=batch_size,
+                        steps=steps, lr=lr, warmup=max(1, min(150, steps // 10)), profile_weight=profile_weight,
+                        seed=seed, threads=threads, checkpoint_every=checkpoint_every, eval_every=eval_every)
+    final = train_lm(data_dir, out, cfg, log=_log)
+    _log(f"model written to {final}")
+
+
+@train_app.command("lm-eval")
+def lm_eval(
+    model: str = typer.Option(..., "--model", "-m", help="LM name, hub id or folder."),
+    data_dir: Path = typer.Option(..., "--data", help="Folder written by 'foldatlas train data'."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
+    fit_contacts: bool = typer.Option(False, "--fit-contacts",
+                                      help="Fit the contact regression on training chains and store it in the "
+                                           "model folder (the ESM-2 recipe)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+) -> None:
+    """Validation perplexity vs unigram, and top-L long-range contact precision vs random."""
+    import json
+
+    from foldatlas.files import atomic_write_text
+    from foldatlas.train.lm_eval import evaluate_lm
+
+    metrics = evaluate_lm(model, data_dir, fit_contacts=fit_contacts, threads=threads, log=_log)
+    text = json.dumps(metrics, indent=2)
+    if out:
+        atomic_write_text(out, text)
+    typer.echo(text)
+
+
+@train_app.command("lm-release")
+def lm_release(
+    run: Path = typer.Option(..., "--run", help="Run folder of 'foldatlas train lm'."),
+    data_dir: Path = typer.Option(..., "--data", help="Folder written by 'foldatlas train data'."),
+    dest: Path = typer.Option(..., "--dest", help="Release folder, e.g. src/foldatlas/weights/foldatlas-lm-small."),
+    machine: str = typer.Option("a 2-core x86-64 CPU", "--machine", help="Where it was trained (for the card)."),
+) -> None:
+    """Store a trained LM as float16 with its contact head fitted, metrics and model card."""
+    import json
+
+    from foldatlas.errors import InvalidFileError
+    from foldatlas.train.release import release_lm
+
+    if not (run / "model" / "config.json").is_file():
+        raise InvalidFileError(f"{run}: no finished model (run 'foldatlas train lm' to the end first)")
+    typer.echo(json.dumps(release_lm(run, data_dir, dest, machine, log=_log), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` group to ``app``."""
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,1 @@
+"""Training data and training of the embedded models (needs the Debian data packages)."""
