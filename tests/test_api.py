@@ -1,6 +1,5 @@
 """The public Python API: foldatlas.fold / foldatlas.compare and the Prediction type."""
 
-import io
 
 import numpy as np
 import pytest

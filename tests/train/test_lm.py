@@ -50,6 +50,19 @@ def test_training_lowers_loss_and_saves_a_loadable_model(tiny_data, tmp_path):
     from foldatlas.models.language import load_language_model
     model, resolved = load_language_model(str(final))
     assert resolved.source == "folder" and list(final.glob("*.safetensors")) and not list(final.glob("*.bin"))
+    # The released folder holds exactly the trained weights: the same logits as the last training checkpoint
+    # (up to float rounding: the loader runs eager attention, the fixture SDPA).
+    from safetensors.torch import load_file
+    from transformers import EsmConfig, EsmForMaskedLM
+
+    from foldatlas.train.lm import esm2_config_dict
+    trained = EsmForMaskedLM(EsmConfig(**esm2_config_dict(2, 32, 4, 64)))
+    state = load_file(str(run / "state" / "state.safetensors"))
+    trained.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")}, strict=False)
+    trained.tie_weights()
+    ids = torch.tensor(tokenize(["MKTAYIAKQRQISFVKSHFSRQ"])[0])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, trained.eval()(input_ids=ids).logits)
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(str(final))
     enc = tok(["MKTAYIAK"], return_tensors="pt")

@@ -91,6 +91,33 @@ def lm_eval(
     typer.echo(text)
 
 
+@train_app.command("fold")
+def fold(
+    data_dir: Path = typer.Option(..., "--data", help="Folder written by 'foldatlas train data'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerun the same command to resume)."),
+    lm: str = typer.Option("foldatlas-lm-small", "--lm", help="Language model under the trunk (frozen)."),
+    steps: int = typer.Option(4000, "--steps", min=1),
+    blocks: int = typer.Option(4, "--blocks", min=1, help="Folding-trunk blocks."),
+    crop: int = typer.Option(128, "--crop", min=16),
+    batch_size: int = typer.Option(2, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr"),
+    max_recycles: int = typer.Option(3, "--max-recycles", min=0),
+    seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    until: Optional[int] = typer.Option(None, "--until", min=1, help="Stop at this step (resume later)."),
+) -> None:
+    """Train an ESMFold-architecture model on the training structures (resumable, seeded)."""
+    from foldatlas.errors import InvalidFileError
+    from foldatlas.train.fold import FoldTrainConfig, train_fold
+
+    if not (data_dir / "structures_train.npz").is_file():
+        raise InvalidFileError(f"{data_dir}: no structures_train.npz (run 'foldatlas train data' first)")
+    cfg = FoldTrainConfig(lm=lm, blocks=blocks, crop=crop, batch_size=batch_size, steps=steps, lr=lr,
+                          max_recycles=max_recycles, seed=seed, threads=threads)
+    final = train_fold(data_dir, out, cfg, log=_log, until=until)
+    _log(f"model written to {final}" if final else f"stopped at step {until}; rerun to resume")
+
+
 @train_app.command("lm-release")
 def lm_release(
     run: Path = typer.Option(..., "--run", help="Run folder of 'foldatlas train lm'."),

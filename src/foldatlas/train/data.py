@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,8 +37,7 @@ import numpy as np
 
 from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.seq.alphabet import RESTYPES_WITH_X
-from foldatlas.errors import DataToolError
-from foldatlas.train.sources import mmseqs_version
+from foldatlas.train.sources import mmseqs_version, run_tool
 
 __all__ = ["SplitOptions", "StructureSet", "build_dataset", "load_structures", "read_fasta_pairs"]
 
@@ -138,10 +136,7 @@ def _usable(seq: str, opts: SplitOptions) -> bool:
 
 
 def _mmseqs(args: list[str], what: str) -> None:
-    res = subprocess.run(["mmseqs", *args], capture_output=True, text=True)
-    if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-        raise DataToolError(f"mmseqs {what} failed: {' | '.join(tail)}")
+    run_tool(["mmseqs", *args], f"mmseqs {what}")
 
 
 def _cluster(pairs: list[tuple[str, str]], work: Path, opts: SplitOptions) -> dict[str, str]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from foldatlas.files import atomic_write_text
 from foldatlas.models.random_checkpoint import ESM2_VOCAB
+from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
 
 __all__ = ["LMTrainConfig", "esm2_config_dict", "write_tokenizer", "tokenize", "train_lm", "mask_tokens",
            "masked_perplexity"]
@@ -197,57 +198,6 @@ def _lr(step: int, cfg: LMTrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def _save_state(path: Path, model, head, opt, step: int, cfg: LMTrainConfig) -> None:
-    """Checkpoint model, head and AdamW moments as safetensors, step as JSON (atomic)."""
-    from safetensors.torch import save_file
-
-    tensors, seen = {}, set()
-    for k, v in model.state_dict().items():
-        if v.data_ptr() in seen:  # tied weights (lm_head.decoder = word embeddings) are stored once
-            continue
-        seen.add(v.data_ptr())
-        tensors[f"model.{k}"] = v.contiguous()
-    if head is not None:
-        tensors.update({f"head.{k}": v.contiguous() for k, v in head.state_dict().items()})
-    names = {id(p): n for n, p in _named_params(model, head)}
-    for p, st in opt.state.items():
-        for key in ("exp_avg", "exp_avg_sq"):
-            tensors[f"opt.{names[id(p)]}.{key}"] = st[key].contiguous()
-        tensors[f"opt.{names[id(p)]}.step"] = st["step"].reshape(1).float()
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(path / "state.safetensors")
-    atomic_write_text(path / "state.json", json.dumps({"step": step, "config": asdict(cfg)}, indent=2))
-
-
-def _named_params(model, head):
-    yield from (("model." + n, p) for n, p in model.named_parameters())
-    if head is not None:
-        yield from (("head." + n, p) for n, p in head.named_parameters())
-
-
-def _load_state(path: Path, model, head, opt) -> int:
-    import torch
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path / "state.safetensors"))
-    missing, unexpected = model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
-                                                strict=False)
-    tied = {"lm_head.decoder.weight"}
-    if unexpected or set(missing) - tied:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
-    model.tie_weights()
-    if head is not None:
-        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-    for name, p in _named_params(model, head):
-        if f"opt.{name}.exp_avg" in tensors:
-            opt.state[p] = {"step": tensors[f"opt.{name}.step"].reshape(()).clone(),
-                            "exp_avg": tensors[f"opt.{name}.exp_avg"], "exp_avg_sq": tensors[f"opt.{name}.exp_avg_sq"]}
-    del torch
-    return int(json.loads((path / "state.json").read_text())["step"])
-
-
 def train_lm(data_dir: str | Path, out_dir: str | Path, cfg: LMTrainConfig, log=print,
              until: int | None = None) -> Path | None:
     """Train (or resume training) the masked LM; return the released model folder.
@@ -290,14 +240,15 @@ def train_lm(data_dir: str | Path, out_dir: str | Path, cfg: LMTrainConfig, log=
     config = EsmConfig(**esm2_config_dict(cfg.layers, cfg.hidden, cfg.heads, cfg.ffn))
     model = EsmForMaskedLM(config)
     head = torch.nn.Linear(cfg.hidden, 20) if structs is not None and len(structs) else None
-    params = [p for _, p in _named_params(model, head)]
+    modules = {"model": model, "head": head}
+    params = [p for m in (model, head) if m is not None for p in m.parameters()]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
     step = 0
-    if (out / "state" / "state.json").exists():
-        step = _load_state(out / "state", model, head, opt)
+    if has_training_state(out / "state"):
+        step = load_training_state(out / "state", modules, opt)
         log(f"resumed at step {step}")
     atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))
     logf = open(out / "log.jsonl", "a")
@@ -356,7 +307,7 @@ def train_lm(data_dir: str | Path, out_dir: str | Path, cfg: LMTrainConfig, log=
             log(json.dumps(rec))
             model.train()
         if step % cfg.checkpoint_every == 0 or step == stop:
-            _save_state(out / "state", model, head, opt, step, cfg)
+            save_training_state(out / "state", modules, opt, step, asdict(cfg))
     logf.close()
     if step < cfg.steps:
         return None

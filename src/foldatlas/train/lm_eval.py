@@ -14,7 +14,6 @@ of the same pairs).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

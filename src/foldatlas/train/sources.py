@@ -23,7 +23,7 @@ from pathlib import Path
 from foldatlas.errors import DataToolError
 
 __all__ = ["DataToolError", "DEBIAN_PACKAGES", "METASTUDENT_DBS", "STRUCTURE_DB", "ensure_debian_packages",
-           "dump_uniprot", "dump_structure_db", "read_uniprot_dump", "mmseqs_version"]
+           "dump_uniprot", "dump_structure_db", "read_uniprot_dump", "mmseqs_version", "run_tool"]
 
 METASTUDENT_DBS = tuple(f"/usr/share/metastudent-data/dataset_201401/{ns}/goasp.fasta" for ns in ("BPO", "CCO", "MFO"))
 STRUCTURE_DB = "/usr/share/promod3/loop_data/structure_db.dat"
@@ -67,7 +67,8 @@ def ensure_debian_packages(packages: tuple[str, ...] = DEBIAN_PACKAGES) -> list[
     return missing
 
 
-def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command; a missing program or a non-zero exit is a one-line :class:`DataToolError`."""
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     except FileNotFoundError as e:
@@ -121,7 +122,7 @@ def dump_structure_db(out: Path, db: str = STRUCTURE_DB, limit: int | None = Non
     cmd = [_SYSTEM_PYTHON, str(script), str(out), "--db", db] + (["--limit", str(limit)] if limit else [])
     # Debian's Python must not see the project's virtual environment.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    _run(cmd, "StructureDB dump", env=env)
+    run_tool(cmd, "StructureDB dump", env=env)
     return out
 
 
@@ -129,7 +130,7 @@ def mmseqs_version() -> str:
     """MMseqs2's version string (``DataToolError`` if it is not installed)."""
     if shutil.which("mmseqs") is None:
         raise DataToolError("mmseqs not found: install Debian's mmseqs2 (apt-get install mmseqs2)")
-    return _run(["mmseqs", "version"], "mmseqs version").stdout.strip()
+    return run_tool(["mmseqs", "version"], "mmseqs version").stdout.strip()
 
 
 def python_info() -> str:

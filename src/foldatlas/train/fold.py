@@ -1,0 +1,222 @@
+"""Training of an ESMFold-architecture folding model on experimental structures.
+
+The model is ``transformers.EsmForProteinFolding`` with a small trunk and
+structure module on top of a language model in the ESM-2 format (by default
+the embedded ``foldatlas-lm-small``), which is frozen, as in ESMFold. Chains
+come from ``structures_train.npz`` of ``foldatlas train data``; each step takes
+contiguous random crops, a random number of recycles (gradients through the
+last pass only, as transformers' trunk does), and the losses of
+:mod:`foldatlas.train.fold_losses`. Seeded per step and resumable like the
+language-model training (:mod:`foldatlas.train.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from foldatlas.files import atomic_write_text
+from foldatlas.seq.alphabet import RESTYPE_INDEX
+from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
+
+__all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "train_fold", "chain_batch"]
+
+
+@dataclass
+class FoldTrainConfig:
+    """Model size and training schedule (recorded in the run folder and the model card)."""
+
+    lm: str = "foldatlas-lm-small"
+    blocks: int = 4
+    sequence_dim: int = 256
+    pairwise_dim: int = 64
+    head_width: int = 32
+    sm_dim: int = 128
+    sm_blocks: int = 4
+    ipa_heads: int = 8
+    crop: int = 128
+    batch_size: int = 2
+    steps: int = 4000
+    lr: float = 1e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.1
+    max_recycles: int = 3
+    min_length: int = 40
+    seed: int = 0
+    threads: int | None = None
+    checkpoint_every: int = 25
+    eval_every: int = 250
+    eval_chains: int = 40
+    log_every: int = 5
+
+
+def fold_config_dict(lm_config: dict, cfg: FoldTrainConfig) -> dict:
+    """``config.json`` of the folding model: the language model's config plus an ``esmfold_config``."""
+    keep = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "hidden_act", "max_position_embeddings", "position_embedding_type", "layer_norm_eps",
+            "emb_layer_norm_before", "token_dropout", "pad_token_id", "mask_token_id")
+    from foldatlas.models.random_checkpoint import ESM2_VOCAB
+
+    base = {k: lm_config[k] for k in keep if k in lm_config}
+    trunk = dict(num_blocks=cfg.blocks, sequence_state_dim=cfg.sequence_dim, pairwise_state_dim=cfg.pairwise_dim,
+                 sequence_head_width=cfg.head_width, pairwise_head_width=cfg.head_width, chunk_size=None,
+                 max_recycles=cfg.max_recycles, dropout=0.0,
+                 structure_module=dict(sequence_dim=cfg.sm_dim, pairwise_dim=cfg.pairwise_dim, ipa_dim=16,
+                                       resnet_dim=cfg.sm_dim, num_heads_ipa=cfg.ipa_heads,
+                                       num_blocks=cfg.sm_blocks))
+    return dict(base, architectures=["EsmForProteinFolding"], model_type="esm", vocab_list=list(ESM2_VOCAB),
+                is_folding_model=True, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                esmfold_config=dict(fp16_esm=False, lddt_head_hid_dim=128, embed_aa=True, trunk=trunk))
+
+
+def build_fold_model(cfg: FoldTrainConfig):
+    """A new folding model with the language model's trained weights loaded and frozen."""
+    import torch
+    from transformers import EsmConfig, EsmForProteinFolding
+
+    from foldatlas.models.language import load_language_model
+
+    lm, resolved = load_language_model(cfg.lm, attn_implementation="sdpa")
+    lm_config = json.loads((resolved.path / "config.json").read_text())
+    torch.manual_seed(cfg.seed)
+    model = EsmForProteinFolding(EsmConfig(**fold_config_dict(lm_config, cfg)))
+    missing, unexpected = model.esm.load_state_dict(lm.esm.state_dict(), strict=False)
+    if unexpected or [k for k in missing if not k.startswith("contact_head")]:
+        raise RuntimeError(f"language model '{cfg.lm}' does not fit: missing {missing}, unexpected {unexpected}")
+    model.esm.requires_grad_(False)
+    return model
+
+
+def chain_batch(chains: list[dict], crop: int, rng: np.random.Generator):
+    """Crop and pad chains into tensors: aatype, attention mask, coords ``[B, L, 5, 3]``, residue index."""
+    import torch
+
+    cut = []
+    for ch in chains:
+        n = len(ch["sequence"])
+        start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
+        cut.append((ch["sequence"][start:start + crop], ch["coords"][start:start + crop]))
+    width = max(len(s) for s, _ in cut)
+    aatype = torch.zeros(len(cut), width, dtype=torch.long)
+    mask = torch.zeros(len(cut), width, dtype=torch.long)
+    coords = torch.zeros(len(cut), width, 5, 3)
+    for b, (seq, xyz) in enumerate(cut):
+        aatype[b, :len(seq)] = torch.tensor([RESTYPE_INDEX.get(c, 20) for c in seq])
+        mask[b, :len(seq)] = 1
+        coords[b, :len(seq)] = torch.from_numpy(np.asarray(xyz, dtype=np.float32))
+    residx = torch.arange(width).expand(len(cut), width)
+    return aatype, mask, coords, residx
+
+
+def _lr(step: int, cfg: FoldTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _validate(model, chains: list[dict], cfg: FoldTrainConfig) -> dict:
+    import torch
+
+    from foldatlas.train.fold_losses import folding_losses
+
+    model.eval()
+    rng = np.random.default_rng(0)
+    totals: dict[str, float] = {}
+    with torch.no_grad():
+        for ch in chains:
+            aatype, mask, coords, residx = chain_batch([ch], 256, rng)
+            out = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=cfg.max_recycles)
+            for k, v in folding_losses(out, coords, aatype, mask).items():
+                totals[k] = totals.get(k, 0.0) + float(v) / len(chains)
+    model.train()
+    return {f"valid_{k}": round(v, 4) for k, v in totals.items()}
+
+
+def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, log=print,
+               until: int | None = None) -> Path | None:
+    """Train (or resume) the folding model; return the model folder when ``cfg.steps`` are done.
+
+    Parameters
+    ----------
+    data_dir : path
+        Folder written by ``foldatlas train data``.
+    out_dir : path
+        Run folder: ``state/``, ``log.jsonl``, and at the end ``model/``.
+    cfg : FoldTrainConfig
+    log : callable
+    until : int, optional
+        Stop (with a checkpoint) at this step; a later call resumes.
+
+    Returns
+    -------
+    Path or None
+    """
+    import torch
+
+    from foldatlas.train.data import load_structures
+    from foldatlas.train.fold_losses import folding_losses
+    from foldatlas.train.lm import write_tokenizer
+
+    data, out = Path(data_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train = load_structures(data / "structures_train.npz")
+    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.min_length]
+    valid_set = load_structures(data / "structures_valid.npz")
+    valid = [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
+    model = build_fold_model(cfg)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.0)
+    modules = {"model": model}
+    step = load_training_state(out / "state", modules, opt) if has_training_state(out / "state") else 0
+    if step:
+        log(f"resumed at step {step}")
+    log(f"{len(pool)} training chains; {sum(p.numel() for p in trainable):,} trainable parameters")
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))
+    stop = min(cfg.steps, until) if until else cfg.steps
+    started, first = time.time(), step
+    model.train()
+    with open(out / "log.jsonl", "a") as logf:
+        while step < stop:
+            rng = np.random.default_rng((cfg.seed, step))
+            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: the same on a resumed run
+            chains = [train.chain(int(pool[i])) for i in rng.integers(0, len(pool), cfg.batch_size)]
+            aatype, mask, coords, residx = chain_batch(chains, cfg.crop, rng)
+            recycles = int(rng.integers(0, cfg.max_recycles + 1))
+            for g in opt.param_groups:
+                g["lr"] = _lr(step, cfg)
+            out_ = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=recycles)
+            losses = folding_losses(out_, coords, aatype, mask)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            step += 1
+            if step % cfg.log_every == 0 or step == stop:
+                rec = {"step": step, **{k: round(v.item(), 4) for k, v in losses.items()}, "recycles": recycles,
+                       "lr": round(_lr(step - 1, cfg), 6), "time": round(time.time(), 1),
+                       "s_per_step": round((time.time() - started) / max(1, step - first), 2)}
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                log(json.dumps(rec))
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                rec = {"step": step, **_validate(model, valid, cfg)}
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                log(json.dumps(rec))
+            if step % cfg.checkpoint_every == 0 or step == stop:
+                save_training_state(out / "state", modules, opt, step, asdict(cfg))
+    if step < cfg.steps:
+        return None
+    model.eval()
+    final = out / "model"
+    model.save_pretrained(str(final), safe_serialization=True)
+    write_tokenizer(final)
+    return final
