@@ -67,7 +67,7 @@ def test_a_few_steps_lower_every_loss(tiny_data, tiny_lm, tmp_path):
     # The result is a folding checkpoint the fold engine loads.
     from foldatlas.models.loading import load_folding_model
     fm = load_folding_model(str(final), device="cpu")
-    assert fm.model.config.esmfold_config.trunk.max_recycles == 0
+    assert fm.model.config.esmfold_config.trunk.max_recycles == 1  # passes by default: no recycle, as trained
 
 
 def test_fold_training_resumes_exactly(tiny_data, tiny_lm, tmp_path):

@@ -118,6 +118,32 @@ def fold(
     _log(f"model written to {final}" if final else f"stopped at step {until}; rerun to resume")
 
 
+@train_app.command("fold-eval")
+def fold_eval(
+    model: str = typer.Option(..., "--model", "-m", help="Folding model (name, hub id or folder)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data", help="Score the test split of this data folder."),
+    eval_dir: Optional[Path] = typer.Option(None, "--eval", help="Score the domains of this folder "
+                                            "(targets.tsv + structure files), e.g. ../shared/eval/structure."),
+    test_chains: Optional[int] = typer.Option(None, "--test-chains", min=1, help="Score the first N test chains."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
+) -> None:
+    """TM-score, lDDT-Ca, pLDDT calibration and SS agreement, next to a helix and the untrained model."""
+    import json
+
+    from foldatlas.errors import InvalidOptionError
+    from foldatlas.files import atomic_write_text
+    from foldatlas.train.fold_eval import evaluate_fold
+
+    if data_dir is None and eval_dir is None:
+        raise InvalidOptionError("nothing to score: give --data and/or --eval")
+    metrics = evaluate_fold(model, data_dir, eval_dir, test_chains=test_chains, log=_log)
+    text = json.dumps(metrics, indent=2)
+    if out:
+        atomic_write_text(out, text)
+    typer.echo(json.dumps({k: {v: r["mean"] for v, r in m.items()} if isinstance(m, dict) else m
+                           for k, m in metrics.items()}, indent=2))
+
+
 @train_app.command("lm-release")
 def lm_release(
     run: Path = typer.Option(..., "--run", help="Run folder of 'foldatlas train lm'."),

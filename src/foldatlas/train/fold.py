@@ -65,7 +65,9 @@ def fold_config_dict(lm_config: dict, cfg: FoldTrainConfig) -> dict:
     base = {k: lm_config[k] for k in keep if k in lm_config}
     trunk = dict(num_blocks=cfg.blocks, sequence_state_dim=cfg.sequence_dim, pairwise_state_dim=cfg.pairwise_dim,
                  sequence_head_width=cfg.head_width, pairwise_head_width=cfg.head_width, chunk_size=None,
-                 max_recycles=cfg.max_recycles, dropout=0.0,
+                 # transformers runs max_recycles passes in all when no count is given (ESMFold v1: 4 = the
+                 # first pass and 3 recycles), but num_recycles + 1 passes when one is: +1 here.
+                 max_recycles=cfg.max_recycles + 1, dropout=0.0,
                  structure_module=dict(sequence_dim=cfg.sm_dim, pairwise_dim=cfg.pairwise_dim, ipa_dim=16,
                                        resnet_dim=cfg.sm_dim, num_heads_ipa=cfg.ipa_heads,
                                        num_blocks=cfg.sm_blocks))

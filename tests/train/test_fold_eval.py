@@ -1,0 +1,91 @@
+"""The folding evaluation: helix baseline, DSSP states, scores on a tiny model and files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foldatlas.train.fold_eval import backbone_ss, ideal_helix_ca, three_state
+
+
+def test_three_state_mapping():
+    assert three_state("HGIEBTS C") == "HHHEECCCC"
+
+
+def test_ideal_helix_is_a_helix():
+    ca = ideal_helix_ca(30)
+    steps = np.linalg.norm(np.diff(ca, axis=0), axis=1)
+    assert np.allclose(steps, 3.8, atol=0.05)  # C-alpha spacing of a real chain
+    assert np.linalg.norm(ca[4] - ca[0]) == pytest.approx(6.2, abs=0.3)  # i, i+4 in an alpha-helix
+
+
+def test_dssp_of_a_real_helix_backbone():
+    # An ideal alpha-helix backbone from phi/psi = -57/-47 built by the NeRF recipe.
+    def place(a, b, c, bond, angle, torsion):
+        bc = c - b
+        bc /= np.linalg.norm(bc)
+        n = np.cross(b - a, bc)
+        n /= np.linalg.norm(n)
+        m = np.stack([bc, np.cross(n, bc), n], 1)
+        d = np.array([-bond * np.cos(np.radians(angle)),
+                      bond * np.sin(np.radians(angle)) * np.cos(np.radians(torsion)),
+                      bond * np.sin(np.radians(angle)) * np.sin(np.radians(torsion))])
+        return c + m @ d
+
+    atoms = [np.array([0.0, 1.46, 0.0]), np.array([0.0, 0.0, 0.0]), np.array([1.52, 0.0, 0.0])]
+    for _ in range(19):
+        n_, ca_, c_ = atoms[-3:]
+        atoms.append(place(n_, ca_, c_, 1.33, 116.2, -47))   # N (psi)
+        atoms.append(place(ca_, c_, atoms[-1], 1.46, 121.7, 180))  # CA (omega)
+        atoms.append(place(c_, atoms[-2], atoms[-1], 1.52, 111.2, -57))  # C (phi)
+    bb = np.array(atoms).reshape(20, 3, 3)
+    o = np.array([place(bb[i + 1, 0], bb[i, 1], bb[i, 2], 1.23, 120.5, 180.0) for i in range(19)]
+                 + [bb[19, 2] + np.array([0.0, 1.23, 0.0])])
+    ss = backbone_ss(np.concatenate([bb, o[:, None]], 1))
+    assert ss[3:-3] == "H" * 14
+
+
+def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, tmp_path):
+    import biotite.structure as struc
+    import biotite.structure.io.pdb as pdbio
+
+    from foldatlas.seq.alphabet import RESTYPE_1TO3
+    from foldatlas.train.data import load_structures
+    from foldatlas.train.fold import FoldTrainConfig, train_fold
+    from foldatlas.train.fold_eval import evaluate_fold
+    from foldatlas.train.lm import LMTrainConfig, train_lm
+
+    data, _ = tiny_data
+    lm = train_lm(data, tmp_path / "lm", LMTrainConfig(layers=1, hidden=16, heads=2, ffn=32, crop=48, batch_size=2,
+                                                       steps=1, warmup=1, threads=1), log=lambda m: None)
+    model = train_fold(data, tmp_path / "fold", FoldTrainConfig(lm=str(lm), blocks=1, sequence_dim=32, pairwise_dim=16,
+                                                                head_width=8, sm_dim=16, sm_blocks=1, ipa_heads=2,
+                                                                crop=32, batch_size=1, steps=1, warmup=1,
+                                                                max_recycles=0, threads=1, eval_chains=1),
+                       log=lambda m: None)
+    # One evaluation "domain" written as a PDB file from a test chain.
+    chain = load_structures(data / "structures_test.npz").chain(0)
+    n = len(chain["sequence"])
+    arr = struc.AtomArray(4 * n)
+    arr.coord = chain["coords"][:, :4].reshape(-1, 3)
+    arr.atom_name = np.tile(["N", "CA", "C", "O"], n)
+    arr.element = np.tile(["N", "C", "C", "O"], n)
+    arr.res_id = np.repeat(np.arange(1, n + 1), 4)
+    arr.res_name = np.repeat([RESTYPE_1TO3[c] for c in chain["sequence"]], 4)
+    arr.chain_id = np.full(4 * n, "A")
+    arr.hetero = np.zeros(4 * n, bool)
+    evald = tmp_path / "eval"
+    (evald / "pdb").mkdir(parents=True)
+    f = pdbio.PDBFile()
+    f.set_structure(arr)
+    f.write(str(evald / "pdb" / "D1.pdb"))
+    (evald / "targets.tsv").write_text(f"id\tfile\nD1\tpdb/D1.pdb\n")
+    res = evaluate_fold(str(model), data, evald, test_chains=2, log=lambda m: None)
+    for name, count in (("test", 2), ("casp14", 1)):
+        for variant in ("model", "untrained"):
+            r = res[name][variant]
+            assert r["n"] == count
+            m = r["mean"]
+            assert 0 < m["tm_score"] <= 1 and 0 <= m["lddt_ca"] <= 1 and 0 < m["helix_tm_score"] <= 1
+            assert 0 <= m["ss_agreement"] <= 1
+    assert res["casp14"]["model"]["rows"][0]["length"] == n
