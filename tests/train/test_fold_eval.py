@@ -79,7 +79,7 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, tmp_path):
     f = pdbio.PDBFile()
     f.set_structure(arr)
     f.write(str(evald / "pdb" / "D1.pdb"))
-    (evald / "targets.tsv").write_text(f"id\tfile\nD1\tpdb/D1.pdb\n")
+    (evald / "targets.tsv").write_text("id\tfile\nD1\tpdb/D1.pdb\n")
     res = evaluate_fold(str(model), data, evald, test_chains=2, log=lambda m: None)
     for name, count in (("test", 2), ("casp14", 1)):
         for variant in ("model", "untrained"):
