@@ -115,6 +115,20 @@ def chain_batch(chains: list[dict], crop: int, rng: np.random.Generator):
     return aatype, mask, coords, residx
 
 
+def _clear_openfold_caches() -> None:
+    """Drop transformers' cached identity rotations and quaternion tables.
+
+    They are memoized tensors; made under ``torch.inference_mode`` (any fold
+    earlier in the process), they cannot take part in a training step.
+    """
+    from transformers.models.esm.openfold_utils import rigid_utils
+
+    for name in ("identity_rot_mats", "identity_trans", "identity_quats", "_get_quat"):
+        fn = getattr(rigid_utils, name, None)
+        if hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+
+
 def _lr(step: int, cfg: FoldTrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -184,6 +198,7 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2))
     stop = min(cfg.steps, until) if until else cfg.steps
     started, first = time.time(), step
+    _clear_openfold_caches()
     model.train()
     with open(out / "log.jsonl", "a") as logf:
         while step < stop:

@@ -108,7 +108,8 @@ top-L long-range (|i-j| >= {c['min_separation']}) precision on {c['test_chains']
 reaches 0.16 on its own validation set.
 
 ## Limits
-Small and briefly trained: perplexity is far from ESM-2's, contact maps are weak. No test chain or evaluation domain
+Small and briefly trained: perplexity is far from ESM-2's, contact maps are weak; the profile auxiliary loss was not
+ablated against plain masked-LM training. No test chain or evaluation domain
 has a homolog above 30% identity in the training data (as MMseqs2 finds them).
 """
     atomic_write_text(model_dir / "README.md", text)
@@ -154,6 +155,8 @@ def release_lm(run_dir: str | Path, data_dir: str | Path, dest: str | Path, mach
     manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
     write_lm_card(tmp, run_dir, manifest, metrics, machine)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    for f in tmp.iterdir():  # some writers create files 0600; a package's files must be readable by all
+        f.chmod(0o644)
     if dest.exists():
         shutil.rmtree(dest)
     tmp.replace(dest)
