@@ -13,7 +13,6 @@ language-model training (:mod:`foldatlas.train.checkpoints`).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from foldatlas.files import atomic_write_text
 from foldatlas.seq.alphabet import RESTYPE_INDEX
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
+from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "train_fold", "chain_batch"]
 
@@ -129,13 +129,6 @@ def _clear_openfold_caches() -> None:
             fn.cache_clear()
 
 
-def _lr(step: int, cfg: FoldTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def _validate(model, chains: list[dict], cfg: FoldTrainConfig) -> dict:
     import torch
 
@@ -208,7 +201,7 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
             aatype, mask, coords, residx = chain_batch(chains, cfg.crop, rng)
             recycles = int(rng.integers(0, cfg.max_recycles + 1))
             for g in opt.param_groups:
-                g["lr"] = _lr(step, cfg)
+                g["lr"] = warmup_cosine_lr(step, cfg)
             out_ = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=recycles)
             losses = folding_losses(out_, coords, aatype, mask)
             opt.zero_grad(set_to_none=True)
@@ -218,7 +211,7 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
             step += 1
             if step % cfg.log_every == 0 or step == stop:
                 rec = {"step": step, **{k: round(v.item(), 4) for k, v in losses.items()}, "recycles": recycles,
-                       "lr": round(_lr(step - 1, cfg), 6), "time": round(time.time(), 1),
+                       "lr": round(warmup_cosine_lr(step - 1, cfg), 6), "time": round(time.time(), 1),
                        "s_per_step": round((time.time() - started) / max(1, step - first), 2)}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()

@@ -119,8 +119,9 @@ def score_model(model: str, targets: list[dict], log=print) -> dict:
         ok = ~np.isnan(t["backbone"][:, 1]).any(-1)
         true_ca = t["backbone"][ok, 1]
         pred_bb = pred.positions[:, [0, 1, 2, 4]]  # atom37: N, CA, C, O
-        tm, ld = _tm_lddt(pred_bb[ok, 1], true_ca, "".join(np.array(list(t["sequence"]))[ok]))
-        htm, hld = _tm_lddt(ideal_helix_ca(len(t["sequence"]))[ok], true_ca, "".join(np.array(list(t["sequence"]))[ok]))
+        seen = "".join(c for c, k in zip(t["sequence"], ok) if k)
+        tm, ld = _tm_lddt(pred_bb[ok, 1], true_ca, seen)
+        htm, hld = _tm_lddt(ideal_helix_ca(len(t["sequence"]))[ok], true_ca, seen)
         row = {"id": t["id"], "length": len(t["sequence"]), "tm_score": tm, "lddt_ca": ld,
                "mean_plddt": float(pred.plddt.mean()), "ptm": float(pred.ptm), "helix_tm_score": htm,
                "helix_lddt_ca": hld}

@@ -32,6 +32,7 @@ import numpy as np
 from foldatlas.files import atomic_write_text
 from foldatlas.models.random_checkpoint import ESM2_VOCAB
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
+from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["LMTrainConfig", "esm2_config_dict", "write_tokenizer", "tokenize", "train_lm", "mask_tokens",
            "masked_perplexity"]
@@ -191,13 +192,6 @@ def unigram_frequencies(seqs: list[str]) -> np.ndarray:
     return counts / counts.sum()
 
 
-def _lr(step: int, cfg: LMTrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 def train_lm(data_dir: str | Path, out_dir: str | Path, cfg: LMTrainConfig, log=print,
              until: int | None = None) -> Path | None:
     """Train (or resume training) the masked LM; return the released model folder.
@@ -268,7 +262,7 @@ def train_lm(data_dir: str | Path, out_dir: str | Path, cfg: LMTrainConfig, log=
         ids, att = tokenize(batch)
         inputs, labels = mask_tokens(ids, rng, cfg.mask_prob)
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+            g["lr"] = warmup_cosine_lr(step, cfg)
         outputs = model(input_ids=torch.from_numpy(inputs), attention_mask=torch.from_numpy(att),
                         output_hidden_states=head is not None)
         lab = torch.from_numpy(labels)
@@ -293,7 +287,7 @@ def train_lm(data_dir: str | Path, out_dir: str | Path, cfg: LMTrainConfig, log=
         tokens += int(att.sum())
         if step % cfg.log_every == 0 or step == cfg.steps:
             rec = {"step": step, "loss": round(loss.item(), 4), "mlm": round(mlm.item(), 4),
-                   "profile": round(prof_loss.item(), 4), "lr": round(_lr(step - 1, cfg), 6),
+                   "profile": round(prof_loss.item(), 4), "lr": round(warmup_cosine_lr(step - 1, cfg), 6),
                    "tokens_per_s": round(tokens / (time.time() - started), 1), "time": round(time.time(), 1)}
             logf.write(json.dumps(rec) + "\n")
             logf.flush()

@@ -6,6 +6,7 @@ The card says what the model was trained on, how, and how well it does.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from foldatlas.files import atomic_write_text
@@ -22,7 +23,8 @@ def _training_summary(run_dir: Path) -> dict:
     gaps = [b - a for a, b in zip(times, times[1:]) if 0 < b - a < 600]
     return {"steps": steps[-1]["step"] if steps else 0, "final_mlm_loss": steps[-1]["mlm"] if steps else None,
             "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None,
-            "train_hours": round(sum(gaps) / 3600, 2), "valid_curve": evals}
+            "train_hours": round(sum(gaps) / 3600, 2), "valid_curve": evals,
+            "date": time.strftime("%Y-%m-%d", time.gmtime(times[-1])) if times else "unknown"}
 
 
 def write_lm_card(model_dir: str | Path, run_dir: str | Path, data_manifest: dict, metrics: dict,
@@ -84,7 +86,8 @@ Masked-LM (15% of residues; 80% `<mask>`, 10% random, 10% kept), random crops of
 {cfg['min_lr_ratio']}x, weight decay {cfg['weight_decay']}), seed {cfg['seed']}; {summary['steps']:,} steps.
 Auxiliary loss (weight {cfg['profile_weight']}): for {cfg['profile_fraction']:.0%} of each batch drawn from the
 StructureDB training chains, a linear head (dropped from this release) predicts each residue's sequence-profile
-column. Compute: {summary['train_hours']} hours on {machine} (about {summary['tokens_per_s']:,.0f} tokens/s).
+column. Compute: {summary['train_hours']} hours on {machine} (about {summary['tokens_per_s']:,.0f} tokens/s),
+finished {summary['date']}.
 
 Validation perplexity during training (held-out UniProt, crops of {2 * cfg['crop']}):
 
