@@ -68,3 +68,11 @@ def test_structure_set_subset_round_trip(tmp_path, tiny_sources):
     back = load_structures(tmp_path / "x.npz")
     assert back.sequence == sub.sequence and back.dssp == sub.dssp
     np.testing.assert_array_equal(back.profile, sub.profile)
+
+
+def test_missing_training_extra_is_a_one_line_error():
+    from foldatlas.errors import DataToolError
+    from foldatlas.train.sources import require_extra
+
+    with pytest.raises(DataToolError, match=r"pip install 'foldatlas\[train\]'"):
+        require_extra("foldatlas_no_such_module", "no-such-package")

@@ -39,8 +39,9 @@ def ideal_helix_ca(n: int) -> np.ndarray:
 
 def backbone_ss(backbone: np.ndarray) -> str:
     """Three-state DSSP of a backbone ``[L, 4, 3]`` (N, CA, C, O) with pydssp."""
-    import pydssp
+    from foldatlas.train.sources import require_extra
 
+    pydssp = require_extra("pydssp", "pydssp")
     ss = pydssp.assign(np.asarray(backbone, dtype=np.float64), out_type="c3")
     return "".join("C" if c == "-" else str(c) for c in ss)
 

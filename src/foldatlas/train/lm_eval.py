@@ -77,7 +77,10 @@ def fit_contact_regression(model, chains: list[dict], max_pairs_per_chain: int =
         ``chains``, ``pairs``, ``nonzero_weights``.
     """
     import torch
-    from sklearn.linear_model import LogisticRegression
+
+    from foldatlas.train.sources import require_extra
+
+    LogisticRegression = require_extra("sklearn.linear_model", "scikit-learn").LogisticRegression
 
     rng = np.random.default_rng(seed)
     xs, ys = [], []

@@ -23,7 +23,8 @@ from pathlib import Path
 from foldatlas.errors import DataToolError
 
 __all__ = ["DataToolError", "DEBIAN_PACKAGES", "METASTUDENT_DBS", "STRUCTURE_DB", "ensure_debian_packages",
-           "dump_uniprot", "dump_structure_db", "read_uniprot_dump", "mmseqs_version", "run_tool"]
+           "dump_uniprot", "dump_structure_db", "read_uniprot_dump", "mmseqs_version", "run_tool",
+           "require_extra"]
 
 METASTUDENT_DBS = tuple(f"/usr/share/metastudent-data/dataset_201401/{ns}/goasp.fasta" for ns in ("BPO", "CCO", "MFO"))
 STRUCTURE_DB = "/usr/share/promod3/loop_data/structure_db.dat"
@@ -136,3 +137,13 @@ def mmseqs_version() -> str:
 def python_info() -> str:
     """The interpreter running the build, for the manifest."""
     return sys.version.split()[0]
+
+
+def require_extra(module: str, package: str):
+    """Import ``module`` of the ``train`` extra, or a one-line error saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise DataToolError(f"{package} is needed here: pip install 'foldatlas[train]'") from e
