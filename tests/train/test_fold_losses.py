@@ -9,7 +9,7 @@ import torch
 from transformers.models.esm.openfold_utils.rigid_utils import Rigid
 
 from foldatlas.train.fold_losses import (
-    backbone_frames, distogram_bins, folding_losses, lddt_ca_per_residue, pae_bins, plddt_bins,
+    LossWeights, backbone_frames, ca_clash, distogram_bins, folding_losses, lddt_ca_per_residue, pae_bins, plddt_bins,
 )
 
 
@@ -56,15 +56,16 @@ def _perfect(out, aatype):
 def test_every_loss_is_minimal_for_a_perfect_prediction(tiny_outputs):
     out, aatype = tiny_outputs
     perfect, coords, mask = _perfect(out, aatype)
-    losses = folding_losses(perfect, coords, aatype, mask)
-    for name in ("fape", "distogram", "plddt", "pae", "angle_norm", "loss"):
+    # The "truth" here is an untrained model's collapsed output, so it clashes; the clash term is tested below.
+    losses = folding_losses(perfect, coords, aatype, mask, LossWeights(clash=0.0))
+    for name in ("fape", "distogram", "plddt", "pae", "angle_norm", "bond", "loss"):
         assert float(losses[name]) < 2e-3, (name, float(losses[name]))
     assert float(losses["lddt_ca"]) == pytest.approx(1.0)
     # Any error in the structure raises FAPE and lowers lDDT; wrong bins raise the head losses.
     shifted = coords.clone()
     shifted[0, 10:] += torch.tensor([3.0, 0.0, 0.0])
-    worse = folding_losses(perfect, shifted, aatype, mask)
-    assert float(worse["fape"]) > 0.05 and float(worse["distogram"]) > 1.0
+    worse = folding_losses(perfect, shifted, aatype, mask, LossWeights(clash=0.0))
+    assert float(worse["fape"]) > 0.05 and float(worse["distogram"]) > 1.0 and float(worse["bond"]) > 0.0
     assert float(worse["lddt_ca"]) < 0.95 and float(worse["plddt"]) > 1.0 and float(worse["pae"]) > 1.0
 
 
@@ -78,3 +79,42 @@ def test_fape_is_invariant_to_a_global_rigid_motion(tiny_outputs):
     a, b = folding_losses(perfect, coords, aatype, mask), folding_losses(perfect, moved, aatype, mask)
     for name in ("fape", "distogram", "plddt", "pae"):
         assert float(b[name]) == pytest.approx(float(a[name]), abs=2e-3)
+
+
+def test_unclamped_fape_pulls_a_collapsed_prediction_apart(tiny_outputs):
+    """Clamped FAPE gives no gradient for pairs already >10 A off; the unclamped part does."""
+    from foldatlas.train.fold_losses import fape
+
+    out, aatype = tiny_outputs
+    perfect, coords, mask = _perfect(out, aatype)
+    frames = backbone_frames(coords[..., 0, :], coords[..., 1, :], coords[..., 2, :])
+    far = coords[..., 1, :] * 0 + torch.tensor([40.0, 0.0, 0.0])  # every point far from where it belongs
+    far.requires_grad_(True)
+    clamped = fape(frames, far, frames, coords[..., 1, :], mask, mask)
+    (grad_clamped,) = torch.autograd.grad(clamped, far)
+    free = fape(frames, far, frames, coords[..., 1, :], mask, mask, clamp=None)
+    (grad_free,) = torch.autograd.grad(free, far)
+    assert clamped.item() == pytest.approx(1.0) and free.item() > 2.0
+    assert float(grad_clamped.abs().max()) == 0.0 and float(grad_free.abs().max()) > 0.0
+    # The total uses the 9:1 mix; the reported "fape" term stays the clamped one.
+    shifted = coords.clone()
+    shifted[0, 10:] += torch.tensor([30.0, 0.0, 0.0])
+    mixed = folding_losses(perfect, shifted, aatype, mask)
+    plain = folding_losses(perfect, shifted, aatype, mask, LossWeights(unclamped_fape=0.0))
+    assert float(mixed["fape"]) == pytest.approx(float(plain["fape"]))
+    assert float(mixed["loss"]) > float(plain["loss"])
+
+
+def test_clash_is_zero_for_a_real_chain_and_large_for_a_collapsed_one():
+    from foldatlas.train.fold_eval import ideal_helix_ca
+
+    helix = torch.tensor(ideal_helix_ca(40), dtype=torch.float32)[None]
+    mask = torch.ones(1, 40)
+    assert float(ca_clash(helix, mask)) == 0.0
+    ball = (helix * 0.2).requires_grad_(True)  # the same chain shrunk five-fold
+    loss = ca_clash(ball, mask)
+    (grad,) = torch.autograd.grad(loss, ball)
+    assert float(loss) > 10.0 and torch.isfinite(grad).all()
+    # Its gradient pushes residues apart: a small step along -grad grows the radius.
+    moved = ball.detach() - 0.01 * grad
+    assert (moved - moved.mean(1)).norm(dim=-1).mean() > (ball - ball.mean(1)).norm(dim=-1).mean()

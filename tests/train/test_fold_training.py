@@ -54,16 +54,39 @@ def test_language_model_is_loaded_and_frozen(tiny_lm):
     assert any(p.requires_grad for p in model.trunk.parameters())
 
 
+def test_new_model_gets_esmfolds_initialisation(tiny_lm):
+    """Not transformers' N(0, 0.02) everywhere: zero-initialised outputs, open gates, IPA head weights of 1."""
+    model = build_fold_model(_cfg(tiny_lm))
+    sm, block = model.trunk.structure_module, model.trunk.blocks[0]
+    for layer in (sm.bb_update.linear, sm.ipa.linear_out, block.tri_mul_in.linear_z, block.tri_att_end.mha.linear_o,
+                  block.sequence_to_pair.o_proj, block.mlp_pair.mlp[-2]):
+        assert float(layer.weight.abs().max()) == 0.0
+    assert torch.all(block.tri_mul_out.linear_g.bias == 1) and float(block.tri_mul_out.linear_g.weight.abs().max()) == 0
+    torch.testing.assert_close(torch.nn.functional.softplus(sm.ipa.head_weights), torch.ones_like(sm.ipa.head_weights))
+    assert float(model.embedding.weight.std()) > 0.5  # nn.Embedding's N(0, 1), as in fair-esm
+    # The untrained model puts every residue at the origin (zero backbone updates), as AlphaFold's does.
+    aatype = torch.randint(0, 20, (1, 20))
+    with torch.no_grad():
+        out = model(input_ids=aatype, attention_mask=torch.ones_like(aatype), num_recycles=0)
+    assert float(out.positions[-1][..., 1, :].abs().max()) < 1e-4
+
+
 def test_a_few_steps_lower_every_loss(tiny_data, tiny_lm, tmp_path):
     data = _one_chain_data(tiny_data, tmp_path)
     run = tmp_path / "run"
-    final = train_fold(data, run, _cfg(tiny_lm, steps=40), log=lambda m: None)
+    final = train_fold(data, run, _cfg(tiny_lm, steps=100), log=lambda m: None)
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "fape" in r]
-    for name in ("fape", "distogram", "plddt", "pae", "angle_norm"):
+    for name in ("loss", "distogram", "plddt", "pae", "angle_norm", "clash", "bond"):
         first = np.mean([r[name] for r in rows[:4]])
-        last = np.mean([r[name] for r in rows[-4:]])
+        last = np.mean([r[name] for r in rows[-10:]])
         assert last < first, (name, first, last)
+    # FAPE starts at its no-information optimum (ESMFold's init puts every residue at the origin), rises while the
+    # clash term pulls the chain apart, then falls; lDDT-Ca rises throughout.
+    fape = [r["fape"] for r in rows]
+    peak = max(np.mean(fape[i:i + 10]) for i in range(0, len(fape) // 2))
+    assert np.mean(fape[-10:]) < peak - 0.02, (peak, np.mean(fape[-10:]))
+    assert np.mean([r["lddt_ca"] for r in rows[-10:]]) > np.mean([r["lddt_ca"] for r in rows[:4]]) + 0.1
     # The result is a folding checkpoint the fold engine loads.
     from foldatlas.models.loading import load_folding_model
     fm = load_folding_model(str(final), device="cpu")

@@ -24,7 +24,8 @@ from foldatlas.seq.alphabet import RESTYPE_INDEX
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
 from foldatlas.train.schedule import warmup_cosine_lr
 
-__all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "train_fold", "chain_batch"]
+__all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "init_folding_weights", "train_fold",
+           "chain_batch"]
 
 
 @dataclass
@@ -37,7 +38,7 @@ class FoldTrainConfig:
     pairwise_dim: int = 64
     head_width: int = 32
     sm_dim: int = 128
-    sm_blocks: int = 4
+    sm_blocks: int = 8
     ipa_heads: int = 8
     crop: int = 128
     batch_size: int = 2
@@ -76,6 +77,79 @@ def fold_config_dict(lm_config: dict, cfg: FoldTrainConfig) -> dict:
                 esmfold_config=dict(fp16_esm=False, lddt_head_hid_dim=128, embed_aa=True, trunk=trunk))
 
 
+def _init_openfold_linear(mod) -> None:
+    """OpenFold's ``Linear`` initialisations (AlphaFold 2 supplement 1.11.4), by the layer's ``init`` tag."""
+    import math
+
+    from torch.nn import init
+
+    fan_in = max(1, mod.weight.shape[1])
+    if mod.bias is not None:
+        init.zeros_(mod.bias)
+    if mod.init_fn is not None:
+        mod.init_fn(mod.weight, mod.bias)
+    elif mod.init == "default":
+        init.trunc_normal_(mod.weight, std=math.sqrt(1.0 / fan_in))
+    elif mod.init == "relu":
+        init.trunc_normal_(mod.weight, std=math.sqrt(2.0 / fan_in))
+    elif mod.init == "glorot":
+        init.xavier_uniform_(mod.weight, gain=1)
+    elif mod.init == "gating":
+        init.zeros_(mod.weight)
+        if mod.bias is not None:
+            init.ones_(mod.bias)
+    elif mod.init == "normal":
+        init.kaiming_normal_(mod.weight, nonlinearity="linear")
+    elif mod.init == "final":
+        init.zeros_(mod.weight)
+
+
+def init_folding_weights(model) -> None:
+    """Give a new ``EsmForProteinFolding`` ESMFold's own initialisation (everything but the language model).
+
+    transformers initialises every linear layer of a new ``EsmForProteinFolding``
+    with N(0, 0.02): its ``_init_weights`` calls ``EsmPreTrainedModel``'s, not the
+    ESMFold one, so the zero-initialised residual outputs, the gates open at 1,
+    the IPA head weights and the fan-in scaled layers of ESMFold and OpenFold are
+    lost (harmless when real weights are loaded over them, fatal for training:
+    the folding trunk then barely learns). This restores them: OpenFold's
+    ``Linear`` inits by tag, PyTorch's defaults for plain layers (as in fair-esm),
+    and the explicit zero / gate inits of the trunk blocks.
+    """
+    import torch
+    from torch.nn import init
+    from transformers.models.esm import modeling_esmfold as mf
+
+    parts = [m for name, m in model.named_children() if name != "esm"]
+    with torch.no_grad():
+        for part in parts:
+            for mod in part.modules():
+                if isinstance(mod, mf.EsmFoldLinear):
+                    _init_openfold_linear(mod)
+                elif type(mod) in (torch.nn.Linear, torch.nn.LayerNorm, torch.nn.Embedding):
+                    mod.reset_parameters()
+                elif isinstance(mod, mf.EsmFoldInvariantPointAttention):
+                    init.constant_(mod.head_weights, 0.541324854612918)  # softplus(w) = 1
+        for part in parts:
+            for mod in part.modules():
+                if isinstance(mod, mf.EsmFoldSelfAttention):
+                    init.zeros_(mod.o_proj.bias)
+                    if mod.gated:
+                        init.zeros_(mod.g_proj.weight)
+                        init.ones_(mod.g_proj.bias)
+                elif isinstance(mod, mf.EsmFoldSequenceToPair):
+                    init.zeros_(mod.proj.bias)
+                    init.zeros_(mod.o_proj.bias)
+                elif isinstance(mod, mf.EsmFoldTriangularSelfAttentionBlock):
+                    for layer in (mod.tri_mul_in.linear_z, mod.tri_mul_out.linear_z, mod.tri_att_start.mha.linear_o,
+                                  mod.tri_att_end.mha.linear_o, mod.sequence_to_pair.o_proj,
+                                  mod.pair_to_sequence.linear, mod.seq_attention.o_proj, mod.mlp_seq.mlp[-2],
+                                  mod.mlp_pair.mlp[-2]):
+                        init.zeros_(layer.weight)
+                        if layer.bias is not None:
+                            init.zeros_(layer.bias)
+
+
 def build_fold_model(cfg: FoldTrainConfig):
     """A new folding model with the language model's trained weights loaded and frozen."""
     import torch
@@ -87,6 +161,7 @@ def build_fold_model(cfg: FoldTrainConfig):
     lm_config = json.loads((resolved.path / "config.json").read_text())
     torch.manual_seed(cfg.seed)
     model = EsmForProteinFolding(EsmConfig(**fold_config_dict(lm_config, cfg)))
+    init_folding_weights(model)
     missing, unexpected = model.esm.load_state_dict(lm.esm.state_dict(), strict=False)
     if unexpected or [k for k in missing if not k.startswith("contact_head")]:
         raise RuntimeError(f"language model '{cfg.lm}' does not fit: missing {missing}, unexpected {unexpected}")

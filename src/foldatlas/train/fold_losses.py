@@ -3,7 +3,9 @@
 All follow AlphaFold 2 (Jumper et al. 2021, supplementary section 1.9), on what
 the training data holds (backbone N, CA, C, O and C-beta per residue):
 
-* **FAPE**: frame-aligned point error, clamped at 10 A and scaled by 10 A;
+* **FAPE**: frame-aligned point error, clamped at 10 A and scaled by 10 A
+  (mixed 9:1 with the unclamped error, as AlphaFold's 10% unclamped batches,
+  which is what pulls a collapsed early prediction apart);
   backbone frames (CA origin, x towards C, N in the xy-plane, AlphaFold's
   convention) of every structure-module block against the CA positions, plus
   the final block's frames against all backbone atoms (N, CA, C, O), which
@@ -14,7 +16,14 @@ the training data holds (backbone N, CA, C, O and C-beta per residue):
   per-residue lDDT-Ca of the final prediction (50 bins on 0-1);
 * **PAE**: cross-entropy of the pTM/PAE head against the binned aligned error
   of the final prediction (64 bins, AlphaFold's breaks from 0 to 31 A);
-* **angle norm**: keeps the unnormalized torsion outputs near unit length.
+* **angle norm**: keeps the unnormalized torsion outputs near unit length;
+* **bond**: AlphaFold's between-residue bond violation on C-alpha: consecutive
+  C-alpha distances off the experimental ones by more than 0.2 A; it keeps
+  the chain connected while FAPE is still saturated at its clamp;
+* **clash**: AlphaFold's between-residue clash violation reduced to what a
+  backbone-only model places: C-alpha pairs three or more residues apart
+  closer than 3.5 A, summed per residue. Without it a model that cannot yet
+  place distant residues settles on the FAPE-optimal collapsed ball.
 
 Every loss is zero or minimal for a perfect prediction (tested).
 """
@@ -26,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from transformers.models.esm.openfold_utils.rigid_utils import Rigid
 
-__all__ = ["LossWeights", "backbone_frames", "fape", "lddt_ca_per_residue", "distogram_bins", "pae_bins",
+__all__ = ["LossWeights", "backbone_frames", "fape", "ca_clash", "ca_bond", "lddt_ca_per_residue", "distogram_bins", "pae_bins",
            "plddt_bins", "folding_losses"]
 
 FAPE_CLAMP = 10.0
@@ -45,6 +54,9 @@ class LossWeights:
     plddt: float = 0.1
     pae: float = 0.1
     angle_norm: float = 0.02
+    unclamped_fape: float = 0.1
+    clash: float = 0.1
+    bond: float = 0.3
 
 
 def backbone_frames(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor) -> Rigid:
@@ -53,8 +65,9 @@ def backbone_frames(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor) -> Rigid
 
 
 def fape(pred_frames: Rigid, pred_points: torch.Tensor, true_frames: Rigid, true_points: torch.Tensor,
-         frame_mask: torch.Tensor, point_mask: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """Frame-aligned point error (clamped, scaled), averaged over the batch.
+         frame_mask: torch.Tensor, point_mask: torch.Tensor, clamp: float | None = FAPE_CLAMP,
+         eps: float = 1e-4) -> torch.Tensor:
+    """Frame-aligned point error (clamped unless ``clamp`` is None, scaled), averaged over the batch.
 
     Parameters
     ----------
@@ -67,9 +80,31 @@ def fape(pred_frames: Rigid, pred_points: torch.Tensor, true_frames: Rigid, true
     """
     local_pred = pred_frames[..., None].invert_apply(pred_points[..., None, :, :])
     local_true = true_frames[..., None].invert_apply(true_points[..., None, :, :])
-    err = torch.sqrt(((local_pred - local_true) ** 2).sum(-1) + eps).clamp(max=FAPE_CLAMP) / FAPE_SCALE
+    err = torch.sqrt(((local_pred - local_true) ** 2).sum(-1) + eps)
+    err = (err if clamp is None else err.clamp(max=clamp)) / FAPE_SCALE
     mask = frame_mask[..., :, None] * point_mask[..., None, :]
     return ((err * mask).sum((-1, -2)) / (mask.sum((-1, -2)) + 1e-8)).mean()
+
+
+def ca_clash(ca: torch.Tensor, mask: torch.Tensor, min_distance: float = 3.5,
+             min_separation: int = 3) -> torch.Tensor:
+    """Clash violation: sum over C-alpha pairs ``>= min_separation`` apart in sequence of
+    ``relu(min_distance - d)``, per residue, averaged over the batch (0 for any real chain)."""
+    d = torch.sqrt(((ca[..., :, None, :] - ca[..., None, :, :]) ** 2).sum(-1) + 1e-6)
+    idx = torch.arange(ca.shape[-2], device=ca.device)
+    far = ((idx[:, None] - idx[None, :]).abs() >= min_separation).to(ca.dtype)
+    pair = far * mask[..., :, None] * mask[..., None, :]
+    return ((torch.relu(min_distance - d) * pair).sum((-1, -2)) / (mask.sum(-1) + 1e-8)).mean()
+
+
+def ca_bond(pred_ca: torch.Tensor, true_ca: torch.Tensor, mask: torch.Tensor, tolerance: float = 0.2) -> torch.Tensor:
+    """Bond violation: mean over consecutive residues of ``relu(|d_pred - d_true| - tolerance)`` (C-alpha, A)."""
+    def step(x):
+        return torch.sqrt(((x[..., 1:, :] - x[..., :-1, :]) ** 2).sum(-1) + 1e-6)
+
+    pair = mask[..., 1:] * mask[..., :-1]
+    err = torch.relu((step(pred_ca) - step(true_ca)).abs() - tolerance)
+    return (err * pair).sum() / (pair.sum() + 1e-8)
 
 
 def lddt_ca_per_residue(pred_ca: torch.Tensor, true_ca: torch.Tensor, mask: torch.Tensor,
@@ -126,21 +161,27 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
     Returns
     -------
     dict
-        ``loss`` (weighted total) and each term.
+        ``loss`` (weighted total) and each term (``fape``: the clamped one).
     """
     mask = mask.to(coords.dtype)
     true_frames = backbone_frames(coords[..., 0, :], coords[..., 1, :], coords[..., 2, :])
     frames = Rigid.from_tensor_7(outputs.frames, normalize_quats=True)  # [blocks, B, L]
     blocks = outputs.frames.shape[0]
-    fape_blocks = torch.stack([fape(frames[b], frames[b].get_trans(), true_frames, coords[..., 1, :], mask, mask)
-                               for b in range(blocks)]).mean()
     pos = outputs.positions[-1]  # [B, L, 14, 3]; atom14 0-3 are N, CA, C, O
     b_, l_ = mask.shape
     pred_bb = pos[..., :4, :].reshape(b_, l_ * 4, 3)
     true_bb = coords[..., :4, :].reshape(b_, l_ * 4, 3)
     bb_mask = mask[..., None].expand(b_, l_, 4).reshape(b_, l_ * 4)
-    fape_atoms = fape(frames[-1], pred_bb, true_frames, true_bb, mask, bb_mask)
-    fape_loss = 0.5 * fape_blocks + 0.5 * fape_atoms
+
+    def backbone_fape(clamp):
+        per_block = torch.stack([fape(frames[b], frames[b].get_trans(), true_frames, coords[..., 1, :], mask, mask,
+                                      clamp=clamp) for b in range(blocks)]).mean()
+        return 0.5 * per_block + 0.5 * fape(frames[-1], pred_bb, true_frames, true_bb, mask, bb_mask, clamp=clamp)
+
+    fape_loss = backbone_fape(FAPE_CLAMP)
+    fape_train = fape_loss
+    if weights.unclamped_fape:
+        fape_train = (1 - weights.unclamped_fape) * fape_loss + weights.unclamped_fape * backbone_fape(None)
 
     is_gly = (aatype == 7)[..., None]
     pseudo_beta = torch.where(is_gly, coords[..., 1, :], coords[..., 4, :])
@@ -160,7 +201,10 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
     norms = torch.sqrt((outputs.unnormalized_angles ** 2).sum(-1) + 1e-8)
     angle_norm = ((norms - 1).abs() * mask[None, ..., None]).sum() / (mask.sum() * norms.shape[0] * norms.shape[-1])
 
-    total = (weights.fape * fape_loss + weights.distogram * disto + weights.plddt * plddt + weights.pae * pae
-             + weights.angle_norm * angle_norm)
+    clash = ca_clash(pos[..., 1, :], mask)
+    bond = ca_bond(pos[..., 1, :], coords[..., 1, :], mask)
+
+    total = (weights.fape * fape_train + weights.distogram * disto + weights.plddt * plddt + weights.pae * pae
+             + weights.angle_norm * angle_norm + weights.clash * clash + weights.bond * bond)
     return {"loss": total, "fape": fape_loss, "distogram": disto, "plddt": plddt, "pae": pae,
-            "angle_norm": angle_norm, "lddt_ca": (lddt * mask).sum() / mask.sum()}
+            "angle_norm": angle_norm, "clash": clash, "bond": bond, "lddt_ca": (lddt * mask).sum() / mask.sum()}
