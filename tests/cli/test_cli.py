@@ -118,3 +118,23 @@ def test_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
     blocker.write_text("x")
     code, err = _run(["fold", "MKT", "-m", str(tiny_checkpoint), "-o", str(blocker / "out"), "-q"], capsys)
     assert code == 1 and err.startswith("error:") and err.count("\n") == 1
+
+
+def test_default_model_folds_offline_names_itself_and_says_so_once(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    """No --model: the shipped foldatlas-fold-small folds a real protein with no network."""
+    from foldatlas.models import DEFAULT_FOLD_MODEL
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    out = tmp_path / "out"
+    ubiquitin = "MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG"
+    code, err = _run(["fold", ubiquitin, "--name", "ubiquitin", "-o", str(out), "-q", "--no-plot"], capsys)
+    assert code == 0, err
+    assert err.count("ESMFold is far more accurate") == 1 and "--model facebook/esmfold_v1" in err
+    record = json.loads((out / "ubiquitin.json").read_text())
+    assert record["model"] == DEFAULT_FOLD_MODEL and 0 < record["mean_plddt"] < 100
+    assert DEFAULT_FOLD_MODEL in (out / "ubiquitin.pdb").read_text().splitlines()[0]
+    assert json.loads((out / "manifest.json").read_text())["model"]["name"] == DEFAULT_FOLD_MODEL
+    # Other models say nothing of the kind.
+    code, err = _run(["fold", "MKTAYIAKQR", "-m", str(tiny_checkpoint), "-o", str(tmp_path / "o2"), "-q"], capsys)
+    assert code == 0 and "far more accurate" not in err

@@ -28,7 +28,17 @@ def test_missing_hub_weights_say_how_to_get_them(monkeypatch, tmp_path):
         resolve_model("esmfold_v1")
 
 
-def test_default_model_name_is_reserved_and_explains_itself():
+def test_default_model_ships_in_the_package():
+    resolved = resolve_model(DEFAULT_FOLD_MODEL)
+    assert resolved.source == "package" and resolved.name == DEFAULT_FOLD_MODEL
+
+
+def test_missing_embedded_model_explains_itself(monkeypatch):
+    from foldatlas.models import registry
+
+    spec = registry.REGISTRY[DEFAULT_FOLD_MODEL]
+    monkeypatch.setitem(registry.REGISTRY, DEFAULT_FOLD_MODEL,
+                        registry.ModelSpec(spec.name, spec.kind, package_path="weights/not-installed"))
     with pytest.raises(WeightsNotFoundError, match="not part of this installation.*facebook/esmfold_v1"):
         resolve_model(DEFAULT_FOLD_MODEL)
 

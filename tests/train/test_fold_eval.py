@@ -89,3 +89,24 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, tmp_path):
             assert 0 < m["tm_score"] <= 1 and 0 <= m["lddt_ca"] <= 1 and 0 < m["helix_tm_score"] <= 1
             assert 0 <= m["ss_agreement"] <= 1
     assert res["casp14"]["model"]["rows"][0]["length"] == n
+
+    # Release: float16 safetensors + tokenizer + model card with both sets and all three scorers.
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    from foldatlas.train.release import release_fold
+
+    dest = tmp_path / "weights" / "foldatlas-fold-small"
+    metrics = release_fold(model.parent, data, evald, dest, "a test machine", test_chains=2, log=lambda m: None)
+    assert metrics["model"] == "foldatlas-fold-small" and metrics["trainable_parameters"] > 0
+    assert {p.name for p in dest.iterdir()} >= {"config.json", "model.safetensors", "vocab.txt", "README.md"}
+    with safe_open(str(dest / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert {d for d in dtypes if d.is_floating_point} == {torch.float16}
+    card = (dest / "README.md").read_text()
+    for text in ("19 CASP14 domains", "untrained twin", "ideal helix", "Pearson", "a test machine", "| D1 |"):
+        assert text in card
+    assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1
+    assert not dest.with_name(dest.name + ".tmp").exists()

@@ -11,6 +11,12 @@ import typer
 from foldatlas.models.registry import DEFAULT_FOLD_MODEL
 
 
+DEFAULT_MODEL_NOTICE = (
+    f"note: folding with {DEFAULT_FOLD_MODEL}, the small model foldatlas trains and ships (see its model card); "
+    f"Meta's ESMFold is far more accurate: add --model facebook/esmfold_v1 "
+    f"(fetch the weights once with: hf download facebook/esmfold_v1)")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``fold`` command to ``app``."""
 
@@ -45,6 +51,8 @@ def register(app: typer.Typer) -> None:
         from foldatlas.models.loading import load_folding_model
 
         folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+        if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
+            print(DEFAULT_MODEL_NOTICE, file=sys.stderr)
         if folding_model.device.type == "cpu" and dtype != "float32":
             print(f"warning: {dtype} on a CPU is usually far slower than float32", file=sys.stderr)
         result = run_fold(records, config, folding_model, inputs=list(inputs), progress=not quiet)

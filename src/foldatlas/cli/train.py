@@ -98,6 +98,9 @@ def fold(
     lm: str = typer.Option("foldatlas-lm-small", "--lm", help="Language model under the trunk (frozen)."),
     steps: int = typer.Option(4000, "--steps", min=1),
     blocks: int = typer.Option(4, "--blocks", min=1, help="Folding-trunk blocks."),
+    sequence_dim: int = typer.Option(256, "--sequence-dim", min=8, help="Trunk sequence-state width."),
+    pairwise_dim: int = typer.Option(64, "--pairwise-dim", min=8, help="Trunk pair-state width."),
+    eval_chains: int = typer.Option(40, "--eval-chains", min=1, help="Validation chains scored every 250 steps."),
     crop: int = typer.Option(128, "--crop", min=16),
     batch_size: int = typer.Option(2, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr"),
@@ -112,10 +115,19 @@ def fold(
 
     if not (data_dir / "structures_train.npz").is_file():
         raise InvalidFileError(f"{data_dir}: no structures_train.npz (run 'foldatlas train data' first)")
-    cfg = FoldTrainConfig(lm=lm, blocks=blocks, crop=crop, batch_size=batch_size, steps=steps, lr=lr,
+    cfg = FoldTrainConfig(lm=lm, blocks=blocks, sequence_dim=sequence_dim, pairwise_dim=pairwise_dim,
+                          eval_chains=eval_chains, crop=crop, batch_size=batch_size, steps=steps, lr=lr,
                           max_recycles=max_recycles, seed=seed, threads=threads)
     final = train_fold(data_dir, out, cfg, log=_log, until=until)
     _log(f"model written to {final}" if final else f"stopped at step {until}; rerun to resume")
+
+
+def _means_json(metrics: dict) -> str:
+    """The evaluation's means per set and scorer (the rows stay in the full JSON)."""
+    import json
+
+    return json.dumps({k: {v: r["mean"] for v, r in m.items()} if isinstance(m, dict) else m
+                       for k, m in metrics.items()}, indent=2)
 
 
 @train_app.command("fold-eval")
@@ -140,8 +152,7 @@ def fold_eval(
     text = json.dumps(metrics, indent=2)
     if out:
         atomic_write_text(out, text)
-    typer.echo(json.dumps({k: {v: r["mean"] for v, r in m.items()} if isinstance(m, dict) else m
-                           for k, m in metrics.items()}, indent=2))
+    typer.echo(_means_json(metrics))
 
 
 @train_app.command("lm-release")
@@ -160,6 +171,28 @@ def lm_release(
     if not (run / "model" / "config.json").is_file():
         raise InvalidFileError(f"{run}: no finished model (run 'foldatlas train lm' to the end first)")
     typer.echo(json.dumps(release_lm(run, data_dir, dest, machine, log=_log), indent=2))
+
+
+@train_app.command("fold-release")
+def fold_release(
+    run: Path = typer.Option(..., "--run", help="Run folder of 'foldatlas train fold'."),
+    data_dir: Path = typer.Option(..., "--data", help="Folder written by 'foldatlas train data' (test split)."),
+    eval_dir: Path = typer.Option(..., "--eval", help="Evaluation domains, e.g. ../shared/eval/structure."),
+    dest: Path = typer.Option(..., "--dest", help="Release folder, e.g. src/foldatlas/weights/foldatlas-fold-small."),
+    test_chains: Optional[int] = typer.Option(None, "--test-chains", min=1, help="Score the first N test chains."),
+    machine: str = typer.Option("a 2-core x86-64 CPU", "--machine", help="Where it was trained (for the card)."),
+) -> None:
+    """Store a trained folding model as float16 with its evaluation and model card."""
+
+    from foldatlas.errors import InvalidFileError
+    from foldatlas.train.release import release_fold
+
+    if not (run / "model" / "config.json").is_file():
+        raise InvalidFileError(f"{run}: no finished model (run 'foldatlas train fold' to the end first)")
+    if not (eval_dir / "targets.tsv").is_file():
+        raise InvalidFileError(f"{eval_dir}: no targets.tsv")
+    metrics = release_fold(run, data_dir, eval_dir, dest, machine, test_chains=test_chains, log=_log)
+    typer.echo(_means_json(metrics))
 
 
 def register(app: typer.Typer) -> None:

@@ -45,8 +45,7 @@ class ModelSpec:
     description: str = ""
 
 
-# The embedded default folding model is trained by the project (its own issue);
-# its name is reserved here so that the CLI and service default to it once it ships.
+# The embedded default folding model, trained by the project and shipped in the package.
 DEFAULT_FOLD_MODEL = "foldatlas-fold-small"
 # The embedded language model, trained by the project and shipped in the package.
 DEFAULT_LM = "foldatlas-lm-small"
@@ -60,7 +59,8 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("esmfold_v1", "fold", hub_id="facebook/esmfold_v1",
                   description="ESMFold v1 (ESM-2 3B + 48 folding blocks), Meta's released weights"),
         ModelSpec(DEFAULT_FOLD_MODEL, "fold", package_path="weights/foldatlas-fold-small",
-                  description="foldatlas' embedded folding model, trained by the project (not yet shipped)"),
+                  description="foldatlas' embedded folding model, trained by the project; small, "
+                              "far less accurate than esmfold_v1"),
         ModelSpec(DEFAULT_LM, "lm", package_path="weights/foldatlas-lm-small",
                   description="foldatlas' embedded ESM-2-architecture language model, trained by the project"),
         *(ModelSpec(name, "lm", hub_id=f"facebook/{name}", description=f"ESM-2 {size}, Meta's released weights")

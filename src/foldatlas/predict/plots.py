@@ -31,7 +31,7 @@ def confidence_png(prediction, dpi: int = 100) -> bytes:
         ax1.axhspan(lo, hi, color=color, alpha=0.15, lw=0, label=label)
     ax1.plot(x, prediction.plddt, color="black", lw=1.2)
     ax1.set(xlim=(1, max(n, 2)), ylim=(0, 100), xlabel="residue (all chains in order)", ylabel="pLDDT",
-            title=f"{prediction.name}: mean pLDDT {prediction.mean_plddt:.1f}")
+            title=f"{prediction.name} ({prediction.model_name}): mean pLDDT {prediction.mean_plddt:.1f}")
     ax1.legend(loc="lower left", fontsize=7, ncol=2, frameon=False)
     im = ax2.imshow(prediction.pae, cmap="Greens_r", vmin=0, vmax=prediction.max_pae,
                     extent=(0.5, n + 0.5, n + 0.5, 0.5))

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["three_state", "ideal_helix_ca", "backbone_ss", "score_model", "evaluate_fold", "untrained_twin"]
+__all__ = ["three_state", "ideal_helix_ca", "backbone_ss", "score_model", "evaluate_fold", "untrained_twin",
+           "truth_from_file"]
 
 _THREE = {"H": "H", "G": "H", "I": "H", "E": "E", "B": "E"}
 
@@ -74,7 +75,7 @@ def untrained_twin(model_dir: str | Path, out_dir: str | Path, seed: int = 0) ->
     return out
 
 
-def _truth_from_file(path: Path) -> tuple[str, np.ndarray]:
+def truth_from_file(path: Path) -> tuple[str, np.ndarray]:
     """Sequence and ``[L, 4, 3]`` N/CA/C/O (NaN where missing) of a one-chain structure file, in file order."""
     import biotite.structure as struc
 
@@ -165,7 +166,7 @@ def evaluate_fold(model: str, data_dir: str | Path | None, eval_dir: str | Path 
         rows = list(csv.DictReader(open(Path(eval_dir) / "targets.tsv"), delimiter="\t"))
         targets = []
         for r in rows:
-            seq, bb = _truth_from_file(Path(eval_dir) / r["file"])
+            seq, bb = truth_from_file(Path(eval_dir) / r["file"])
             ok = ~np.isnan(bb).any((1, 2))
             ss = backbone_ss(np.nan_to_num(bb)) if ok.all() else None
             targets.append({"id": r["id"], "sequence": seq, "backbone": bb, "ss": ss})
