@@ -183,7 +183,6 @@ def fold_release(
     machine: str = typer.Option("a 2-core x86-64 CPU", "--machine", help="Where it was trained (for the card)."),
 ) -> None:
     """Store a trained folding model as float16 with its evaluation and model card."""
-
     from foldatlas.errors import InvalidFileError
     from foldatlas.train.release import release_fold
 
