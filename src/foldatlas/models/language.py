@@ -9,7 +9,31 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["load_language_model"]
+import numpy as np
+
+from foldatlas.models.random_checkpoint import ESM2_VOCAB
+
+__all__ = ["load_language_model", "tokenize", "TOKEN_OF", "PAD", "CLS", "EOS", "MASK"]
+
+PAD, CLS, EOS, MASK = 1, 0, 2, 32  # ESM-2 vocabulary ids of the special tokens
+TOKEN_OF: dict[str, int] = {tok: i for i, tok in enumerate(ESM2_VOCAB)}
+
+
+def tokenize(seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """ESM-2 token ids (``<cls> seq <eos>``, padded) and the attention mask.
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (B, max_len + 2)
+    attention_mask : ndarray of int64, shape (B, max_len + 2)
+    """
+    width = max(len(s) for s in seqs) + 2
+    ids = np.full((len(seqs), width), PAD, dtype=np.int64)
+    for b, s in enumerate(seqs):
+        ids[b, 0] = CLS
+        ids[b, 1:len(s) + 1] = [TOKEN_OF.get(c, TOKEN_OF["X"]) for c in s]
+        ids[b, len(s) + 1] = EOS
+    return ids, (ids != PAD).astype(np.int64)
 
 
 def load_language_model(name: str, attn_implementation: str = "eager"):
@@ -35,6 +59,7 @@ def load_language_model(name: str, attn_implementation: str = "eager"):
         raise WeightsIntegrityError(f"model '{name}' is a folding model, not a language model")
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         # Computed in float32 whatever the stored dtype (16-bit matmuls crawl on CPUs).
         model = EsmForMaskedLM.from_pretrained(str(resolved.path), attn_implementation=attn_implementation,
@@ -43,5 +68,6 @@ def load_language_model(name: str, attn_implementation: str = "eager"):
         raise WeightsIntegrityError(f"model '{name}': cannot load {resolved.path}: {str(e).splitlines()[0]}") from e
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
     model.eval()
     return model, resolved

@@ -14,20 +14,24 @@ import json
 import platform
 import sys
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from foldatlas.errors import OutputConflictError
 from foldatlas.files import atomic_write_text
-from foldatlas.predict.batching import token_batches
+from foldatlas.seq.batching import token_batches
 from foldatlas.predict.engine import FoldOptions, fold_batch
 from foldatlas.predict.memory import auto_chunk_size, available_memory_bytes, estimate_peak_bytes
 from foldatlas.predict.outputs import load_done, write_prediction
+from foldatlas.predict.prediction import Prediction
 from foldatlas.seq.complexes import LINKER
 from foldatlas.seq.records import Record, safe_names
 
-__all__ = ["RunConfig", "RunResult", "run_fold", "length_problem", "SUMMARY_COLUMNS"]
+__all__ = ["RunConfig", "RunResult", "run_fold", "length_problem", "fold_in_batches", "BatchOutcome",
+           "SUMMARY_COLUMNS"]
 
 _SUMMARY_INTERVAL_S = 10.0
 SUMMARY_COLUMNS = ("name", "file", "length", "chains", "mean_plddt", "ptm", "iptm", "status", "seconds", "error")
@@ -230,34 +234,22 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
 
     flush(force=True)
     options = FoldOptions(config.num_recycles, config.chunk_size)
-    batches = token_batches([_model_length(records[i]) for i in todo], config.max_tokens_per_batch)
-    queue = [[todo[j] for j in batch] for batch in batches]
     bar = tqdm(total=sum(records[i].length for i in todo), unit="res", disable=not progress or not todo,
                desc="folding", file=sys.stderr, dynamic_ncols=True)
-    while queue:
-        batch = queue.pop(0)
-        start = time.perf_counter()
-        try:
-            predictions = fold_batch(folding_model, [records[i] for i in batch], options)
-        except Exception as e:  # any failure of a batch is recorded; the run goes on
-            if len(batch) > 1 and _is_oom(e):
-                half = len(batch) // 2
-                queue[:0] = [batch[:half], batch[half:]]
-                continue
-            reason = "out of memory" if _is_oom(e) else f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"
+    for outcome in fold_in_batches(folding_model, [records[i] for i in todo], options, config.max_tokens_per_batch):
+        batch = [todo[j] for j in outcome.indices]
+        if outcome.error is not None:
             for i in batch:
-                rows[i] = _failure_row(records[i], stems[i], reason)
-                log(f"record '{records[i].name}': failed: {reason}")
+                rows[i] = _failure_row(records[i], stems[i], outcome.error)
+                log(f"record '{records[i].name}': failed: {outcome.error}")
             result.failed += len(batch)
-            bar.update(sum(records[i].length for i in batch))
-            flush()
-            continue
-        seconds = (time.perf_counter() - start) / len(batch)
-        for i, prediction in zip(batch, predictions):
-            extra = {"seconds": round(seconds, 3), "batch_size": len(batch),
-                     "model_weights_sha256": folding_model.weights_sha256}
-            rows[i] = _ok_row(stems[i], write_prediction(prediction, out, stems[i], plot=config.plot, extra=extra))
-            result.folded += 1
+        else:
+            for i, prediction in zip(batch, outcome.predictions):
+                extra = {"seconds": round(outcome.seconds, 3), "batch_size": len(batch),
+                         "model_weights_sha256": folding_model.weights_sha256}
+                rows[i] = _ok_row(stems[i], write_prediction(prediction, out, stems[i], plot=config.plot,
+                                                             extra=extra))
+                result.folded += 1
         bar.update(sum(records[i].length for i in batch))
         flush()
     bar.close()
@@ -266,6 +258,65 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
     manifest["runs"][-1]["counts"] = {"folded": result.folded, "skipped": result.skipped, "failed": result.failed}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
     return result
+
+
+@dataclass
+class BatchOutcome:
+    """One folded batch of :func:`fold_in_batches`.
+
+    Attributes
+    ----------
+    indices : list of int
+        Positions of the batch's records in the list given.
+    predictions : list of Prediction or None
+        In the order of ``indices``; None when the batch failed.
+    error : str or None
+        Why the batch failed (one line), else None.
+    seconds : float
+        Folding time per record.
+    """
+
+    indices: list[int]
+    predictions: list[Prediction] | None
+    error: str | None
+    seconds: float
+
+
+def fold_in_batches(folding_model, records: list[Record], options: FoldOptions,
+                    max_tokens_per_batch: int) -> Iterator[BatchOutcome]:
+    """Fold records in length-sorted batches under a token budget, yielding each batch as it is done.
+
+    A batch that runs out of memory is split in halves and retried; a single record that fails
+    (out of memory, or any other error) is yielded with the reason, and folding goes on.
+
+    Parameters
+    ----------
+    folding_model : foldatlas.models.FoldingModel
+    records : list of Record
+    options : FoldOptions
+    max_tokens_per_batch : int
+        Padded residues per batch; 0: one record per batch.
+
+    Yields
+    ------
+    BatchOutcome
+    """
+    batches = token_batches([_model_length(r) for r in records], max_tokens_per_batch)
+    queue = deque(batches)
+    while queue:
+        batch = queue.popleft()
+        start = time.perf_counter()
+        try:
+            predictions = fold_batch(folding_model, [records[i] for i in batch], options)
+        except Exception as e:  # any failure of a batch is reported; folding goes on
+            if len(batch) > 1 and _is_oom(e):
+                half = len(batch) // 2
+                queue.extendleft([batch[half:], batch[:half]])
+                continue
+            reason = "out of memory" if _is_oom(e) else f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"
+            yield BatchOutcome(batch, None, reason, 0.0)
+            continue
+        yield BatchOutcome(batch, predictions, None, (time.perf_counter() - start) / len(batch))
 
 
 def _failure_row(record: Record, stem: str, reason: str) -> dict:

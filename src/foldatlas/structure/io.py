@@ -14,7 +14,7 @@ import numpy as np
 
 from foldatlas.errors import InvalidFileError
 
-__all__ = ["read_structure", "to_pdb_string", "to_mmcif_string", "ca_trace", "select_chains"]
+__all__ = ["read_structure", "to_pdb_string", "to_mmcif_string", "ca_atoms", "ca_trace", "select_chains"]
 
 
 def _sniff_format(name: str, text: str) -> str:
@@ -103,6 +103,15 @@ def select_chains(atoms, chains: str | list[str] | None, label: str = "structure
     return atoms[np.isin(atoms.chain_id, wanted)]
 
 
+def ca_atoms(atoms):
+    """The Cα atom of each residue, in file order (one per chain, residue number and insertion code)."""
+    ca = atoms[atoms.atom_name == "CA"]
+    # One Cα per residue: drop alternate locations biotite kept.
+    keys = list(zip(ca.chain_id.tolist(), ca.res_id.tolist(), ca.ins_code.tolist()))
+    first = np.array(sorted({k: i for i, k in reversed(list(enumerate(keys)))}.values()), dtype=int)
+    return ca[first]
+
+
 def ca_trace(atoms) -> tuple[np.ndarray, str, np.ndarray]:
     """Cα coordinates, one-letter sequence and chain ids of a structure's residues.
 
@@ -114,11 +123,7 @@ def ca_trace(atoms) -> tuple[np.ndarray, str, np.ndarray]:
     """
     from foldatlas.seq.alphabet import RESTYPE_3TO1
 
-    ca = atoms[atoms.atom_name == "CA"]
-    # One Cα per residue: drop alternate locations biotite kept.
-    keys = list(zip(ca.chain_id.tolist(), ca.res_id.tolist(), ca.ins_code.tolist()))
-    first = np.array(sorted({k: i for i, k in reversed(list(enumerate(keys)))}.values()), dtype=int)
-    ca = ca[first]
+    ca = ca_atoms(atoms)
     sequence = "".join(RESTYPE_3TO1.get(r, "X") for r in ca.res_name)
     return ca.coord.astype(np.float64), sequence, ca.chain_id.copy()
 

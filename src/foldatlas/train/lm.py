@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from foldatlas.files import atomic_write_text
+from foldatlas.models.language import MASK, PAD, TOKEN_OF, tokenize
 from foldatlas.models.random_checkpoint import ESM2_VOCAB
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
 from foldatlas.train.schedule import warmup_cosine_lr
@@ -37,11 +38,9 @@ from foldatlas.train.schedule import warmup_cosine_lr
 __all__ = ["LMTrainConfig", "esm2_config_dict", "write_tokenizer", "tokenize", "train_lm", "mask_tokens",
            "masked_perplexity"]
 
-PAD, CLS, EOS, MASK = 1, 0, 2, 32
-_TOKEN_OF = {tok: i for i, tok in enumerate(ESM2_VOCAB)}
 _PROFILE_ORDER = "ARNDCQEGHILKMFPSTWYV"
 # ESM vocabulary ids of the profile columns (to map profiles to LM logits if needed).
-PROFILE_TOKEN_IDS = [_TOKEN_OF[a] for a in _PROFILE_ORDER]
+PROFILE_TOKEN_IDS = [TOKEN_OF[a] for a in _PROFILE_ORDER]
 
 
 @dataclass
@@ -92,17 +91,6 @@ def write_tokenizer(folder: Path) -> None:
     atomic_write_text(folder / "special_tokens_map.json", json.dumps(
         {"cls_token": "<cls>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
          "mask_token": "<mask>"}, indent=2))
-
-
-def tokenize(seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """ESM-2 token ids (``<cls> seq <eos>``, padded) and the attention mask."""
-    width = max(len(s) for s in seqs) + 2
-    ids = np.full((len(seqs), width), PAD, dtype=np.int64)
-    for b, s in enumerate(seqs):
-        ids[b, 0] = CLS
-        ids[b, 1:len(s) + 1] = [_TOKEN_OF.get(c, _TOKEN_OF["X"]) for c in s]
-        ids[b, len(s) + 1] = EOS
-    return ids, (ids != PAD).astype(np.int64)
 
 
 def mask_tokens(ids: np.ndarray, rng: np.random.Generator, prob: float) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +175,7 @@ def unigram_frequencies(seqs: list[str]) -> np.ndarray:
     counts = np.zeros(len(ESM2_VOCAB))
     for s in seqs:
         for c, n in zip(*np.unique(np.frombuffer(s.encode(), dtype=np.uint8), return_counts=True)):
-            counts[_TOKEN_OF.get(chr(c), _TOKEN_OF["X"])] += n
+            counts[TOKEN_OF.get(chr(c), TOKEN_OF["X"])] += n
     counts[4:29] += 1
     return counts / counts.sum()
 
