@@ -25,6 +25,14 @@ def tiny_model(tiny_checkpoint):
     return load_folding_model(str(tiny_checkpoint), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def split_dir():
+    """tests/data/test_split: four real PDB chains of the training data's test split."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "data" / "test_split"
+
+
 @pytest.fixture(autouse=True)
 def _hash_cache(tmp_path, monkeypatch):
     """Keep the weights-hash cache out of the user's home."""

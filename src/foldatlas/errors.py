@@ -18,6 +18,8 @@ __all__ = [
     "OutputConflictError",
     "InvalidOptionError",
     "DataToolError",
+    "UnknownEntryError",
+    "AtlasError",
 ]
 
 
@@ -82,3 +84,18 @@ class DataToolError(FoldatlasError):
     """A tool or Debian package the training-data extraction needs is missing or failed."""
 
     exit_code = 5
+
+
+class UnknownEntryError(FoldatlasError, KeyError):
+    """An atlas entry ID (or alias, or checksum) that the atlas does not hold."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class AtlasError(FoldatlasError):
+    """A folder that is not an atlas, or an atlas this version cannot read or write."""
+
+    exit_code = 2

@@ -1,0 +1,249 @@
+"""Bulk prediction into an atlas: fold, embed, insert; deduplicated, resumable, crash-safe.
+
+* Every batch of predictions is inserted in one SQLite transaction, after it is folded: a build
+  killed at any moment loses at most the batch in flight, and a rerun of the same command
+  folds only what is missing.
+* Deduplication by sequence checksum (MD5): a record whose sequence the atlas already holds,
+  predicted by the same weights, is stored as an *alias* of that entry without folding; records
+  of the input with the same sequence are folded once.
+* A record whose ID is already in the atlas with the same sequence is skipped; with another
+  sequence it fails (IDs are unique). Failures (too long, out of memory, ...) are recorded with
+  the reason in the atlas and retried by the next run.
+* An atlas remembers the folding model (weights SHA-256 and recycles) and the embedding model it
+  was built with; adding predictions of other weights is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from foldatlas.atlas import codec
+from foldatlas.atlas.entry import NewEntry
+from foldatlas.atlas.store import Atlas
+from foldatlas.errors import OutputConflictError
+from foldatlas.seq.records import Record
+
+__all__ = ["BuildOptions", "BuildResult", "build_atlas", "check_embedding_model"]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Settings of an atlas build.
+
+    Attributes
+    ----------
+    num_recycles, chunk_size, max_tokens_per_batch, max_length
+        As for ``foldatlas fold`` (:class:`foldatlas.predict.RunConfig`).
+    store_pae : bool
+        Store each entry's PAE matrix (the largest part of an entry: about L^2 / 3 bytes).
+    source : str
+        Where the records came from (input files), stored with every entry.
+    """
+
+    num_recycles: int | None = None
+    chunk_size: int | None = None
+    max_tokens_per_batch: int = 1024
+    max_length: int | None = None
+    store_pae: bool = True
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        from foldatlas.predict.engine import FoldOptions
+
+        if self.max_tokens_per_batch < 0:
+            raise ValueError("max_tokens_per_batch must be >= 0")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError("max_length must be >= 1")
+        FoldOptions(self.num_recycles, self.chunk_size)  # validates
+
+
+@dataclass
+class BuildResult:
+    """Counts of a build: folded, already present, stored as aliases, failed."""
+
+    folded: int = 0
+    skipped: int = 0
+    deduplicated: int = 0
+    failed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no record failed."""
+        return self.failed == 0
+
+
+def check_embedding_model(atlas: Atlas, embedder) -> None:
+    """Record the atlas' embedding model, or refuse one that differs from it.
+
+    Raises
+    ------
+    OutputConflictError
+        If the atlas' embeddings were made by another language model: embeddings of two models
+        cannot be compared, searched or mapped together.
+    """
+    if embedder is None:
+        return
+    current = {"name": embedder.name, "weights_sha256": embedder.weights_sha256, "dim": embedder.dim,
+               "load": embedder.spec or embedder.name}
+    stored = atlas.get_meta("embedding_model")
+    if stored is None:
+        atlas.set_meta("embedding_model", current)
+    elif stored.get("weights_sha256") != current["weights_sha256"]:
+        raise OutputConflictError(
+            f"{atlas.folder} holds embeddings of '{stored.get('name')}'; embed with the same model "
+            f"(--embedding-model {stored.get('load', stored.get('name'))}) or use a new atlas")
+
+
+def _check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> None:
+    current = {"name": folding_model.name, "weights_sha256": folding_model.weights_sha256,
+               "num_recycles": options.num_recycles, "source": folding_model.source}
+    stored = atlas.get_meta("build_model")
+    if stored is None:
+        atlas.set_meta("build_model", current)
+        return
+    if stored.get("weights_sha256") != current["weights_sha256"]:
+        raise OutputConflictError(
+            f"{atlas.folder} holds predictions of model '{stored.get('name')}' (weights "
+            f"{str(stored.get('weights_sha256'))[:12]}); build with the same model or use a new atlas "
+            f"for '{folding_model.name}'")
+    if stored.get("num_recycles") != options.num_recycles:
+        raise OutputConflictError(f"{atlas.folder} was built with num_recycles={stored.get('num_recycles')}; "
+                                  f"use the same value or a new atlas")
+
+
+def _entry(prediction, embedding, folding_model, options: BuildOptions, seconds: float, batch_size: int) -> NewEntry:
+    from foldatlas import __version__
+
+    rec = prediction.record
+    return NewEntry(
+        id=rec.name, sequence=rec.sequence, kind="predicted", model=folding_model.name,
+        model_version=folding_model.weights_sha256, structure=codec.encode_structure(prediction.to_atoms()),
+        plddt=prediction.plddt, ptm=prediction.ptm, iptm=prediction.iptm,
+        pae=prediction.pae if options.store_pae else None, max_pae=prediction.max_pae, embedding=embedding,
+        description=rec.description, source=options.source,
+        provenance={"foldatlas_version": __version__, "model": folding_model.name,
+                    "model_source": folding_model.source, "model_revision": folding_model.revision,
+                    "num_recycles": options.num_recycles, "seconds": round(seconds, 3), "batch_size": batch_size,
+                    "substitutions": [list(s) for s in rec.substitutions]})
+
+
+def _plan(atlas: Atlas, records: list[Record], model_version: str, source: str, log):
+    """Split records into skipped, aliases of stored entries, failures, and groups to fold."""
+    result = BuildResult()
+    failures: list[tuple[str, str | None, int | None, str, str]] = []
+    seen: dict[str, str] = {}
+    unique: list[Record] = []
+    for rec in records:  # the same ID twice in the input
+        checksum = codec.sequence_md5(rec.sequence)
+        if rec.name in seen:
+            if seen[rec.name] != checksum:
+                failures.append((rec.name, checksum, rec.length, "ID given twice in the input with different "
+                                 "sequences", source))
+            continue
+        seen[rec.name] = checksum
+        unique.append(rec)
+    known = atlas.known_ids([r.name for r in unique])
+    fresh: list[Record] = []
+    for rec in unique:
+        if rec.name in known:
+            if known[rec.name][0] == seen[rec.name]:
+                result.skipped += 1
+            else:
+                failures.append((rec.name, seen[rec.name], rec.length,
+                                 "ID already in the atlas with another sequence", source))
+        else:
+            fresh.append(rec)
+    stored = atlas.predicted_ids([seen[r.name] for r in fresh], model_version)
+    aliases = [(r.name, stored[seen[r.name]], source) for r in fresh if seen[r.name] in stored]
+    groups: dict[str, list[Record]] = {}
+    for rec in fresh:
+        if seen[rec.name] not in stored:
+            groups.setdefault(seen[rec.name], []).append(rec)
+    result.failed += len(failures)
+    for f in failures:
+        log(f"record '{f[0]}': failed: {f[3]}")
+    return result, failures, aliases, groups
+
+
+def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=None,
+                options: BuildOptions = BuildOptions(), progress: bool = True,
+                log: Callable[[str], None] | None = None) -> BuildResult:
+    """Fold records into an atlas, resuming what earlier runs stored.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        Opened for writing.
+    records : list of Record
+        Validated input; each record's name is its entry ID.
+    folding_model : foldatlas.models.FoldingModel
+    embedder : foldatlas.models.embedding.Embedder, optional
+        Computes each entry's mean language-model embedding; None stores none.
+    options : BuildOptions
+    progress : bool
+        Progress bar (residues, with ETA) on stderr.
+    log : callable, optional
+        Receives one-line messages (failures); default prints to stderr.
+
+    Returns
+    -------
+    BuildResult
+
+    Raises
+    ------
+    OutputConflictError
+        If the atlas was built with other weights, recycles or embedding model.
+    """
+    from tqdm import tqdm
+
+    from foldatlas.atlas.seqindex import update_sequence_index
+    from foldatlas.predict.engine import FoldOptions
+    from foldatlas.predict.memory import available_memory_bytes
+    from foldatlas.predict.runner import fold_in_batches, length_problem
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    _check_folding_model(atlas, folding_model, options)
+    check_embedding_model(atlas, embedder)
+    result, failures, aliases, groups = _plan(atlas, records, folding_model.weights_sha256, options.source, log)
+    if aliases:
+        atlas.insert([], aliases=aliases)
+        result.deduplicated += len(aliases)
+    todo: list[list[Record]] = []
+    available = available_memory_bytes(folding_model.device)
+    for group in groups.values():
+        problem = length_problem(group[0], options.max_length, options.chunk_size, folding_model.device, available)
+        if problem:
+            failures.extend((r.name, codec.sequence_md5(r.sequence), r.length, problem, options.source) for r in group)
+            result.failed += len(group)
+            log(f"record '{group[0].name}': skipped: {problem}")
+        else:
+            todo.append(group)
+    atlas.record_failures(failures)
+
+    fold_options = FoldOptions(options.num_recycles, options.chunk_size)
+    primaries = [group[0] for group in todo]
+    bar = tqdm(total=sum(r.length for r in primaries), unit="res", disable=not progress or not primaries,
+               desc="folding", file=sys.stderr, dynamic_ncols=True)
+    for outcome in fold_in_batches(folding_model, primaries, fold_options, options.max_tokens_per_batch):
+        groups_done = [todo[j] for j in outcome.indices]
+        if outcome.error is not None:
+            failed = [(r.name, codec.sequence_md5(r.sequence), r.length, outcome.error, options.source)
+                      for group in groups_done for r in group]
+            atlas.record_failures(failed)
+            result.failed += len(failed)
+            for group in groups_done:
+                log(f"record '{group[0].name}': failed: {outcome.error}")
+        else:
+            embeddings = embedder([g[0].sequence for g in groups_done]) if embedder is not None else None
+            entries = [_entry(p, None if embeddings is None else embeddings[k], folding_model, options,
+                              outcome.seconds, len(groups_done)) for k, p in enumerate(outcome.predictions)]
+            extra = [(r.name, group[0].name, options.source) for group in groups_done for r in group[1:]]
+            atlas.insert(entries, aliases=extra)
+            result.folded += len(entries)
+            result.deduplicated += len(extra)
+        bar.update(sum(g[0].length for g in groups_done))
+    bar.close()
+    update_sequence_index(atlas)
+    return result

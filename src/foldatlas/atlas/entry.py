@@ -1,0 +1,198 @@
+"""An atlas entry: what is stored for one structure, and its output formats (numpy and biotite only)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from foldatlas.atlas import codec
+
+__all__ = ["NewEntry", "AtlasEntry", "ENTRY_KINDS"]
+
+ENTRY_KINDS = ("predicted", "imported")
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry to insert, its payload already encoded where it is a structure.
+
+    Attributes
+    ----------
+    id : str
+        The entry ID (FASTA header's first word, file name stem, or given).
+    sequence : str
+        Chains joined by ``:``.
+    kind : {"predicted", "imported"}
+    model : str
+        The folding model's name, or ``"experimental"`` / the source for imports.
+    model_version : str or None
+        The folding model's weights SHA-256 (None for imports).
+    structure : bytes
+        :func:`foldatlas.atlas.codec.encode_structure` of the structure.
+    plddt : ndarray of float, shape (L,), or None
+        Per-residue pLDDT (0-100).
+    ptm, iptm, max_pae : float or None
+    pae : ndarray of float, shape (L, L), or None
+    embedding : ndarray of float, shape (D,), or None
+        Mean language-model embedding.
+    description, source : str
+        FASTA header or file name; where the entry came from (input file).
+    provenance : dict
+        JSON-ready details (foldatlas version, recycles, timing, substitutions, ...).
+    """
+
+    id: str
+    sequence: str
+    kind: str
+    model: str
+    structure: bytes
+    model_version: str | None = None
+    plddt: np.ndarray | None = None
+    ptm: float | None = None
+    iptm: float | None = None
+    pae: np.ndarray | None = None
+    max_pae: float | None = None
+    embedding: np.ndarray | None = None
+    description: str = ""
+    source: str = ""
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENTRY_KINDS:
+            raise ValueError(f"kind must be one of {ENTRY_KINDS}")
+        n = len(self.sequence.replace(":", ""))
+        if self.plddt is not None and len(self.plddt) != n:
+            raise ValueError(f"entry {self.id}: {len(self.plddt)} pLDDT values for {n} residues")
+        if self.pae is not None and np.shape(self.pae) != (n, n):
+            raise ValueError(f"entry {self.id}: PAE of shape {np.shape(self.pae)} for {n} residues")
+
+    @property
+    def length(self) -> int:
+        """Residues over all chains."""
+        return len(self.sequence.replace(":", ""))
+
+    @property
+    def mean_plddt(self) -> float | None:
+        """Mean per-residue pLDDT, or None."""
+        return None if self.plddt is None or len(self.plddt) == 0 else float(np.mean(self.plddt))
+
+
+@dataclass
+class AtlasEntry:
+    """An entry read from an atlas.
+
+    Attributes
+    ----------
+    id : str
+        The entry ID (an alias given to :meth:`Atlas.get` resolves to it).
+    checksum : str
+        MD5 of the sequence (the deduplication key).
+    crc64 : str
+        UniProt-style CRC64 of the sequence (the ESM Atlas ``sequenceChecksum``).
+    sequence : str
+        Chains joined by ``:``.
+    length : int
+    kind, model, model_version, description, source, created : str
+    mean_plddt, ptm, iptm, max_pae : float or None
+    plddt : ndarray of float32, shape (L,), or None
+    pae : ndarray of float32, shape (L, L), or None
+        Loaded only when asked for.
+    embedding : ndarray of float32, shape (D,), or None
+    provenance : dict
+    has_pae : bool
+        Whether the atlas stores a PAE matrix for the entry.
+    structure_blob : bytes
+        The stored structure (see :mod:`foldatlas.atlas.codec`).
+    """
+
+    id: str
+    checksum: str
+    crc64: str
+    sequence: str
+    length: int
+    kind: str
+    model: str
+    model_version: str | None
+    mean_plddt: float | None
+    ptm: float | None
+    iptm: float | None
+    max_pae: float | None
+    plddt: np.ndarray | None
+    pae: np.ndarray | None
+    embedding: np.ndarray | None
+    description: str
+    source: str
+    provenance: dict
+    created: str
+    has_pae: bool = False
+    structure_blob: bytes = field(repr=False, default=b"")
+
+    @property
+    def chains(self) -> list[str]:
+        """Chain sequences."""
+        return self.sequence.split(":")
+
+    def atoms(self):
+        """The structure as a biotite ``AtomArray`` (B-factors as stored: pLDDT for predictions)."""
+        return codec.decode_structure(self.structure_blob)
+
+    def _remarks(self) -> list[str]:
+        what = f"foldatlas atlas entry {self.id}: {self.kind} by {self.model}"
+        lines = [what]
+        if self.mean_plddt is not None:
+            lines.append(f"mean pLDDT {self.mean_plddt:.2f}" + (f"  pTM {self.ptm:.4f}" if self.ptm is not None else "")
+                         + (f"  ipTM {self.iptm:.4f}" if self.iptm is not None else ""))
+            lines.append("B-factor column: per-atom pLDDT on the 0-100 scale")
+        return lines
+
+    def to_pdb(self) -> str:
+        """PDB text (REMARK 250 lines name the entry, the model and its confidence)."""
+        from foldatlas.structure.io import to_pdb_string
+
+        return to_pdb_string(self.atoms(), remarks=self._remarks())
+
+    def to_mmcif(self) -> str:
+        """mmCIF text with a ``_software`` record naming the model."""
+        from foldatlas import __version__
+        from foldatlas.structure.io import to_mmcif_string
+
+        software = {"name": "foldatlas", "version": __version__, "classification": "model building" if
+                    self.kind == "predicted" else "other", "description": f"{self.kind} by {self.model}"}
+        return to_mmcif_string(self.atoms(), name=self.id, software=software)
+
+    def to_bcif(self) -> bytes:
+        """BinaryCIF bytes, as stored."""
+        return codec.decode_bcif(self.structure_blob)
+
+    def pae_json(self) -> list[dict]:
+        """PAE in AlphaFold DB's JSON form; raises ValueError when the entry has none."""
+        if self.pae is None:
+            raise ValueError(f"entry {self.id} has no PAE")
+        return [{"predicted_aligned_error": np.round(self.pae.astype(np.float64), 3).tolist(),
+                 "max_predicted_aligned_error": self.max_pae}]
+
+    def to_dict(self, include_pae: bool = False, include_embedding: bool = False) -> dict:
+        """Metadata and confidence as a JSON-ready dict."""
+        out = {
+            "id": self.id, "checksum": self.checksum, "crc64": self.crc64, "sequence": self.sequence,
+            "length": self.length, "chains": len(self.chains), "kind": self.kind, "model": self.model,
+            "model_version": self.model_version, "description": self.description, "source": self.source,
+            "created": self.created,
+            "mean_plddt": None if self.mean_plddt is None else round(self.mean_plddt, 3),
+            "ptm": None if self.ptm is None else round(self.ptm, 5),
+            "iptm": None if self.iptm is None else round(self.iptm, 5),
+            "plddt": None if self.plddt is None else np.round(self.plddt.astype(np.float64), 2).tolist(),
+            "has_pae": self.has_pae,
+            "provenance": self.provenance,
+        }
+        if include_pae and self.pae is not None:
+            out.update(self.pae_json()[0])
+        if include_embedding and self.embedding is not None:
+            out["embedding"] = np.round(self.embedding.astype(np.float64), 5).tolist()
+        return out
+
+    def to_json(self, **kwargs) -> str:
+        """:meth:`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(**kwargs), separators=(",", ":"))

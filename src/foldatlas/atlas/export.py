@@ -1,0 +1,152 @@
+"""Bulk exports of an atlas: FASTA, ESM Atlas-style metadata Parquet, structure tarballs by confidence.
+
+Every file is written under a temporary name and renamed when complete. Imports neither torch nor
+transformers (pyarrow only for the Parquet file).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+from foldatlas import __version__
+from foldatlas.atlas.entry import AtlasEntry
+from foldatlas.atlas.store import Atlas
+from foldatlas.errors import InvalidOptionError
+from foldatlas.seq.records import safe_names
+
+__all__ = ["export_fasta", "export_metadata", "export_structures", "confidence_bin", "METADATA_COLUMNS"]
+
+# The ESM Atlas metadata columns (id, ptm, plddt on 0-1, num_conf, len, sequenceChecksum, model version,
+# atlas version), then foldatlas' own.
+METADATA_COLUMNS = ("id", "ptm", "plddt", "num_conf", "len", "sequenceChecksum", "esmfold_version", "atlas_version",
+                    "iptm", "mean_plddt", "num_chains", "md5", "model", "kind", "description", "source", "created")
+
+
+class _AtomicFile:
+    """A temp file in the destination folder, renamed onto the destination when closed without error."""
+
+    def __init__(self, path: str | Path, mode: str = "wb") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self.handle = os.fdopen(fd, mode)
+
+    def __enter__(self):
+        return self.handle
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.handle.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+def export_fasta(atlas: Atlas, path: str | Path) -> int:
+    """Write every entry's sequence as FASTA (``>ID description``; ``:`` between chains); returns the count."""
+    n = 0
+    with _AtomicFile(path, "w") as f:
+        for m in atlas.iter_metadata(("id", "description", "sequence")):
+            desc = m["description"] if m["description"] and m["description"] != m["id"] else ""
+            f.write(f">{m['id']}{' ' + desc if desc else ''}\n{m['sequence']}\n")
+            n += 1
+    return n
+
+
+def export_metadata(atlas: Atlas, path: str | Path) -> int:
+    """Write a Parquet table of every entry's metadata (:data:`METADATA_COLUMNS`); returns the row count.
+
+    ``plddt`` is the mean pLDDT on the 0-1 scale and ``num_conf`` the residues with pLDDT above 70,
+    as in the ESM Atlas metadata; ``mean_plddt`` is the same mean on the 0-100 scale;
+    ``sequenceChecksum`` is the CRC64 of the sequence; ``esmfold_version`` is the folding model's
+    name and ``atlas_version`` the foldatlas version.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = ("id", "ptm", "mean_plddt", "num_conf", "length", "crc64", "model", "model_version", "iptm", "num_chains",
+            "checksum", "kind", "description", "source", "created")
+    data: dict[str, list] = {c: [] for c in METADATA_COLUMNS}
+    for m in atlas.iter_metadata(cols):
+        row = {"id": m["id"], "ptm": m["ptm"], "plddt": None if m["mean_plddt"] is None else m["mean_plddt"] / 100,
+               "num_conf": m["num_conf"], "len": m["length"], "sequenceChecksum": m["crc64"],
+               "esmfold_version": m["model"], "atlas_version": f"foldatlas-{__version__}", "iptm": m["iptm"],
+               "mean_plddt": m["mean_plddt"], "num_chains": m["num_chains"], "md5": m["checksum"], "model": m["model"],
+               "kind": m["kind"], "description": m["description"], "source": m["source"], "created": m["created"]}
+        for c in METADATA_COLUMNS:
+            data[c].append(row[c])
+    types = {"ptm": pa.float32(), "plddt": pa.float32(), "iptm": pa.float32(), "mean_plddt": pa.float32(),
+             "num_conf": pa.int32(), "len": pa.int32(), "num_chains": pa.int16()}
+    table = pa.table({c: pa.array(v, type=types.get(c, pa.string())) for c, v in data.items()})
+    with _AtomicFile(path) as f:
+        pq.write_table(table, f, compression="zstd")
+    return table.num_rows
+
+
+def confidence_bin(ptm: float | None, mean_plddt: float | None, width: float = 0.1) -> str:
+    """Tarball name stem of an entry's confidence bin, as the ESM Atlas bins its bulk downloads.
+
+    Examples
+    --------
+    >>> confidence_bin(0.734, 81.2)
+    'tm_.70_.80_plddt_.80_.90'
+    >>> confidence_bin(None, None)
+    'tm_none_plddt_none'
+    """
+    def part(value: float | None) -> str:
+        if value is None:
+            return "none"
+        steps = round(1 / width)
+        lo = min(int(value / width + 1e-9), steps - 1)
+        fmt = (lambda x: f"{x:.2f}".lstrip("0") if x < 1 else "1.00")
+        return f"{fmt(lo * width)}_{fmt((lo + 1) * width)}"
+
+    return f"tm_{part(ptm)}_plddt_{part(None if mean_plddt is None else mean_plddt / 100)}"
+
+
+def _structure_text(entry: AtlasEntry, fmt: str) -> bytes:
+    return (entry.to_pdb() if fmt == "pdb" else entry.to_mmcif()).encode()
+
+
+def export_structures(atlas: Atlas, folder: str | Path, fmt: str = "pdb", width: float = 0.1) -> dict[str, int]:
+    """Write every entry's structure into tarballs binned by pTM and mean pLDDT.
+
+    Parameters
+    ----------
+    atlas : Atlas
+    folder : str or Path
+        Output folder (created); one ``<bin>.tar`` per bin (see :func:`confidence_bin`), each holding
+        ``<ID>.pdb.gz`` (or ``.cif.gz``) files, IDs made safe for file names.
+    fmt : {"pdb", "cif"}
+    width : float
+        Bin width on the 0-1 scale.
+
+    Returns
+    -------
+    dict
+        Tarball name -> number of structures.
+    """
+    if fmt not in ("pdb", "cif"):
+        raise InvalidOptionError(f"structure format must be pdb or cif, not {fmt!r}")
+    if not 0 < width <= 1:
+        raise InvalidOptionError("bin width must be in (0, 1]")
+    meta = list(atlas.iter_metadata(("rowid", "id", "ptm", "mean_plddt")))
+    names = safe_names([m["id"] for m in meta])
+    bins: dict[str, list[tuple[int, str]]] = {}
+    for m, name in zip(meta, names):
+        bins.setdefault(confidence_bin(m["ptm"], m["mean_plddt"], width), []).append((m["rowid"], name))
+    counts = {}
+    for stem, members in sorted(bins.items()):
+        with _AtomicFile(Path(folder) / f"{stem}.tar") as f, tarfile.open(fileobj=f, mode="w") as tar:
+            for rowid, name in members:
+                data = gzip.compress(_structure_text(atlas.get_rowid(rowid, pae=False, embedding=False), fmt), 6)
+                info = tarfile.TarInfo(f"{name}.{fmt}.gz")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        counts[f"{stem}.tar"] = len(members)
+    return counts

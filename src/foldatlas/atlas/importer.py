@@ -1,0 +1,296 @@
+"""Importing existing structure files (PDB / mmCIF, gzipped too) into an atlas.
+
+Each file becomes one entry (all its protein chains, as a complex), or one entry per chain with
+``split_chains``; the ID is the file name without its extensions (``_<chain>`` added per chain).
+The first model is read, amino-acid residues with a Cα atom are kept, hydrogens dropped.
+
+pLDDT: with ``plddt="auto"`` the B-factor column is read as pLDDT when the file says it comes from
+a structure predictor (AlphaFold DB's titles and ModelCIF ``_ma_qa_metric`` records, ESMFold,
+ColabFold, OmegaFold, foldatlas), and is ignored otherwise (experimental B-factors are not
+confidences); ``"bfactor"`` always reads it, ``"none"`` never. Values on the 0-1 scale (as
+transformers writes them) are scaled to 0-100. The per-residue pLDDT is the Cα atom's, as in
+AlphaFold DB.
+
+Inserts are grouped in transactions; a rerun skips files whose IDs are stored with the same
+sequence, and bad files are recorded as failures with the reason while the import goes on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from foldatlas.atlas import codec
+from foldatlas.atlas.entry import NewEntry
+from foldatlas.atlas.store import Atlas
+from foldatlas.errors import FoldatlasError, InvalidFileError, InvalidOptionError
+
+__all__ = ["ImportOptions", "ImportResult", "import_structures", "find_structure_files", "read_entry_file"]
+
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
+# Markers of predicted models in a file's header (PDB records before the atoms, or mmCIF categories).
+# Markers of predicted models in a file's header (PDB records before the atoms, or mmCIF categories);
+# the first that matches names the predictor.
+_PREDICTORS = ((re.compile(r"foldatlas (prediction|atlas entry .*: predicted)|^_software\.name\s+foldatlas", re.M),
+                "foldatlas"),
+               (re.compile(r"alphafold", re.I), "AlphaFold"), (re.compile(r"^_ma_qa_metric", re.M), "ModelCIF model"),
+               (re.compile(r"esmfold", re.I), "ESMFold"), (re.compile(r"colabfold", re.I), "ColabFold"),
+               (re.compile(r"omegafold", re.I), "OmegaFold"), (re.compile(r"plddt", re.I), "predicted"))
+_EXPERIMENTAL = re.compile(r"^EXPDTA\s+(.+)$|^_exptl\.method\s+(.+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Settings of an import.
+
+    Attributes
+    ----------
+    plddt : {"auto", "bfactor", "none"}
+        Whether B-factors are read as pLDDT (see the module docstring).
+    split_chains : bool
+        One entry per chain instead of one per file.
+    chains : str or None
+        Comma-separated chain IDs to keep (default: all).
+    label : str or None
+        What made the structures, stored as the entries' model (default: detected from the file,
+        e.g. "AlphaFold" or "experimental (X-RAY DIFFRACTION)", else "unknown").
+    batch_size : int
+        Entries per transaction (and per embedding batch).
+    """
+
+    plddt: str = "auto"
+    split_chains: bool = False
+    chains: str | None = None
+    label: str | None = None
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.plddt not in ("auto", "bfactor", "none"):
+            raise InvalidOptionError(f"--plddt must be auto, bfactor or none, not {self.plddt!r}")
+        if self.batch_size < 1:
+            raise InvalidOptionError("batch size must be >= 1")
+
+
+@dataclass
+class ImportResult:
+    """Counts of an import."""
+
+    imported: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed."""
+        return self.failed == 0
+
+
+def find_structure_files(paths: list[str | Path]) -> list[Path]:
+    """Structure files named, or found (recursively, sorted) in the folders named.
+
+    Raises
+    ------
+    InvalidFileError
+        If a path does not exist, or nothing structure-like is found.
+    """
+    found: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            found.extend(sorted(f for f in p.rglob("*") if f.is_file() and _is_structure_name(f.name)))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise InvalidFileError(f"{p}: no such file or folder")
+    if not found:
+        raise InvalidFileError(f"no structure files (.pdb, .ent, .cif, .mmcif, gzipped or not) in "
+                               f"{', '.join(str(p) for p in paths)}")
+    return found
+
+
+def _is_structure_name(name: str) -> bool:
+    return name.lower().removesuffix(".gz").endswith(STRUCTURE_SUFFIXES)
+
+
+def _entry_stem(path: Path) -> str:
+    name = path.name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    for suffix in STRUCTURE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        return raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
+        raise InvalidFileError(f"{path}: cannot read as a text structure file ({e.__class__.__name__})") from e
+
+
+def _origin(text: str) -> tuple[str | None, str]:
+    """(predictor name or None, label) from a file's header text."""
+    is_cif = "_atom_site." in text
+    atom = text.find("\nATOM  ")
+    # PDB: the records before the first atom; mmCIF: everything but the atom_site loop's rows.
+    header = text if is_cif else text[:atom if atom >= 0 else 20000]
+    if is_cif:
+        header = "\n".join(line for line in text.splitlines() if not line.startswith(("ATOM", "HETATM")))
+    for marker, name in _PREDICTORS:
+        if marker.search(header):
+            return name, name
+    m = _EXPERIMENTAL.search(text[:200000])
+    if m:
+        method = (m.group(1) or m.group(2) or "").strip().strip("'\"")
+        return None, f"experimental ({method})" if method else "experimental"
+    return None, "unknown"
+
+
+def _with_ca(atoms):
+    """Atoms of the residues that have a Cα atom."""
+    import biotite.structure as struc
+
+    has_ca = struc.apply_residue_wise(atoms, atoms.atom_name == "CA", np.any)
+    return atoms[struc.spread_residue_wise(atoms, has_ca)]
+
+
+def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, object, np.ndarray | None, str]]:
+    """Read one structure file into ``(id, atoms, per-residue pLDDT or None, label)`` per entry.
+
+    Raises
+    ------
+    InvalidFileError
+    """
+    from foldatlas.structure.io import ca_atoms, read_structure, select_chains
+
+    text = _read_text(path)
+    predictor, label = _origin(text)
+    atoms = read_structure(text=text, name=str(path))
+    atoms = _with_ca(select_chains(atoms, options.chains, label=str(path)))
+    use_plddt = options.plddt == "bfactor" or (options.plddt == "auto" and predictor is not None)
+    stem = _entry_stem(path)
+    chain_ids = list(dict.fromkeys(atoms.chain_id.tolist()))
+    groups = [(f"{stem}_{c}" if c else stem, atoms[atoms.chain_id == c]) for c in chain_ids] \
+        if options.split_chains and len(chain_ids) > 1 else [(stem, atoms)]
+    out = []
+    for entry_id, part in groups:
+        plddt = None
+        if use_plddt:
+            plddt = np.asarray(ca_atoms(part).b_factor, dtype=np.float32)
+            if plddt.size and float(plddt.max()) <= 1.0:
+                plddt = plddt * 100.0  # the 0-1 scale transformers writes
+                part = part.copy()
+                part.b_factor = part.b_factor * 100.0
+        out.append((entry_id, part, plddt, options.label or label))
+    return out
+
+
+def _sequence(atoms) -> str:
+    from foldatlas.structure.io import ca_trace
+
+    _, seq, chains = ca_trace(atoms)
+    parts, start = [], 0
+    for k in range(1, len(chains) + 1):
+        if k == len(chains) or chains[k] != chains[k - 1]:
+            parts.append(seq[start:k])
+            start = k
+    return ":".join(parts)
+
+
+def import_structures(atlas: Atlas, paths: list[str | Path], embedder=None, options: ImportOptions = ImportOptions(),
+                      progress: bool = True, log: Callable[[str], None] | None = None) -> ImportResult:
+    """Import structure files into an atlas.
+
+    Parameters
+    ----------
+    atlas : Atlas
+    paths : list of str or Path
+        Files and folders (searched recursively for .pdb, .ent, .cif, .mmcif, gzipped or not).
+    embedder : foldatlas.models.embedding.Embedder, optional
+        Computes each entry's mean language-model embedding; None stores none.
+    options : ImportOptions
+    progress : bool
+    log : callable, optional
+
+    Returns
+    -------
+    ImportResult
+
+    Raises
+    ------
+    InvalidFileError
+        If no structure file is found.
+    OutputConflictError
+        If the atlas' embeddings come from another model.
+    """
+    from tqdm import tqdm
+
+    from foldatlas import __version__
+    from foldatlas.atlas.build import check_embedding_model
+    from foldatlas.atlas.seqindex import update_sequence_index
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    files = find_structure_files(paths)
+    check_embedding_model(atlas, embedder)
+    result = ImportResult()
+    pending: list[NewEntry] = []
+    failures: list[tuple[str, str | None, int | None, str, str]] = []
+
+    def flush() -> None:
+        nonlocal pending, failures
+        if pending and embedder is not None:
+            vectors = embedder([e.sequence for e in pending])
+            pending = [replace(e, embedding=v) for e, v in zip(pending, vectors)]
+        stored = atlas.insert(pending)
+        result.imported += sum(1 for r in stored if r)
+        result.skipped += sum(1 for r in stored if not r)
+        atlas.record_failures(failures)
+        pending, failures = [], []
+
+    seen_ids = {}
+    bar = tqdm(files, unit="file", disable=not progress, desc="importing", file=sys.stderr, dynamic_ncols=True)
+    for path in bar:
+        stem = _entry_stem(path)
+        try:
+            entries = read_entry_file(path, options)
+        except FoldatlasError as e:
+            failures.append((stem, None, None, str(e), str(path)))
+            result.failed += 1
+            log(f"file {path}: failed: {e}")
+            continue
+        known = atlas.known_ids([eid for eid, *_ in entries])
+        for entry_id, atoms, plddt, label in entries:
+            sequence = _sequence(atoms)
+            checksum = codec.sequence_md5(sequence)
+            if entry_id in known or entry_id in seen_ids:
+                stored = known[entry_id][0] if entry_id in known else seen_ids[entry_id]
+                if stored == checksum:
+                    result.skipped += 1
+                else:
+                    failures.append((entry_id, checksum, len(sequence.replace(":", "")),
+                                     "ID already in the atlas with another sequence", str(path)))
+                    result.failed += 1
+                    log(f"file {path}: failed: ID '{entry_id}' already in the atlas with another sequence")
+                continue
+            seen_ids[entry_id] = checksum
+            pending.append(NewEntry(
+                id=entry_id, sequence=sequence, kind="imported", model=label, structure=codec.encode_structure(atoms),
+                plddt=plddt, description=path.name, source=str(path),
+                provenance={"foldatlas_version": __version__, "file": str(path), "imported": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "plddt_from_bfactor": plddt is not None}))
+        if len(pending) >= options.batch_size:
+            flush()
+    flush()
+    update_sequence_index(atlas)
+    return result

@@ -1,0 +1,433 @@
+"""The atlas store: one folder, one SQLite database, no server.
+
+Why SQLite (measured in ``benchmarks/atlas/bench_store.py``, numbers in BENCHMARKS.md): an ID lookup
+through its primary-key index takes microseconds; every insert batch is one ACID transaction, so a
+build killed at any moment (``kill -9`` included) leaves the store exactly as it was after the last
+commit, never corrupt; it ships with Python; and it holds many gigabytes of compressed blobs in one
+file. DuckDB and Parquet shards answer analytical scans faster but a point lookup far slower, and
+Parquet files cannot be appended to transactionally; the atlas exports Parquet instead
+(:mod:`foldatlas.atlas.export`).
+
+Layout of an atlas folder::
+
+    atlas.sqlite      entries (metadata), blobs (structure, pLDDT, PAE, embedding), aliases,
+                      failures, meta; write-ahead log mode
+    seqindex/         the sequence-search index (:mod:`foldatlas.atlas.seqindex`)
+
+Metadata and payload live in two tables joined on the row id, so that scans over metadata (stats,
+export, the map) do not read the blobs. Row ids are never reused (``AUTOINCREMENT``), which lets
+the search indexes name entries by row id. Imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from foldatlas.atlas import codec
+from foldatlas.atlas.entry import AtlasEntry, NewEntry
+from foldatlas.errors import AtlasError, UnknownEntryError
+
+__all__ = ["Atlas", "open_atlas", "DB_NAME", "FORMAT_VERSION"]
+
+DB_NAME = "atlas.sqlite"
+FORMAT_VERSION = 1
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    checksum TEXT NOT NULL,
+    crc64 TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    num_chains INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_version TEXT,
+    mean_plddt REAL,
+    ptm REAL,
+    iptm REAL,
+    max_pae REAL,
+    num_conf INTEGER,
+    description TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    provenance TEXT NOT NULL DEFAULT '{}',
+    created TEXT NOT NULL,
+    sequence TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_checksum ON entries (checksum);
+CREATE TABLE IF NOT EXISTS blobs (
+    rowid INTEGER PRIMARY KEY,
+    structure BLOB NOT NULL,
+    plddt BLOB,
+    pae BLOB,
+    embedding BLOB
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    alias TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    id TEXT PRIMARY KEY,
+    checksum TEXT,
+    length INTEGER,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    time TEXT NOT NULL
+);
+"""
+
+_META_COLUMNS = ("rowid", "id", "checksum", "crc64", "length", "num_chains", "kind", "model", "model_version",
+                 "mean_plddt", "ptm", "iptm", "max_pae", "num_conf", "description", "source", "provenance",
+                 "created", "sequence")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Atlas:
+    """An atlas folder opened for reading and writing.
+
+    Use :func:`open_atlas` to open or create one. Safe to use from several threads (one SQLite
+    connection guarded by SQLite's own locking; writes are serialised).
+
+    Parameters
+    ----------
+    folder : str or Path
+        The atlas folder.
+    create : bool
+        Create the folder and database if they do not exist.
+    readonly : bool
+        Open the database read-only.
+
+    Raises
+    ------
+    AtlasError
+        If the folder is not an atlas (and ``create`` is false), or was written by a newer
+        foldatlas.
+    """
+
+    def __init__(self, folder: str | Path, create: bool = False, readonly: bool = False) -> None:
+        self.folder = Path(folder)
+        db = self.folder / DB_NAME
+        if not db.is_file():
+            if not create:
+                hint = "" if self.folder.exists() else " (no such folder)"
+                raise AtlasError(f"{self.folder}: not an atlas{hint}; create one with 'foldatlas atlas build' "
+                                 f"or 'foldatlas atlas import'")
+            if self.folder.exists() and not self.folder.is_dir():
+                raise AtlasError(f"{self.folder}: exists and is not a folder")
+            self.folder.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{db}?mode=ro" if readonly else f"file:{db}"
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                                         timeout=60.0)
+            self._conn.execute("PRAGMA busy_timeout = 60000")
+            if not readonly:
+                # WAL: readers never block the writer; synchronous=NORMAL in WAL mode is safe against a
+                # killed process (a committed transaction survives, an open one is rolled back).
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._conn.executescript(_SCHEMA)
+            version = self._meta_value("format_version")
+        except sqlite3.DatabaseError as e:
+            raise AtlasError(f"{db}: not a readable atlas database ({e})") from e
+        if version is None:
+            if readonly:
+                raise AtlasError(f"{self.folder}: not an atlas (no format version)")
+            self.set_meta("format_version", FORMAT_VERSION)
+            self.set_meta("created", _now())
+        elif int(version) > FORMAT_VERSION:
+            raise AtlasError(f"{self.folder}: atlas format {version} is newer than this foldatlas reads "
+                             f"({FORMAT_VERSION}); upgrade foldatlas")
+        self.readonly = readonly
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._conn.close()
+
+    def __enter__(self) -> "Atlas":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+
+    def __repr__(self) -> str:
+        return f"Atlas({str(self.folder)!r}, entries={len(self)})"
+
+    def _meta_value(self, key: str):
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else json.loads(row[0])
+
+    def get_meta(self, key: str, default=None):
+        """A value of the atlas' ``meta`` table (JSON-decoded), or ``default``."""
+        value = self._meta_value(key)
+        return default if value is None else value
+
+    def set_meta(self, key: str, value) -> None:
+        """Store a JSON-ready value in the ``meta`` table."""
+        self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                           "value = excluded.value", (key, json.dumps(value)))
+
+    # -- writing --------------------------------------------------------------------------------------------
+
+    def insert(self, entries: list[NewEntry], aliases: list[tuple[str, str, str]] = ()) -> list[int]:
+        """Insert entries and aliases in one transaction; clear their failure records.
+
+        Parameters
+        ----------
+        entries : list of NewEntry
+        aliases : list of (alias, id, source)
+            More IDs for entries (already stored or in ``entries``) with the same sequence.
+
+        Returns
+        -------
+        list of int
+            The row id of each entry; 0 for an entry whose ID was already present (left as it was).
+        """
+        now = _now()
+        rowids = []
+        with self._transaction() as cur:
+            for e in entries:
+                seq = e.sequence
+                plddt = None if e.plddt is None else np.asarray(e.plddt, dtype=np.float32)
+                num_conf = None if plddt is None else int(np.sum(plddt > 70.0))
+                cur.execute(
+                    "INSERT INTO entries (id, checksum, crc64, length, num_chains, kind, model, model_version, "
+                    "mean_plddt, ptm, iptm, max_pae, num_conf, description, source, provenance, created, sequence) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                    (e.id, codec.sequence_md5(seq), codec.sequence_crc64(seq), e.length, seq.count(":") + 1, e.kind,
+                     e.model, e.model_version, e.mean_plddt, e.ptm, e.iptm,
+                     None if e.pae is None else e.max_pae, num_conf, e.description, e.source,
+                     json.dumps(e.provenance, separators=(",", ":")), now, seq))
+                if cur.rowcount == 0:
+                    rowids.append(0)
+                    continue
+                rowid = cur.lastrowid
+                cur.execute("INSERT INTO blobs (rowid, structure, plddt, pae, embedding) VALUES (?, ?, ?, ?, ?)",
+                            (rowid, e.structure, None if plddt is None else codec.encode_plddt(plddt),
+                             None if e.pae is None else codec.encode_pae(e.pae),
+                             None if e.embedding is None else codec.encode_embedding(e.embedding)))
+                cur.execute("DELETE FROM failures WHERE id = ?", (e.id,))
+                rowids.append(rowid)
+            for alias, target, source in aliases:
+                cur.execute("INSERT INTO aliases (alias, id, source, created) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT(alias) DO NOTHING", (alias, target, source, now))
+                cur.execute("DELETE FROM failures WHERE id = ?", (alias,))
+        return rowids
+
+    def record_failures(self, failures: list[tuple[str, str | None, int | None, str, str]]) -> None:
+        """Record failed records ``(id, checksum, length, reason, source)`` (replacing older reasons)."""
+        if not failures:
+            return
+        now = _now()
+        with self._transaction() as cur:
+            cur.executemany("INSERT INTO failures (id, checksum, length, reason, source, time) VALUES "
+                            "(?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET checksum = excluded.checksum, "
+                            "length = excluded.length, reason = excluded.reason, source = excluded.source, "
+                            "time = excluded.time", [(*f, now) for f in failures])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    # -- reading --------------------------------------------------------------------------------------------
+
+    def resolve(self, key: str) -> tuple[int, str]:
+        """The row id and entry ID for an ID, an alias, or a sequence MD5.
+
+        Raises
+        ------
+        UnknownEntryError
+            If the key names no entry.
+        """
+        row = self._conn.execute("SELECT rowid, id FROM entries WHERE id = ?", (key,)).fetchone()
+        if row is None:
+            alias = self._conn.execute("SELECT id FROM aliases WHERE alias = ?", (key,)).fetchone()
+            if alias is not None:
+                row = self._conn.execute("SELECT rowid, id FROM entries WHERE id = ?", (alias[0],)).fetchone()
+        if row is None and _MD5.match(key.lower()):
+            row = self._conn.execute("SELECT rowid, id FROM entries WHERE checksum = ? ORDER BY rowid LIMIT 1",
+                                     (key.lower(),)).fetchone()
+        if row is None:
+            shown = key if len(key) <= 80 else key[:77] + "..."
+            raise UnknownEntryError(f"no entry '{shown}' in the atlas {self.folder}")
+        return int(row[0]), str(row[1])
+
+    def get(self, key: str, pae: bool = True, embedding: bool = True) -> AtlasEntry:
+        """Read one entry by ID, alias or sequence MD5.
+
+        Parameters
+        ----------
+        key : str
+        pae, embedding : bool
+            Decode the PAE matrix / the embedding too.
+
+        Raises
+        ------
+        UnknownEntryError
+        """
+        rowid, _ = self.resolve(key)
+        return self.get_rowid(rowid, pae=pae, embedding=embedding)
+
+    def get_rowid(self, rowid: int, pae: bool = True, embedding: bool = True) -> AtlasEntry:
+        """Read one entry by row id (see :meth:`get`)."""
+        meta = self._conn.execute(f"SELECT {', '.join(_META_COLUMNS)} FROM entries WHERE rowid = ?",
+                                  (rowid,)).fetchone()
+        if meta is None:
+            raise UnknownEntryError(f"no entry with row id {rowid} in the atlas {self.folder}")
+        m = dict(zip(_META_COLUMNS, meta))
+        cols = ["structure", "plddt", "pae IS NOT NULL", "pae" if pae else "NULL", "embedding" if embedding else "NULL"]
+        structure, plddt, has_pae, pae_blob, emb = self._conn.execute(
+            f"SELECT {', '.join(cols)} FROM blobs WHERE rowid = ?", (rowid,)).fetchone()
+        return AtlasEntry(
+            id=m["id"], checksum=m["checksum"], crc64=m["crc64"], sequence=m["sequence"], length=m["length"],
+            kind=m["kind"], model=m["model"], model_version=m["model_version"], mean_plddt=m["mean_plddt"],
+            ptm=m["ptm"], iptm=m["iptm"], max_pae=m["max_pae"],
+            plddt=None if plddt is None else codec.decode_plddt(plddt),
+            pae=None if pae_blob is None else codec.decode_pae(pae_blob, m["length"]),
+            embedding=None if emb is None else codec.decode_embedding(emb),
+            description=m["description"], source=m["source"], provenance=json.loads(m["provenance"]),
+            created=m["created"], has_pae=bool(has_pae), structure_blob=bytes(structure))
+
+    def ids_of(self, rowids: list[int]) -> dict[int, str]:
+        """Entry IDs of row ids (those that exist)."""
+        out: dict[int, str] = {}
+        rowids = [int(r) for r in rowids]
+        for start in range(0, len(rowids), 900):  # SQLite's limit on bound parameters
+            part = rowids[start:start + 900]
+            q = f"SELECT rowid, id FROM entries WHERE rowid IN ({', '.join('?' * len(part))})"
+            out.update({int(r): str(i) for r, i in self._conn.execute(q, part)})
+        return out
+
+    def known_ids(self, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """For IDs already in the atlas (as entries or aliases): ``id -> (checksum, kind)``."""
+        out: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(ids), 900):
+            part = ids[start:start + 900]
+            marks = ", ".join("?" * len(part))
+            for i, c, k in self._conn.execute(f"SELECT id, checksum, kind FROM entries WHERE id IN ({marks})", part):
+                out[i] = (c, k)
+            for a, c, k in self._conn.execute(
+                    f"SELECT a.alias, e.checksum, 'alias' FROM aliases a JOIN entries e ON e.id = a.id "
+                    f"WHERE a.alias IN ({marks})", part):
+                out.setdefault(a, (c, k))
+        return out
+
+    def predicted_ids(self, checksums: list[str], model_version: str) -> dict[str, str]:
+        """``checksum -> id`` of entries predicted by the model with these weights."""
+        out: dict[str, str] = {}
+        for start in range(0, len(checksums), 900):
+            part = checksums[start:start + 900]
+            q = (f"SELECT checksum, id FROM entries WHERE kind = 'predicted' AND model_version = ? AND checksum IN "
+                 f"({', '.join('?' * len(part))}) ORDER BY rowid DESC")
+            out.update({c: i for c, i in self._conn.execute(q, [model_version, *part])})
+        return out
+
+    def max_rowid(self) -> int:
+        """The largest row id ever used (0 for an empty atlas)."""
+        row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def iter_sequences(self, after_rowid: int = 0, upto_rowid: int | None = None) -> Iterator[tuple[int, str]]:
+        """``(rowid, sequence)`` of entries in row-id order, from ``after_rowid`` (exclusive)."""
+        upto = self.max_rowid() if upto_rowid is None else upto_rowid
+        yield from self._conn.execute("SELECT rowid, sequence FROM entries WHERE rowid > ? AND rowid <= ? "
+                                      "ORDER BY rowid", (after_rowid, upto))
+
+    def iter_metadata(self, columns: tuple[str, ...] = _META_COLUMNS) -> Iterator[dict]:
+        """Every entry's metadata (no blobs), in row-id order."""
+        bad = [c for c in columns if c not in _META_COLUMNS]
+        if bad:
+            raise ValueError(f"unknown columns: {bad}")
+        cur = self._conn.execute(f"SELECT {', '.join(columns)} FROM entries ORDER BY rowid")
+        for row in cur:
+            yield dict(zip(columns, row))
+
+    def iter_blobs(self, column: str, rowids: list[int] | None = None) -> Iterator[tuple[int, bytes | None]]:
+        """``(rowid, blob)`` of one blob column, in row-id order (all entries, or the given ones)."""
+        if column not in ("structure", "plddt", "pae", "embedding"):
+            raise ValueError(f"unknown blob column {column!r}")
+        if rowids is None:
+            yield from self._conn.execute(f"SELECT rowid, {column} FROM blobs ORDER BY rowid")
+            return
+        for start in range(0, len(rowids), 900):
+            part = [int(r) for r in rowids[start:start + 900]]
+            yield from self._conn.execute(f"SELECT rowid, {column} FROM blobs WHERE rowid IN "
+                                          f"({', '.join('?' * len(part))}) ORDER BY rowid", part)
+
+    def failures(self) -> list[dict]:
+        """Failed records: id, checksum, length, reason, source, time."""
+        cols = ("id", "checksum", "length", "reason", "source", "time")
+        return [dict(zip(cols, r)) for r in self._conn.execute(f"SELECT {', '.join(cols)} FROM failures ORDER BY id")]
+
+    def stats(self) -> dict:
+        """Counts, confidence distribution, models and disk use, as a JSON-ready dict."""
+        q = self._conn.execute
+        by_kind = dict(q("SELECT kind, COUNT(*) FROM entries GROUP BY kind").fetchall())
+        n, residues, mean_plddt, mean_ptm = q("SELECT COUNT(*), COALESCE(SUM(length), 0), AVG(mean_plddt), AVG(ptm) "
+                                              "FROM entries").fetchone()
+        models = [{"model": m, "model_version": v, "kind": k, "entries": c} for m, v, k, c in
+                  q("SELECT model, model_version, kind, COUNT(*) FROM entries GROUP BY model, model_version, kind")]
+        bands = q("SELECT SUM(mean_plddt >= 90), SUM(mean_plddt >= 70 AND mean_plddt < 90), "
+                  "SUM(mean_plddt >= 50 AND mean_plddt < 70), SUM(mean_plddt < 50), SUM(mean_plddt IS NULL) "
+                  "FROM entries").fetchone()
+        size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        return {
+            "atlas": str(self.folder),
+            "format_version": self.get_meta("format_version"),
+            "created": self.get_meta("created"),
+            "entries": n,
+            "by_kind": by_kind,
+            "aliases": q("SELECT COUNT(*) FROM aliases").fetchone()[0],
+            "failures": q("SELECT COUNT(*) FROM failures").fetchone()[0],
+            "residues": residues,
+            "mean_plddt": None if mean_plddt is None else round(mean_plddt, 2),
+            "mean_ptm": None if mean_ptm is None else round(mean_ptm, 4),
+            "mean_plddt_bands": dict(zip(("very_high_90_100", "confident_70_90", "low_50_70", "very_low_0_50",
+                                          "none"), [int(b or 0) for b in bands])),
+            "with_pae": q("SELECT COUNT(*) FROM blobs WHERE pae IS NOT NULL").fetchone()[0],
+            "with_embedding": q("SELECT COUNT(*) FROM blobs WHERE embedding IS NOT NULL").fetchone()[0],
+            "models": models,
+            "build_model": self.get_meta("build_model"),
+            "embedding_model": self.get_meta("embedding_model"),
+            "disk_bytes": size,
+            "bytes_per_entry": round(size / n) if n else None,
+        }
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file (done by SQLite on its own too)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def open_atlas(folder: str | Path, create: bool = False, readonly: bool = False) -> Atlas:
+    """Open (or with ``create``, create) the atlas in ``folder``; see :class:`Atlas`."""
+    return Atlas(folder, create=create, readonly=readonly)

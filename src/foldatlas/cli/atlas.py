@@ -1,0 +1,250 @@
+"""``foldatlas atlas``: build, import, look up, export and search an atlas of structures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from foldatlas.models.registry import DEFAULT_FOLD_MODEL, DEFAULT_LM
+
+atlas_app = typer.Typer(no_args_is_help=True, help="A store of predicted and imported structures: build, import, "
+                                                   "get, stats, export, search.")
+
+ATLAS_OPTION = typer.Option(..., "--atlas", "-a", envvar="FOLDATLAS_ATLAS",
+                            help="Atlas folder (or $FOLDATLAS_ATLAS).")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _embedder(atlas, name: Optional[str], enabled: bool):
+    """The atlas' embedding model (or the one named, or the embedded LM for a new atlas)."""
+    if not enabled:
+        return None
+    from foldatlas.models.embedding import load_embedder
+
+    stored = atlas.get_meta("embedding_model") or {}
+    return load_embedder(name or stored.get("load") or DEFAULT_LM)
+
+
+@atlas_app.command("build", no_args_is_help=True)
+def build(
+    inputs: list[str] = typer.Argument(..., help="FASTA files or raw sequences (':' between complex chains)."),
+    atlas_dir: Path = ATLAS_OPTION,
+    model: str = typer.Option(DEFAULT_FOLD_MODEL, "--model", "-m",
+                              help="Folding model: registered name, hub id (local cache) or checkpoint folder."),
+    embedding_model: Optional[str] = typer.Option(None, "--embedding-model",
+                                                  help=f"Language model of the mean embeddings (default: the "
+                                                       f"atlas' own, else {DEFAULT_LM})."),
+    no_embed: bool = typer.Option(False, "--no-embed", help="Store no embeddings."),
+    no_pae: bool = typer.Option(False, "--no-pae", help="Store no PAE matrices (saves about L^2/3 bytes each)."),
+    num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=0),
+    max_tokens_per_batch: int = typer.Option(1024, "--max-tokens-per-batch", min=0),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
+                                             help="Skip longer records (default: what fits in memory)."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("float32", "--dtype"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    name: str = typer.Option("query", "--name", help="ID of a raw sequence."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Fold sequences into the atlas: deduplicated by sequence, resumable (rerun the same command)."""
+    from foldatlas.atlas import BuildOptions, build_atlas, open_atlas
+    from foldatlas.models.loading import load_folding_model
+    from foldatlas.seq.fasta import read_inputs
+
+    records = read_inputs(inputs, default_name=name)  # validates everything before any work
+    options = BuildOptions(num_recycles=num_recycles, chunk_size=chunk_size, max_tokens_per_batch=max_tokens_per_batch,
+                           max_length=max_length, store_pae=not no_pae, source=" ".join(inputs)[:500])
+    folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+    if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
+        from foldatlas.cli.fold import DEFAULT_MODEL_NOTICE
+
+        _log(DEFAULT_MODEL_NOTICE)
+    with open_atlas(atlas_dir, create=True) as atlas:
+        result = build_atlas(atlas, records, folding_model, _embedder(atlas, embedding_model, not no_embed), options,
+                             progress=not quiet, log=_log)
+        total = len(atlas)
+    _log(f"{result.folded} folded, {result.deduplicated} stored as aliases of identical sequences, "
+         f"{result.skipped} already in the atlas, {result.failed} failed -> {atlas_dir}/ ({total} entries)")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@atlas_app.command("import", no_args_is_help=True)
+def import_(
+    paths: list[Path] = typer.Argument(..., help="Structure files or folders (PDB/mmCIF, gzipped too)."),
+    atlas_dir: Path = ATLAS_OPTION,
+    plddt: str = typer.Option("auto", "--plddt", help="Read B-factors as pLDDT: auto (when the file comes from a "
+                                                      "predictor), bfactor (always) or none."),
+    split_chains: bool = typer.Option(False, "--split-chains", help="One entry per chain (ID_chain)."),
+    chains: Optional[str] = typer.Option(None, "--chains", help="Chains to keep, e.g. A or A,B."),
+    label: Optional[str] = typer.Option(None, "--label", help="What made the structures (default: detected)."),
+    embedding_model: Optional[str] = typer.Option(None, "--embedding-model"),
+    no_embed: bool = typer.Option(False, "--no-embed", help="Store no embeddings."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Import structure files (e.g. AlphaFold DB or PDB downloads) as atlas entries."""
+    from foldatlas.atlas import ImportOptions, import_structures, open_atlas
+    from foldatlas.atlas.importer import find_structure_files
+
+    options = ImportOptions(plddt=plddt, split_chains=split_chains, chains=chains, label=label)
+    find_structure_files(paths)  # a clear error before the atlas is created
+    with open_atlas(atlas_dir, create=True) as atlas:
+        result = import_structures(atlas, paths, _embedder(atlas, embedding_model, not no_embed), options,
+                                   progress=not quiet, log=_log)
+        total = len(atlas)
+    _log(f"{result.imported} imported, {result.skipped} already in the atlas, {result.failed} failed "
+         f"-> {atlas_dir}/ ({total} entries)")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+_FORMATS = ("pdb", "cif", "bcif", "json", "pae", "fasta")
+
+
+@atlas_app.command("get", no_args_is_help=True)
+def get(
+    entry_id: str = typer.Argument(..., help="Entry ID, alias, or sequence MD5."),
+    atlas_dir: Path = ATLAS_OPTION,
+    fmt: str = typer.Option("pdb", "--format", "-f", help=f"One of {', '.join(_FORMATS)}."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (default: stdout)."),
+) -> None:
+    """Print or write one entry: structure (PDB, mmCIF, BinaryCIF), JSON, PAE JSON or FASTA."""
+    from foldatlas.atlas import open_atlas
+    from foldatlas.errors import InvalidOptionError
+    from foldatlas.files import atomic_write_bytes
+
+    if fmt not in _FORMATS:
+        raise InvalidOptionError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}")
+    if fmt == "bcif" and output is None:
+        raise InvalidOptionError("--format bcif is binary: give --output FILE")
+    with open_atlas(atlas_dir, readonly=True) as atlas:
+        entry = atlas.get(entry_id, pae=fmt in ("json", "pae"), embedding=fmt == "json")
+    if fmt == "pae" and not entry.has_pae:
+        raise InvalidOptionError(f"entry '{entry.id}' has no PAE (imported, or built with --no-pae)")
+    data: bytes
+    if fmt == "bcif":
+        data = entry.to_bcif()
+    else:
+        text = {"pdb": entry.to_pdb, "cif": entry.to_mmcif,
+                "json": lambda: json.dumps(entry.to_dict(include_pae=True, include_embedding=True)),
+                "pae": lambda: json.dumps(entry.pae_json(), separators=(",", ":")),
+                "fasta": lambda: f">{entry.id} {entry.description}\n{entry.sequence}\n"}[fmt]()
+        data = text.encode() if text.endswith("\n") else (text + "\n").encode()
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        atomic_write_bytes(output, data)
+
+
+@atlas_app.command("stats")
+def stats(
+    atlas_dir: Path = ATLAS_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    failures: bool = typer.Option(False, "--failures", help="Also list the failed records and why."),
+) -> None:
+    """Entries, aliases, failures, confidence bands, models and disk use."""
+    from foldatlas.atlas import open_atlas
+
+    with open_atlas(atlas_dir, readonly=True) as atlas:
+        info = atlas.stats()
+        if failures:
+            info["failed_records"] = atlas.failures()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if isinstance(value, (dict, list)):
+            typer.echo(f"{key}:")
+            for item in (value.items() if isinstance(value, dict) else enumerate(value)):
+                typer.echo(f"  {item[0] if isinstance(value, dict) else '-'} {item[1]}")
+        else:
+            typer.echo(f"{key:<16}{value}")
+
+
+@atlas_app.command("export")
+def export(
+    atlas_dir: Path = ATLAS_OPTION,
+    fasta: Optional[Path] = typer.Option(None, "--fasta", help="Write every sequence as FASTA."),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="Write ESM Atlas-style metadata (.parquet)."),
+    structures: Optional[Path] = typer.Option(None, "--structures",
+                                              help="Folder for structure tarballs binned by pTM and pLDDT."),
+    structure_format: str = typer.Option("pdb", "--structure-format", help="pdb or cif."),
+    bin_width: float = typer.Option(0.1, "--bin-width", help="Confidence bin width (0-1 scale)."),
+) -> None:
+    """Export sequences (FASTA), metadata (Parquet) and structures (tarballs by confidence)."""
+    from foldatlas.atlas import open_atlas
+    from foldatlas.atlas.export import export_fasta, export_metadata, export_structures
+    from foldatlas.errors import InvalidOptionError
+
+    if not (fasta or metadata or structures):
+        raise InvalidOptionError("nothing to export: give --fasta, --metadata and/or --structures")
+    with open_atlas(atlas_dir, readonly=True) as atlas:
+        if fasta:
+            _log(f"{export_fasta(atlas, fasta)} sequences -> {fasta}")
+        if metadata:
+            _log(f"{export_metadata(atlas, metadata)} rows -> {metadata}")
+        if structures:
+            counts = export_structures(atlas, structures, fmt=structure_format, width=bin_width)
+            _log(f"{sum(counts.values())} structures in {len(counts)} tarballs -> {structures}/")
+
+
+@atlas_app.command("search", no_args_is_help=True)
+def search(
+    sequence: str = typer.Option(..., "--sequence", "-s", help="A sequence, or a FASTA file of queries."),
+    atlas_dir: Path = ATLAS_OPTION,
+    evalue: float = typer.Option(1e-3, "--evalue", "-e", help="Report hits with E-value at most this."),
+    max_hits: int = typer.Option(100, "--max-hits", help="Hits per query."),
+    exhaustive: bool = typer.Option(False, "--exhaustive", help="Align every chain (no prefilter): most sensitive."),
+    max_candidates: int = typer.Option(1000, "--max-candidates", help="Chains per query the prefilter passes on."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Queries searched in parallel."),
+    fmt: str = typer.Option("tsv", "--format", "-f", help="tsv (one line per hit) or json (with alignments)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (default: stdout)."),
+) -> None:
+    """Search the atlas by sequence (pyhmmer's phmmer after a k-mer prefilter): E-value, bit score,
+    identity, coverage and alignment per hit."""
+    from foldatlas.atlas import SearchOptions, open_atlas, search_sequences
+    from foldatlas.atlas.seqsearch import HIT_COLUMNS
+    from foldatlas.errors import InvalidOptionError
+    from foldatlas.files import atomic_write_text
+    from foldatlas.seq.fasta import read_inputs
+
+    if fmt not in ("tsv", "json"):
+        raise InvalidOptionError(f"--format must be tsv or json, not {fmt!r}")
+    options = SearchOptions(evalue=evalue, max_hits=max_hits, exhaustive=exhaustive, max_candidates=max_candidates,
+                            threads=threads)
+    queries = read_inputs([sequence], default_name="query")
+    with open_atlas(atlas_dir) as atlas:
+        results = search_sequences(atlas, queries, options)
+    if fmt == "json":
+        text = json.dumps([{"query": q.name, "length": q.length, "hits": [h.to_dict() for h in hits]}
+                           for q, hits in zip(queries, results)], indent=1) + "\n"
+    else:
+        lines = ["\t".join(HIT_COLUMNS)]
+        for hits in results:
+            lines.extend("\t".join(_cell(getattr(h, c)) for c in HIT_COLUMNS) for h in hits)
+        text = "\n".join(lines) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(output, text)
+    _log(f"{sum(len(h) for h in results)} hits for {len(queries)} queries")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if value < 1e-3 or value > 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``atlas`` command group to ``app``."""
+    app.add_typer(atlas_app, name="atlas")

@@ -1,0 +1,118 @@
+"""Mean language-model embeddings of proteins (ESM-2 architecture, through transformers).
+
+The mean embedding is ESM's usual per-protein representation: the last layer's hidden states
+(after ESM-2's final layer norm) averaged over the residues, ``<cls>``, ``<eos>`` and padding
+excluded. A complex is embedded one chain at a time (no linker) and averaged over all its
+residues. Chains longer than ``window`` residues are embedded in consecutive windows (ESM-2 was
+trained on crops of 1,022 residues), each residue once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from foldatlas.models.language import load_language_model, tokenize
+from foldatlas.seq.batching import token_batches
+
+__all__ = ["Embedder", "load_embedder", "mean_embeddings", "WINDOW"]
+
+WINDOW = 1022  # residues per forward pass, as fair-esm's extract script truncates
+
+
+@dataclass
+class Embedder:
+    """A loaded language model that computes mean embeddings.
+
+    Attributes
+    ----------
+    model : transformers.EsmForMaskedLM
+    name : str
+        Registered name, hub id or folder name.
+    weights_sha256 : str
+    spec : str
+        What it was loaded by (a name, hub id or folder path), to load it again.
+    dim : int
+        Embedding width (the model's hidden size).
+    """
+
+    model: object
+    name: str
+    weights_sha256: str
+    spec: str = ""
+
+    @property
+    def dim(self) -> int:
+        """Embedding width."""
+        return int(self.model.config.hidden_size)
+
+    def __call__(self, sequences: list[str], max_tokens_per_batch: int = 4096) -> np.ndarray:
+        """Mean embeddings of sequences (``:`` between chains); see :func:`mean_embeddings`."""
+        return mean_embeddings(self.model, sequences, max_tokens_per_batch=max_tokens_per_batch)
+
+
+def load_embedder(name: str) -> Embedder:
+    """Load a language model for embeddings (the embedded model, ``facebook/esm2_*``, or a folder).
+
+    Raises
+    ------
+    UnknownModelError, WeightsNotFoundError, WeightsIntegrityError
+    """
+    from foldatlas.models.loading import weights_sha256
+
+    model, resolved = load_language_model(name)
+    return Embedder(model=model, name=resolved.name, weights_sha256=weights_sha256(resolved.path), spec=name)
+
+
+def _pieces(sequence: str, window: int) -> list[str]:
+    out = []
+    for chain in sequence.split(":"):
+        out.extend(chain[i:i + window] for i in range(0, len(chain), window))
+    return out
+
+
+def mean_embeddings(model, sequences: list[str], max_tokens_per_batch: int = 4096,
+                    window: int = WINDOW) -> np.ndarray:
+    """Mean last-layer embeddings, one row per sequence.
+
+    Parameters
+    ----------
+    model : transformers.EsmForMaskedLM or EsmModel
+    sequences : list of str
+        Validated sequences; ``:`` separates the chains of a complex.
+    max_tokens_per_batch : int
+        Padded tokens per forward pass (length-sorted batches).
+    window : int
+        Longest piece embedded in one pass.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, D)
+        The same values whether a sequence is embedded alone or in a padded batch (the attention
+        mask keeps padding out; differences are at float32 rounding level).
+    """
+    import torch
+
+    pieces: list[str] = []
+    owner: list[int] = []
+    for k, seq in enumerate(sequences):
+        for piece in _pieces(seq, window):
+            pieces.append(piece)
+            owner.append(k)
+    dim = int(model.config.hidden_size)
+    sums = np.zeros((len(sequences), dim), dtype=np.float64)
+    counts = np.zeros(len(sequences), dtype=np.int64)
+    encoder = model.esm if hasattr(model, "esm") else model
+    device = next(encoder.parameters()).device
+    for batch in token_batches([len(p) + 2 for p in pieces], max_tokens_per_batch):
+        ids, mask = tokenize([pieces[i] for i in batch])
+        with torch.inference_mode():
+            hidden = encoder(input_ids=torch.from_numpy(ids).to(device),
+                             attention_mask=torch.from_numpy(mask).to(device)).last_hidden_state
+        hidden = hidden.float().cpu().numpy()  # [B, T, D]
+        for row, i in enumerate(batch):
+            n = len(pieces[i])
+            sums[owner[i]] += hidden[row, 1:n + 1].sum(axis=0, dtype=np.float64)
+            counts[owner[i]] += n
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)

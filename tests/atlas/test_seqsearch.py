@@ -1,0 +1,114 @@
+"""Sequence search: the k-mer index (shards, merges, catch-up) and pyhmmer search in both modes."""
+
+import numpy as np
+import pytest
+
+from foldatlas.atlas import NewEntry, SearchOptions, open_atlas, search_sequences
+from foldatlas.atlas import codec
+from foldatlas.atlas.seqindex import (INDEX_DIR, SequenceShard, diagonal_scores, encode_digital, load_shards,
+                                      update_sequence_index)
+from foldatlas.errors import InvalidOptionError, InvalidSequenceError
+from foldatlas.seq import make_record
+from foldatlas.structure.io import read_structure
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+@pytest.fixture(scope="module")
+def blob(split_dir):
+    return codec.encode_structure(read_structure(split_dir / "1AX8_A.pdb"))
+
+
+def _random(rng, n):
+    return "".join(rng.choice(list(AA), n))
+
+
+def _add(atlas, blob, items):
+    atlas.insert([NewEntry(id=i, sequence=s, kind="imported", model="test", structure=blob) for i, s in items])
+
+
+@pytest.fixture()
+def atlas(tmp_path, blob, real_sequences):
+    """Real chains, 40 random decoys, and a complex whose chain B is a real chain."""
+    rng = np.random.default_rng(1)
+    a = open_atlas(tmp_path / "atlas", create=True)
+    _add(a, blob, list(real_sequences.items()))
+    _add(a, blob, [(f"decoy{k}", _random(rng, int(rng.integers(60, 300)))) for k in range(40)])
+    _add(a, blob, [("complex", _random(rng, 50) + ":" + real_sequences["1FHG_A"])])
+    return a
+
+
+def test_query_finds_itself_and_a_remote_copy_in_both_modes(atlas, real_sequences, mutate):
+    queries = [make_record("self", real_sequences["1AX8_A"]),
+               make_record("homolog", mutate(real_sequences["1AX8_A"], 0.5, seed=3)),
+               make_record("unrelated", _random(np.random.default_rng(99), 150))]
+    fast = search_sequences(atlas, queries)
+    slow = search_sequences(atlas, queries, SearchOptions(exhaustive=True))
+    for hits in (fast, slow):
+        top = hits[0][0]
+        assert (top.target, top.chain, top.identity, top.query_coverage) == ("1AX8_A", "A", 1.0, 1.0)
+        assert top.evalue < 1e-50 and top.query_aligned == real_sequences["1AX8_A"]
+        assert hits[1] and hits[1][0].target == "1AX8_A" and 0.4 < hits[1][0].identity < 0.65
+        assert hits[2] == []  # no decoy reaches E <= 1e-3
+    # E-values are computed over the whole atlas in both modes
+    assert fast[1][0].evalue == pytest.approx(slow[1][0].evalue, rel=1e-6)
+    # a chain of a complex is found and named
+    hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])])[0]
+    assert {(h.target, h.chain) for h in hits} >= {("1FHG_A", "A"), ("complex", "B")}
+
+
+def test_search_options_and_errors(atlas, real_sequences):
+    hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])], SearchOptions(max_hits=1))[0]
+    assert len(hits) == 1
+    strict = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])], SearchOptions(evalue=1e-300))[0]
+    assert all(h.evalue <= 1e-300 for h in strict)
+    with pytest.raises(InvalidSequenceError, match="complex"):
+        search_sequences(atlas, [make_record("q", "MKTAYIAK:GSHMLE")])
+    for bad in ({"evalue": 0}, {"max_hits": 0}, {"max_candidates": 0}, {"threads": 0}):
+        with pytest.raises(InvalidOptionError):
+            SearchOptions(**bad)
+
+
+def test_index_grows_in_log_structured_shards(tmp_path, blob):
+    rng = np.random.default_rng(5)
+    atlas = open_atlas(tmp_path / "atlas", create=True)
+    seqs = []
+    for batch in (16, 1, 1, 1, 4, 1):
+        items = [(f"s{len(seqs) + k}", _random(rng, 80)) for k in range(batch)]
+        seqs.extend(s for _, s in items)
+        _add(atlas, blob, items)
+        update_sequence_index(atlas)
+    shards = load_shards(atlas.folder)
+    assert 1 <= len(shards) <= 3
+    assert [int(r) for s in shards for r in s.target_row] == list(range(1, len(seqs) + 1))
+    got = ["".join(codec_letters(s.target_codes(t))) for s in shards for t in range(s.num_targets)]
+    assert got == seqs
+    # entries added without an index update are caught up by the next search
+    _add(atlas, blob, [("late", seqs[0])])
+    hits = search_sequences(atlas, [make_record("q", seqs[0])])[0]
+    assert {h.target for h in hits} == {"s0", "late"}
+    # a shard contained in a newer one (a crash between a merge's rename and cleanup) is ignored
+    index = atlas.folder / INDEX_DIR
+    newest = sorted(index.glob("shard-*"))[-1]
+    first, last = (int(x) for x in newest.name.split("-")[1:])
+    SequenceShard.build(np.array([last]), np.array([0]), [encode_digital("MKT")], last, last).save(
+        index / f"shard-{last:012d}-{last:012d}")
+    assert sum(s.num_targets for s in load_shards(atlas.folder)) == len(seqs) + 1
+
+
+def codec_letters(codes):
+    from foldatlas.atlas.seqindex import EASEL_AMINO
+
+    return [EASEL_AMINO[c] for c in codes]
+
+
+def test_diagonal_prefilter_scores_the_shared_diagonal():
+    rng = np.random.default_rng(2)
+    target = _random(rng, 120)
+    query = _random(rng, 30) + target[40:90] + _random(rng, 30)  # shares a 50-residue stretch
+    shard = SequenceShard.build(np.array([1, 2]), np.array([0, 0]),
+                                [encode_digital(_random(rng, 120)), encode_digital(target)], 1, 2)
+    targets, scores = diagonal_scores(shard, encode_digital(query))
+    best = targets[np.argmax(scores)]
+    assert best == 1 and scores.max() == 48  # every 3-mer of the shared stretch on one diagonal
+    assert diagonal_scores(shard, encode_digital("MK"))[0].size == 0

@@ -1,0 +1,83 @@
+"""``foldatlas atlas``: build, get, search, stats, export, import from the command line; errors as one line."""
+
+import json
+
+import pytest
+
+from foldatlas.cli.main import main
+
+SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRL"
+
+
+def _run(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture()
+def built(tmp_path, tiny_checkpoint, capsys):
+    atlas = tmp_path / "atlas"
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(f">p1 first protein\n{SEQ}\n>p2\n{SEQ}\n>p3\nGSHMLEDPVVKKLLEEAAKRGVDLS\n")
+    code, _, err = _run(["atlas", "build", str(fasta), "--atlas", str(atlas), "-m", str(tiny_checkpoint), "-q"], capsys)
+    assert code == 0, err
+    assert "2 folded, 1 stored as aliases" in err
+    return atlas
+
+
+def test_build_get_stats_search_export(built, tmp_path, capsys, split_dir):
+    a = ["--atlas", str(built)]
+    code, out, _ = _run(["atlas", "get", "p2", *a], capsys)  # an alias
+    assert code == 0 and "foldatlas atlas entry p1" in out and "ATOM" in out
+    code, out, _ = _run(["atlas", "get", "p1", *a, "-f", "json"], capsys)
+    data = json.loads(out)
+    assert data["id"] == "p1" and len(data["predicted_aligned_error"]) == len(SEQ) and len(data["embedding"]) == 256
+    code, out, _ = _run(["atlas", "get", "p1", *a, "-f", "pae"], capsys)
+    assert json.loads(out)[0]["max_predicted_aligned_error"] == pytest.approx(31.75)
+    assert _run(["atlas", "get", "p1", *a, "-f", "bcif", "-o", str(tmp_path / "p1.bcif")], capsys)[0] == 0
+    assert (tmp_path / "p1.bcif").stat().st_size > 0
+    assert _run(["atlas", "get", "p1", *a, "-f", "cif", "-o", str(tmp_path / "p1.cif")], capsys)[0] == 0
+    assert "_atom_site" in (tmp_path / "p1.cif").read_text()
+    code, out, _ = _run(["atlas", "stats", *a, "--json"], capsys)
+    stats = json.loads(out)
+    assert stats["entries"] == 2 and stats["aliases"] == 1 and stats["by_kind"] == {"predicted": 2}
+    code, out, err = _run(["atlas", "search", "-s", SEQ[5:90], *a], capsys)
+    lines = out.strip().split("\n")
+    assert code == 0 and lines[0].startswith("query\ttarget") and lines[1].split("\t")[1] == "p1"
+    code, out, _ = _run(["atlas", "search", "-s", SEQ, *a, "--exhaustive", "-f", "json"], capsys)
+    hit = json.loads(out)[0]["hits"][0]
+    assert hit["target"] == "p1" and hit["identity"] == 1.0 and hit["query_aligned"] == SEQ
+    code, _, err = _run(["atlas", "export", *a, "--fasta", str(tmp_path / "x.fa"), "--metadata",
+                         str(tmp_path / "x.parquet"), "--structures", str(tmp_path / "tars")], capsys)
+    assert code == 0 and (tmp_path / "x.parquet").is_file() and list((tmp_path / "tars").glob("*.tar"))
+    code, _, err = _run(["atlas", "import", str(split_dir), *a, "-q"], capsys)
+    assert code == 0 and "4 imported" in err
+
+
+@pytest.mark.parametrize("args, message, exit_code", [
+    (["get", "nope"], "no entry 'nope'", 2),
+    (["get", "p1", "-f", "xml"], "--format must be one of", 2),
+    (["get", "p1", "-f", "bcif"], "give --output", 2),
+    (["get", "p3", "-f", "tsv"], "--format must be one of", 2),
+    (["search", "-s", "MKTJQ"], "invalid residue 'J' at position 4", 2),
+    (["search", "-s", "MKTAYIAKQR:GSHMLEDPVV"], "search one chain at a time", 2),
+    (["search", "-s", "missing.fasta"], "no such file", 2),
+    (["search", "-s", SEQ, "--evalue", "0"], "--evalue must be > 0", 2),
+    (["export"], "nothing to export", 2),
+    (["build", "MKTAYIAK", "-m", "nope"], "unknown model 'nope'", 3),
+    (["import", "missing_dir"], "no such file or folder", 2),
+])
+def test_errors_are_one_line(built, capsys, args, message, exit_code):
+    code, _, err = _run(["atlas", *args, "--atlas", str(built)], capsys)
+    assert code == exit_code and message in err and err.count("\n") == 1 and err.startswith("error: ")
+
+
+def test_not_an_atlas_and_other_weights(tmp_path, built, capsys):
+    code, _, err = _run(["atlas", "get", "x", "--atlas", str(tmp_path / "none")], capsys)
+    assert code == 2 and "not an atlas" in err and not (tmp_path / "none").exists()
+    from foldatlas.models.random_checkpoint import write_random_esmfold
+
+    other = write_random_esmfold(tmp_path / "other", size="tiny", seed=3)
+    code, _, err = _run(["atlas", "build", "MKTAYIAK", "--atlas", str(built), "-m", str(other), "-q"], capsys)
+    assert code == 4 and "holds predictions of model" in err
