@@ -81,3 +81,10 @@ def test_other_weights_or_recycles_are_refused(tmp_path, tiny_model, embedder):
     with pytest.raises(OutputConflictError, match="--embedding-model other-lm"):
         build_atlas(atlas, [make_record("b", "MKT")], tiny_model, embedder, BuildOptions(), progress=False)
     assert len(atlas) == 1
+
+
+@pytest.mark.parametrize("bad", [{"max_tokens_per_batch": -1}, {"max_length": 0}, {"num_recycles": -1},
+                                 {"chunk_size": -2}])
+def test_build_options_are_validated(bad):
+    with pytest.raises(ValueError):
+        BuildOptions(**bad)

@@ -82,6 +82,18 @@ def test_plddt_options_and_chains(tmp_path, files):
     assert r.failed == 1 and "no chain Z" in atlas.failures()[-1]["reason"]
 
 
+def test_reader_processes_give_the_same_atlas(tmp_path, files):
+    folder, _ = files
+    atlases = []
+    for workers in (0, 2):
+        a = open_atlas(tmp_path / f"w{workers}", create=True)
+        r = import_structures(a, [folder], None, ImportOptions(workers=workers), progress=False, log=lambda m: None)
+        assert (r.imported, r.failed) == (5, 1)
+        atlases.append({m["id"]: (m["sequence"], m["model"]) for m in a.iter_metadata(("id", "sequence", "model"))})
+        assert a.get("pred").to_pdb() == open_atlas(tmp_path / "w0").get("pred").to_pdb()
+    assert atlases[0] == atlases[1]
+
+
 def test_import_errors(tmp_path):
     atlas = open_atlas(tmp_path / "atlas", create=True)
     with pytest.raises(InvalidFileError, match="no such file"):

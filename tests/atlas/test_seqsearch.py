@@ -42,7 +42,7 @@ def test_query_finds_itself_and_a_remote_copy_in_both_modes(atlas, real_sequence
     queries = [make_record("self", real_sequences["1AX8_A"]),
                make_record("homolog", mutate(real_sequences["1AX8_A"], 0.5, seed=3)),
                make_record("unrelated", _random(np.random.default_rng(99), 150))]
-    fast = search_sequences(atlas, queries)
+    fast = search_sequences(atlas, queries, SearchOptions(exhaustive=False))
     slow = search_sequences(atlas, queries, SearchOptions(exhaustive=True))
     for hits in (fast, slow):
         top = hits[0][0]
@@ -55,6 +55,17 @@ def test_query_finds_itself_and_a_remote_copy_in_both_modes(atlas, real_sequence
     # a chain of a complex is found and named
     hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])])[0]
     assert {(h.target, h.chain) for h in hits} >= {("1FHG_A", "A"), ("complex", "B")}
+
+
+def test_default_mode_is_exhaustive_for_small_atlases_only(atlas, monkeypatch):
+    from foldatlas.atlas import seqsearch
+
+    update_sequence_index(atlas)
+    shards = load_shards(atlas.folder)
+    assert seqsearch.SequenceSearcher(shards, SearchOptions()).exhaustive
+    monkeypatch.setattr(seqsearch, "EXHAUSTIVE_MAX_CHAINS", 10)
+    assert not seqsearch.SequenceSearcher(shards, SearchOptions()).exhaustive
+    assert seqsearch.SequenceSearcher(shards, SearchOptions(exhaustive=True)).exhaustive
 
 
 def test_search_options_and_errors(atlas, real_sequences):

@@ -87,3 +87,19 @@ def test_readonly_atlas_cannot_be_written(tmp_path, structure_blob):
     with open_atlas(tmp_path / "a", readonly=True) as atlas:
         with pytest.raises(sqlite3.OperationalError):
             atlas.insert([_entry("x", "MKT", structure_blob)])
+
+
+def test_reading_and_searching_import_neither_torch_nor_transformers(tmp_path, structure_blob):
+    import subprocess
+    import sys
+
+    with open_atlas(tmp_path / "a", create=True) as atlas:
+        atlas.insert([_entry("e1", "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", structure_blob)])
+    code = ("import sys\nfrom foldatlas.atlas import open_atlas, search_sequences\nfrom foldatlas.atlas.export import "
+            "export_fasta\nfrom foldatlas.seq import make_record\n"
+            f"a = open_atlas({str(tmp_path / 'a')!r})\na.get('e1').to_pdb()\n"
+            "hits = search_sequences(a, [make_record('q', 'MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ')])\n"
+            "assert hits[0][0].target == 'e1'\n"
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"

@@ -24,3 +24,48 @@ def test_max_length_benchmark_runs(tiny_checkpoint):
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["status"] == "stopped after block" and row["peak_rss_gib"] > 0
+
+
+def _json(cmd):
+    out = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_atlas_import_benchmark_runs(tmp_path, split_dir):
+    row = _json([str(ROOT / "benchmarks/atlas/bench_import.py"), str(split_dir), "--atlas", str(tmp_path / "a"),
+                 "--lookups", "20"])
+    assert row["imported"] == 4 and row["bytes_per_entry"] > 0 and row["lookup_get"]["p50_ms"] > 0
+
+
+def test_atlas_search_benchmark_runs(tmp_path, split_dir):
+    import shutil
+
+    import pytest
+
+    if shutil.which("mmseqs") is None:
+        pytest.skip("mmseqs2 not installed")
+    _json([str(ROOT / "benchmarks/atlas/bench_import.py"), str(split_dir), "--atlas", str(tmp_path / "a"),
+           "--no-embed", "--lookups", "5"])
+    row = _json([str(ROOT / "benchmarks/atlas/bench_seqsearch.py"), "atlas", "--atlas", str(tmp_path / "a"),
+                 "--queries", "2"])
+    tools = row["tools"]
+    assert set(tools) == {"foldatlas_prefilter", "foldatlas_exhaustive", "mmseqs2_easy_search",
+                          "mmseqs2_prebuilt_index"}
+    assert all(t["queries_per_second"] > 0 for t in tools.values())
+
+
+def test_atlas_codec_benchmark_runs(tmp_path, split_dir):
+    """The codec benchmark on an evaluation folder of two real chains (targets.fasta + pdb/<id>.pdb)."""
+    import shutil
+
+    from foldatlas.structure.io import ca_trace, read_structure
+
+    (tmp_path / "pdb").mkdir()
+    lines = []
+    for path in sorted(split_dir.glob("*.pdb"))[:2]:
+        shutil.copy(path, tmp_path / "pdb" / path.name)
+        lines.append(f">{path.stem}\n{ca_trace(read_structure(path))[1]}\n")
+    (tmp_path / "targets.fasta").write_text("".join(lines))
+    row = _json([str(ROOT / "benchmarks/atlas/bench_codec.py"), "--eval", str(tmp_path)])
+    assert row["experimental"]["structures"] == 2 and row["pae"]["uint8_max_error"] <= 0.0625

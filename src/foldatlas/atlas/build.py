@@ -50,13 +50,9 @@ class BuildOptions:
     source: str = ""
 
     def __post_init__(self) -> None:
-        from foldatlas.predict.engine import FoldOptions
+        from foldatlas.predict.runner import check_bulk_options
 
-        if self.max_tokens_per_batch < 0:
-            raise ValueError("max_tokens_per_batch must be >= 0")
-        if self.max_length is not None and self.max_length < 1:
-            raise ValueError("max_length must be >= 1")
-        FoldOptions(self.num_recycles, self.chunk_size)  # validates
+        check_bulk_options(self)
 
 
 @dataclass

@@ -98,13 +98,14 @@ def confidence_bin(ptm: float | None, mean_plddt: float | None, width: float = 0
     >>> confidence_bin(None, None)
     'tm_none_plddt_none'
     """
+    def edge(x: float) -> str:
+        return f"{x:.2f}".lstrip("0") if x < 1 - 1e-9 else "1.00"
+
     def part(value: float | None) -> str:
         if value is None:
             return "none"
-        steps = round(1 / width)
-        lo = min(int(value / width + 1e-9), steps - 1)
-        fmt = (lambda x: f"{x:.2f}".lstrip("0") if x < 1 else "1.00")
-        return f"{fmt(lo * width)}_{fmt((lo + 1) * width)}"
+        lo = min(int(value / width + 1e-9), round(1 / width) - 1)
+        return f"{edge(lo * width)}_{edge((lo + 1) * width)}"
 
     return f"tm_{part(ptm)}_plddt_{part(None if mean_plddt is None else mean_plddt / 100)}"
 

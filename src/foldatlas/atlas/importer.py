@@ -18,10 +18,14 @@ sequence, and bad files are recorded as failures with the reason while the impor
 from __future__ import annotations
 
 import gzip
+import multiprocessing
+import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -63,6 +67,11 @@ class ImportOptions:
         e.g. "AlphaFold" or "experimental (X-RAY DIFFRACTION)", else "unknown").
     batch_size : int
         Entries per transaction (and per embedding batch).
+    workers : int
+        Processes that read and encode files while the main process embeds and inserts (0: read in
+        the main process). Workers are started with ``spawn``, so a script that sets this must
+        guard its entry point with ``if __name__ == "__main__":``. The CLI uses half the CPUs for
+        64 files or more, and gives the language model the other half.
     """
 
     plddt: str = "auto"
@@ -70,12 +79,15 @@ class ImportOptions:
     chains: str | None = None
     label: str | None = None
     batch_size: int = 64
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.plddt not in ("auto", "bfactor", "none"):
             raise InvalidOptionError(f"--plddt must be auto, bfactor or none, not {self.plddt!r}")
         if self.batch_size < 1:
             raise InvalidOptionError("batch size must be >= 1")
+        if self.workers < 0:
+            raise InvalidOptionError("workers must be >= 0")
 
 
 @dataclass
@@ -196,6 +208,43 @@ def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, objec
     return out
 
 
+def _read_encoded(path: Path, options: ImportOptions) -> tuple[Path, list[tuple] | str]:
+    """Read and encode one file: ``(path, [(id, sequence, structure blob, pLDDT, label), ...])``, or
+    ``(path, error message)``. Runs in worker processes."""
+    try:
+        entries = read_entry_file(path, options)
+    except FoldatlasError as e:
+        return path, str(e)
+    return path, [(entry_id, _sequence(atoms), codec.encode_structure(atoms), plddt, label)
+                  for entry_id, atoms, plddt, label in entries]
+
+
+def _read_all(files: list[Path], options: ImportOptions) -> Iterator[tuple[Path, list[tuple] | str]]:
+    if options.workers == 0:
+        yield from (_read_encoded(f, options) for f in files)
+        return
+    # 'spawn': the parent holds torch's OpenMP thread pool, which does not survive a fork.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(options.workers, mp_context=ctx) as pool:
+        yield from pool.map(_read_encoded, files, [options] * len(files), chunksize=16)
+
+
+@contextmanager
+def _torch_threads(embedder, workers: int):
+    """Leave the CPUs the reader processes use to them: fewer torch threads while they run."""
+    if embedder is None or workers == 0:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _sequence(atoms) -> str:
     from foldatlas.structure.io import ca_trace
 
@@ -206,6 +255,54 @@ def _sequence(atoms) -> str:
             parts.append(seq[start:k])
             start = k
     return ":".join(parts)
+
+
+class _Batch:
+    """Entries read but not yet stored, the failures to record, and the counts, of one import."""
+
+    def __init__(self, atlas: Atlas, embedder, result: ImportResult, log: Callable[[str], None]) -> None:
+        self.atlas, self.embedder, self.result, self.log = atlas, embedder, result, log
+        self.pending: list[NewEntry] = []
+        self.failures: list[tuple[str, str | None, int | None, str, str]] = []
+        self.seen: dict[str, str] = {}
+
+    def fail(self, entry_id: str, checksum: str | None, length: int | None, reason: str, path: Path) -> None:
+        self.failures.append((entry_id, checksum, length, reason, str(path)))
+        self.result.failed += 1
+        self.log(f"file {path}: failed: {reason}")
+
+    def add(self, path: Path, entries: list[tuple]) -> None:
+        from foldatlas import __version__
+
+        known = self.atlas.known_ids([e[0] for e in entries])
+        for entry_id, sequence, blob, plddt, label in entries:
+            checksum = codec.sequence_md5(sequence)
+            if entry_id in known or entry_id in self.seen:
+                stored = known[entry_id][0] if entry_id in known else self.seen[entry_id]
+                if stored == checksum:
+                    self.result.skipped += 1
+                else:
+                    self.fail(entry_id, checksum, len(sequence.replace(":", "")),
+                              f"ID '{entry_id}' already in the atlas with another sequence", path)
+                continue
+            self.seen[entry_id] = checksum
+            self.pending.append(NewEntry(
+                id=entry_id, sequence=sequence, kind="imported", model=label, structure=blob, plddt=plddt,
+                description=path.name, source=str(path),
+                provenance={"foldatlas_version": __version__, "file": str(path),
+                            "plddt_from_bfactor": plddt is not None,
+                            "imported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+
+    def flush(self) -> None:
+        """Embed and store the pending entries and record the failures, in one transaction each."""
+        if self.pending and self.embedder is not None:
+            vectors = self.embedder([e.sequence for e in self.pending])
+            self.pending = [replace(e, embedding=v) for e, v in zip(self.pending, vectors)]
+        stored = self.atlas.insert(self.pending)
+        self.result.imported += sum(1 for r in stored if r)
+        self.result.skipped += sum(1 for r in stored if not r)
+        self.atlas.record_failures(self.failures)
+        self.pending, self.failures = [], []
 
 
 def import_structures(atlas: Atlas, paths: list[str | Path], embedder=None, options: ImportOptions = ImportOptions(),
@@ -236,7 +333,6 @@ def import_structures(atlas: Atlas, paths: list[str | Path], embedder=None, opti
     """
     from tqdm import tqdm
 
-    from foldatlas import __version__
     from foldatlas.atlas.build import check_embedding_model
     from foldatlas.atlas.seqindex import update_sequence_index
 
@@ -244,53 +340,18 @@ def import_structures(atlas: Atlas, paths: list[str | Path], embedder=None, opti
     files = find_structure_files(paths)
     check_embedding_model(atlas, embedder)
     result = ImportResult()
-    pending: list[NewEntry] = []
-    failures: list[tuple[str, str | None, int | None, str, str]] = []
-
-    def flush() -> None:
-        nonlocal pending, failures
-        if pending and embedder is not None:
-            vectors = embedder([e.sequence for e in pending])
-            pending = [replace(e, embedding=v) for e, v in zip(pending, vectors)]
-        stored = atlas.insert(pending)
-        result.imported += sum(1 for r in stored if r)
-        result.skipped += sum(1 for r in stored if not r)
-        atlas.record_failures(failures)
-        pending, failures = [], []
-
-    seen_ids = {}
-    bar = tqdm(files, unit="file", disable=not progress, desc="importing", file=sys.stderr, dynamic_ncols=True)
-    for path in bar:
-        stem = _entry_stem(path)
-        try:
-            entries = read_entry_file(path, options)
-        except FoldatlasError as e:
-            failures.append((stem, None, None, str(e), str(path)))
-            result.failed += 1
-            log(f"file {path}: failed: {e}")
-            continue
-        known = atlas.known_ids([eid for eid, *_ in entries])
-        for entry_id, atoms, plddt, label in entries:
-            sequence = _sequence(atoms)
-            checksum = codec.sequence_md5(sequence)
-            if entry_id in known or entry_id in seen_ids:
-                stored = known[entry_id][0] if entry_id in known else seen_ids[entry_id]
-                if stored == checksum:
-                    result.skipped += 1
-                else:
-                    failures.append((entry_id, checksum, len(sequence.replace(":", "")),
-                                     "ID already in the atlas with another sequence", str(path)))
-                    result.failed += 1
-                    log(f"file {path}: failed: ID '{entry_id}' already in the atlas with another sequence")
-                continue
-            seen_ids[entry_id] = checksum
-            pending.append(NewEntry(
-                id=entry_id, sequence=sequence, kind="imported", model=label, structure=codec.encode_structure(atoms),
-                plddt=plddt, description=path.name, source=str(path),
-                provenance={"foldatlas_version": __version__, "file": str(path), "imported": time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "plddt_from_bfactor": plddt is not None}))
-        if len(pending) >= options.batch_size:
-            flush()
-    flush()
+    batch = _Batch(atlas, embedder, result, log)
+    with _torch_threads(embedder, options.workers), \
+            tqdm(total=len(files), unit="file", disable=not progress, desc="importing", file=sys.stderr,
+                 dynamic_ncols=True) as bar:
+        for path, entries in _read_all(files, options):
+            bar.update(1)
+            if isinstance(entries, str):
+                batch.fail(_entry_stem(path), None, None, entries, path)
+            else:
+                batch.add(path, entries)
+            if len(batch.pending) >= options.batch_size:
+                batch.flush()
+        batch.flush()
     update_sequence_index(atlas)
     return result

@@ -119,7 +119,8 @@ class SequenceShard:
     def load(cls, folder: Path) -> SequenceShard:
         """Memory-map a shard written by :meth:`save`."""
         first, last = (int(x) for x in folder.name.split("-")[1:3])
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        # Plain ndarray views of the memory maps: np.memmap's Python-level indexing costs more than the search.
+        arrays = {name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _ARRAYS}
         return cls(folder, first, last, **arrays)
 
 

@@ -88,14 +88,21 @@ def import_(
     label: Optional[str] = typer.Option(None, "--label", help="What made the structures (default: detected)."),
     embedding_model: Optional[str] = typer.Option(None, "--embedding-model"),
     no_embed: bool = typer.Option(False, "--no-embed", help="Store no embeddings."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0,
+                                          help="Processes reading files (default: half the CPUs for 64 files "
+                                               "or more; 0 = none)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Import structure files (e.g. AlphaFold DB or PDB downloads) as atlas entries."""
+    import os
+
     from foldatlas.atlas import ImportOptions, import_structures, open_atlas
     from foldatlas.atlas.importer import find_structure_files
 
-    options = ImportOptions(plddt=plddt, split_chains=split_chains, chains=chains, label=label)
-    find_structure_files(paths)  # a clear error before the atlas is created
+    files = find_structure_files(paths)  # a clear error before the atlas is created
+    if workers is None:
+        workers = max(1, len(os.sched_getaffinity(0)) // 2) if len(files) >= 64 else 0
+    options = ImportOptions(plddt=plddt, split_chains=split_chains, chains=chains, label=label, workers=workers)
     with open_atlas(atlas_dir, create=True) as atlas:
         result = import_structures(atlas, paths, _embedder(atlas, embedding_model, not no_embed), options,
                                    progress=not quiet, log=_log)
@@ -203,14 +210,16 @@ def search(
     atlas_dir: Path = ATLAS_OPTION,
     evalue: float = typer.Option(1e-3, "--evalue", "-e", help="Report hits with E-value at most this."),
     max_hits: int = typer.Option(100, "--max-hits", help="Hits per query."),
-    exhaustive: bool = typer.Option(False, "--exhaustive", help="Align every chain (no prefilter): most sensitive."),
+    exhaustive: Optional[bool] = typer.Option(None, "--exhaustive/--prefilter",
+                                              help="Align every chain (most sensitive), or only the k-mer "
+                                                   "prefilter's candidates (default: exhaustive up to 50,000 chains)."),
     max_candidates: int = typer.Option(1000, "--max-candidates", help="Chains per query the prefilter passes on."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Queries searched in parallel."),
     fmt: str = typer.Option("tsv", "--format", "-f", help="tsv (one line per hit) or json (with alignments)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (default: stdout)."),
 ) -> None:
-    """Search the atlas by sequence (pyhmmer's phmmer after a k-mer prefilter): E-value, bit score,
-    identity, coverage and alignment per hit."""
+    """Search the atlas by sequence (pyhmmer's phmmer, after a k-mer prefilter in large atlases): E-value, bit
+    score, identity, coverage and alignment per hit."""
     from foldatlas.atlas import SearchOptions, open_atlas, search_sequences
     from foldatlas.atlas.seqsearch import HIT_COLUMNS
     from foldatlas.errors import InvalidOptionError

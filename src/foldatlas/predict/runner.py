@@ -31,7 +31,7 @@ from foldatlas.seq.complexes import LINKER
 from foldatlas.seq.records import Record, safe_names
 
 __all__ = ["RunConfig", "RunResult", "run_fold", "length_problem", "fold_in_batches", "BatchOutcome",
-           "SUMMARY_COLUMNS"]
+           "check_bulk_options", "SUMMARY_COLUMNS"]
 
 _SUMMARY_INTERVAL_S = 10.0
 SUMMARY_COLUMNS = ("name", "file", "length", "chains", "mean_plddt", "ptm", "iptm", "status", "seconds", "error")
@@ -63,11 +63,23 @@ class RunConfig:
     plot: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_tokens_per_batch < 0:
-            raise ValueError("max_tokens_per_batch must be >= 0")
-        if self.max_length is not None and self.max_length < 1:
-            raise ValueError("max_length must be >= 1")
-        FoldOptions(self.num_recycles, self.chunk_size)  # validates
+        check_bulk_options(self)
+
+
+def check_bulk_options(options) -> None:
+    """Validate the bulk-folding fields shared by :class:`RunConfig` and the atlas build's options.
+
+    Raises
+    ------
+    ValueError
+        If ``max_tokens_per_batch`` is negative, ``max_length`` below 1, or ``num_recycles`` /
+        ``chunk_size`` invalid (see :class:`FoldOptions`).
+    """
+    if options.max_tokens_per_batch < 0:
+        raise ValueError("max_tokens_per_batch must be >= 0")
+    if options.max_length is not None and options.max_length < 1:
+        raise ValueError("max_length must be >= 1")
+    FoldOptions(options.num_recycles, options.chunk_size)  # validates
 
 
 @dataclass
