@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%d"),
         "files": result.imported + result.failed + result.skipped, "imported": result.imported,
-        "failed": result.failed, "embeddings": not args.no_embed, "reader_processes": workers, "seconds": round(seconds, 1),
+        "failed": result.failed, "embeddings": not args.no_embed, "reader_processes": workers,
+        "seconds": round(seconds, 1),
         "entries_per_second": round(result.imported / seconds, 1), "entries": stats["entries"],
         "residues": stats["residues"], "db_bytes": db_bytes, "seqindex_bytes": index_bytes,
         "bytes_per_entry": round((db_bytes + index_bytes) / stats["entries"]),
