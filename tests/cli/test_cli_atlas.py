@@ -73,6 +73,15 @@ def test_errors_are_one_line(built, capsys, args, message, exit_code):
     assert code == exit_code and message in err and err.count("\n") == 1 and err.startswith("error: ")
 
 
+def test_failed_records_exit_1(tmp_path, built, tiny_checkpoint, capsys):
+    code, _, err = _run(["atlas", "build", "MKTAYIAKQR", "--name", "p1", "--atlas", str(built), "-m",
+                         str(tiny_checkpoint), "-q"], capsys)
+    assert code == 1 and "ID already in the atlas with another sequence" in err and "1 failed" in err
+    code, _, err = _run(["fold", "MKTAYIAKQRQISFV", "-o", str(tmp_path / "out"), "-m", str(tiny_checkpoint), "-q",
+                         "--max-length", "5"], capsys)
+    assert code == 1 and "1 failed" in err
+
+
 def test_not_an_atlas_and_other_weights(tmp_path, built, capsys):
     code, _, err = _run(["atlas", "get", "x", "--atlas", str(tmp_path / "none")], capsys)
     assert code == 2 and "not an atlas" in err and not (tmp_path / "none").exists()

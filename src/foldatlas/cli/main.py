@@ -47,7 +47,8 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (errors as one line on stderr)."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of raising it.
+        code = app(args=argv, standalone_mode=False)
     except FoldatlasError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             e.show()
             return e.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def entry() -> None:
