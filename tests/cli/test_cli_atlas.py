@@ -90,3 +90,25 @@ def test_not_an_atlas_and_other_weights(tmp_path, built, capsys):
     other = write_random_esmfold(tmp_path / "other", size="tiny", seed=3)
     code, _, err = _run(["atlas", "build", "MKTAYIAK", "--atlas", str(built), "-m", str(other), "-q"], capsys)
     assert code == 4 and "holds predictions of model" in err
+
+
+def test_structure_search_cli(tmp_path, split_dir, capsys):
+    a = ["--atlas", str(tmp_path / "atlas")]
+    assert _run(["atlas", "import", str(split_dir), *a, "-q", "--no-embed"], capsys)[0] == 0
+    code, out, _ = _run(["atlas", "search", "--structure", str(split_dir / "1DFU_C.pdb"), *a, "--max-hits", "3",
+                         "--superposed", str(tmp_path / "sup")], capsys)
+    lines = out.strip().split("\n")
+    assert code == 0 and lines[0].startswith("query\ttarget\tchain\ttm_score") and len(lines) == 4
+    top = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
+    assert top["target"] == "1DFU_C" and float(top["tm_score"]) > 0.99 and top["method"] == "tmalign"
+    assert len(list((tmp_path / "sup").glob("*.pdb"))) == 3
+    code, out, _ = _run(["atlas", "search", "--structure", "1AX8_A", *a, "-f", "json", "--exhaustive"], capsys)
+    hits = json.loads(out)[0]["hits"]
+    assert code == 0 and len(hits) == 4 and all(h["method"] == "tmalign" for h in hits)
+    for args, message in ((["--structure", "NOPE"], "no entry 'NOPE'"),
+                          (["--structure", str(tmp_path / "x.pdb")], "no such file"),
+                          (["--structure", "1AX8_A", "--sequence", "MKT"], "either --sequence or --structure"),
+                          (["--structure", "1AX8_A", "--min-tm", "2"], "--min-tm"),
+                          (["--structure", "1AX8_A", "--chain", "Q"], "no chain Q")):
+        code, _, err = _run(["atlas", "search", *args, *a], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err

@@ -195,6 +195,7 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
     from tqdm import tqdm
 
     from foldatlas.atlas.seqindex import update_sequence_index
+    from foldatlas.atlas.structindex import update_structure_index
     from foldatlas.predict.engine import FoldOptions
     from foldatlas.predict.memory import available_memory_bytes
     from foldatlas.predict.runner import fold_in_batches, length_problem
@@ -242,4 +243,5 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
         bar.update(sum(g[0].length for g in groups_done))
     bar.close()
     update_sequence_index(atlas)
+    update_structure_index(atlas)
     return result

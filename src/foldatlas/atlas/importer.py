@@ -246,15 +246,9 @@ def _torch_threads(embedder, workers: int):
 
 
 def _sequence(atoms) -> str:
-    from foldatlas.structure.io import ca_trace
+    from foldatlas.atlas.structindex import chain_traces
 
-    _, seq, chains = ca_trace(atoms)
-    parts, start = [], 0
-    for k in range(1, len(chains) + 1):
-        if k == len(chains) or chains[k] != chains[k - 1]:
-            parts.append(seq[start:k])
-            start = k
-    return ":".join(parts)
+    return ":".join(chain.sequence for chain in chain_traces(atoms))
 
 
 class _Batch:
@@ -335,6 +329,7 @@ def import_structures(atlas: Atlas, paths: list[str | Path], embedder=None, opti
 
     from foldatlas.atlas.build import check_embedding_model
     from foldatlas.atlas.seqindex import update_sequence_index
+    from foldatlas.atlas.structindex import update_structure_index
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     files = find_structure_files(paths)
@@ -354,4 +349,5 @@ def import_structures(atlas: Atlas, paths: list[str | Path], embedder=None, opti
                 batch.flush()
         batch.flush()
     update_sequence_index(atlas)
+    update_structure_index(atlas)
     return result

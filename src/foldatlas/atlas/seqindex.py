@@ -1,14 +1,9 @@
 """The sequence-search index of an atlas: every chain's residues and a k-mer table, in shards.
 
-Each shard is a folder of ``.npy`` arrays (memory-mapped when searched) covering a range of
-entry row ids: the chains as digital sequences in HMMER's alphabet (what pyhmmer aligns) and an
-inverted index of their 3-mers over the 20 standard residues (what the prefilter looks up). A
-build or import adds a shard for the rows it inserted; shards are merged log-structured (the
-newest into its predecessor while it is at least half its size), so an atlas of N chains keeps
-O(log N) shards and each chain is rewritten O(log N) times. Shards are written to a temporary
-folder and renamed, under a lock; a crash leaves at most a stale temporary folder (removed later)
-or a shard contained in a newer one (ignored), never a broken index, and rows not yet indexed are
-indexed by the next update.
+Each shard (see :mod:`foldatlas.atlas.shards` for how shards are written, merged and recovered) is a folder of
+``.npy`` arrays, memory-mapped when searched, covering a range of entry row ids: the chains as digital sequences
+in HMMER's alphabet (what pyhmmer aligns) and an inverted index of their 3-mers over the 20 standard residues
+(what the prefilter looks up). A build or import indexes the rows it inserted.
 
 The prefilter (:func:`diagonal_scores`) is BLAST's two-hit idea on exact 3-mers: a target scores
 the most k-mer hits that fall on one diagonal band of the query-target matrix; only targets with
@@ -18,14 +13,12 @@ offers a k-mer index over protein sequences (MMseqs2 has no Python bindings).
 
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from foldatlas.atlas.shards import shard_dirs, update_shards
 
 __all__ = ["SequenceShard", "load_shards", "update_sequence_index", "encode_digital", "diagonal_scores",
            "EASEL_AMINO", "INDEX_DIR"]
@@ -85,6 +78,11 @@ class SequenceShard:
         """Chains in the shard."""
         return len(self.target_row)
 
+    @property
+    def size(self) -> int:
+        """Chains in the shard (what merging balances)."""
+        return self.num_targets
+
     def target_codes(self, t: int) -> np.ndarray:
         """Digital codes of target ``t``."""
         return self.residues[self.offsets[t]:self.offsets[t + 1]]
@@ -124,53 +122,9 @@ class SequenceShard:
         return cls(folder, first, last, **arrays)
 
 
-def _shard_name(first: int, last: int) -> str:
-    return f"shard-{first:012d}-{last:012d}"
-
-
-def _shard_dirs(index: Path) -> list[Path]:
-    """Shard folders in row order, dropping any contained in another (left by a crash during a merge)."""
-    dirs = []
-    for p in index.glob("shard-*"):
-        parts = p.name.split("-")
-        if p.is_dir() and len(parts) == 3 and all(x.isdigit() for x in parts[1:]):
-            dirs.append((int(parts[1]), int(parts[2]), p))
-    dirs.sort(key=lambda t: (t[0], -t[1]))
-    kept: list[tuple[int, int, Path]] = []
-    for first, last, p in dirs:
-        if kept and last <= kept[-1][1]:
-            continue
-        kept.append((first, last, p))
-    return [p for _, _, p in kept]
-
-
 def load_shards(atlas_folder: str | Path) -> list[SequenceShard]:
     """The shards of an atlas' sequence index, in row order (memory-mapped)."""
-    index = Path(atlas_folder) / INDEX_DIR
-    return [SequenceShard.load(p) for p in _shard_dirs(index)] if index.is_dir() else []
-
-
-@contextmanager
-def _locked(index: Path):
-    index.mkdir(parents=True, exist_ok=True)
-    with open(index / ".lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _write_shard(index: Path, shard: SequenceShard) -> Path:
-    final = index / _shard_name(shard.first, shard.last)
-    tmp = index / f".tmp-{os.getpid()}-{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shard.save(tmp)
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    return final
+    return [SequenceShard.load(p) for p in shard_dirs(Path(atlas_folder) / INDEX_DIR)]
 
 
 def _merge(a: SequenceShard, b: SequenceShard) -> SequenceShard:
@@ -180,38 +134,22 @@ def _merge(a: SequenceShard, b: SequenceShard) -> SequenceShard:
 
 
 def update_sequence_index(atlas) -> int:
-    """Index the entries added since the last update, then merge shards; returns chains added.
+    """Index the entries added since the last update, then merge shards; returns the rows added.
 
     Parameters
     ----------
     atlas : foldatlas.atlas.Atlas
     """
-    index = Path(atlas.folder) / INDEX_DIR
-    with _locked(index):
-        for stale in index.glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        dirs = _shard_dirs(index)
-        covered = int(dirs[-1].name.split("-")[2]) if dirs else 0
-        last = atlas.max_rowid()
-        added = 0
-        if last > covered:
-            rows, chains, codes = [], [], []
-            for rowid, sequence in atlas.iter_sequences(covered, last):
-                for k, chain in enumerate(sequence.split(":")):
-                    rows.append(rowid)
-                    chains.append(k)
-                    codes.append(encode_digital(chain))
-            _write_shard(index, SequenceShard.build(np.array(rows, np.int64), np.array(chains, np.int16), codes,
-                                                    covered + 1, last))
-            added = len(codes)
-        shards = load_shards(atlas.folder)
-        while len(shards) >= 2 and 2 * shards[-1].num_targets >= shards[-2].num_targets:
-            older, newer = shards[-2], shards[-1]
-            _write_shard(index, _merge(older, newer))
-            for old in (older.path, newer.path):
-                shutil.rmtree(old, ignore_errors=True)
-            shards = load_shards(atlas.folder)
-        return added
+    def build(first: int, last: int) -> SequenceShard:
+        rows, chains, codes = [], [], []
+        for rowid, sequence in atlas.iter_sequences(first - 1, last):
+            for k, chain in enumerate(sequence.split(":")):
+                rows.append(rowid)
+                chains.append(k)
+                codes.append(encode_digital(chain))
+        return SequenceShard.build(np.array(rows, np.int64), np.array(chains, np.int16), codes, first, last)
+
+    return update_shards(atlas, INDEX_DIR, build, _merge, SequenceShard.load)
 
 
 def diagonal_scores(shard: SequenceShard, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

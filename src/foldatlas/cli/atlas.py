@@ -206,49 +206,99 @@ def export(
 
 @atlas_app.command("search", no_args_is_help=True)
 def search(
-    sequence: str = typer.Option(..., "--sequence", "-s", help="A sequence, or a FASTA file of queries."),
+    sequence: Optional[str] = typer.Option(None, "--sequence", "-s", help="A sequence, or a FASTA file of queries."),
+    structure: Optional[str] = typer.Option(None, "--structure", help="A structure file (PDB/mmCIF, gzipped too) "
+                                                                     "or an atlas entry ID; each chain is a query."),
     atlas_dir: Path = ATLAS_OPTION,
-    evalue: float = typer.Option(1e-3, "--evalue", "-e", help="Report hits with E-value at most this."),
+    chain: Optional[str] = typer.Option(None, "--chain", help="Structure queries: chains to search, e.g. A or A,B."),
+    evalue: float = typer.Option(1e-3, "--evalue", "-e", help="Sequence: report hits with E-value at most this."),
+    min_tm: float = typer.Option(0.0, "--min-tm", help="Structure: report hits with TM-score (by query) at least "
+                                                       "this."),
     max_hits: int = typer.Option(100, "--max-hits", help="Hits per query."),
     exhaustive: Optional[bool] = typer.Option(None, "--exhaustive/--prefilter",
-                                              help="Align every chain (most sensitive), or only the k-mer "
-                                                   "prefilter's candidates (default: exhaustive up to 50,000 chains)."),
-    max_candidates: int = typer.Option(1000, "--max-candidates", help="Chains per query the prefilter passes on."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Queries searched in parallel."),
+                                              help="Sequence: align every chain (default up to 50,000 chains) or "
+                                                   "only the k-mer prefilter's candidates. Structure: TM-align every "
+                                                   "chain (exact, slow) or the prefilter's best (default)."),
+    max_candidates: Optional[int] = typer.Option(None, "--max-candidates", min=1,
+                                                 help="Chains per query the prefilter passes on (sequence 1,000, "
+                                                      "structure 300)."),
+    tmalign: int = typer.Option(20, "--tmalign", min=0, help="Structure: candidates TM-aligned per query."),
+    superposed: Optional[Path] = typer.Option(None, "--superposed",
+                                              help="Structure: write each hit's chain superposed on the query into "
+                                                   "this folder (PDB)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads (sequence: queries in parallel)."),
     fmt: str = typer.Option("tsv", "--format", "-f", help="tsv (one line per hit) or json (with alignments)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (default: stdout)."),
 ) -> None:
-    """Search the atlas by sequence (pyhmmer's phmmer, after a k-mer prefilter in large atlases): E-value, bit
-    score, identity, coverage and alignment per hit."""
-    from foldatlas.atlas import SearchOptions, open_atlas, search_sequences
-    from foldatlas.atlas.seqsearch import HIT_COLUMNS
+    """Search the atlas by sequence (pyhmmer's phmmer: E-value, bit score, identity, coverage, alignment) or by
+    structure (structural-alphabet prefilter, then TM-align: TM-scores, RMSD, aligned length, identity)."""
+    from foldatlas.atlas import open_atlas
     from foldatlas.errors import InvalidOptionError
     from foldatlas.files import atomic_write_text
-    from foldatlas.seq.fasta import read_inputs
 
     if fmt not in ("tsv", "json"):
         raise InvalidOptionError(f"--format must be tsv or json, not {fmt!r}")
-    options = SearchOptions(evalue=evalue, max_hits=max_hits, exhaustive=exhaustive, max_candidates=max_candidates,
-                            threads=threads)
-    queries = read_inputs([sequence], default_name="query")
+    if (sequence is None) == (structure is None):
+        raise InvalidOptionError("give either --sequence or --structure")
     with open_atlas(atlas_dir) as atlas:
-        results = search_sequences(atlas, queries, options)
+        if sequence is not None:
+            names, lengths, results, columns = _search_sequences(atlas, sequence, evalue, max_hits, exhaustive,
+                                                                 max_candidates, threads)
+        else:
+            names, lengths, results, columns = _search_structures(atlas, structure, chain, min_tm, max_hits,
+                                                                  bool(exhaustive), max_candidates, tmalign,
+                                                                  threads, superposed)
     if fmt == "json":
-        text = json.dumps([{"query": q.name, "length": q.length, "hits": [h.to_dict() for h in hits]}
-                           for q, hits in zip(queries, results)], indent=1) + "\n"
+        text = json.dumps([{"query": n, "length": n_res, "hits": [h.to_dict() for h in hits]}
+                           for n, n_res, hits in zip(names, lengths, results)], indent=1) + "\n"
     else:
-        lines = ["\t".join(HIT_COLUMNS)]
+        lines = ["\t".join(columns)]
         for hits in results:
-            lines.extend("\t".join(_cell(getattr(h, c)) for c in HIT_COLUMNS) for h in hits)
+            lines.extend("\t".join(_cell(getattr(h, c)) for c in columns) for h in hits)
         text = "\n".join(lines) + "\n"
     if output is None:
         sys.stdout.write(text)
     else:
         atomic_write_text(output, text)
-    _log(f"{sum(len(h) for h in results)} hits for {len(queries)} queries")
+    _log(f"{sum(len(h) for h in results)} hits for {len(names)} queries")
+
+
+def _search_sequences(atlas, sequence, evalue, max_hits, exhaustive, max_candidates, threads):
+    from foldatlas.atlas import SearchOptions, search_sequences
+    from foldatlas.atlas.seqsearch import HIT_COLUMNS
+    from foldatlas.seq.fasta import read_inputs
+
+    options = SearchOptions(evalue=evalue, max_hits=max_hits, exhaustive=exhaustive,
+                            max_candidates=max_candidates or 1000, threads=threads)
+    queries = read_inputs([sequence], default_name="query")
+    results = search_sequences(atlas, queries, options)
+    return [q.name for q in queries], [q.length for q in queries], results, HIT_COLUMNS
+
+
+def _search_structures(atlas, structure, chain, min_tm, max_hits, exhaustive, max_candidates, tmalign, threads,
+                       superposed):
+    from foldatlas.atlas.structsearch import (STRUCTURE_HIT_COLUMNS, StructureSearchOptions, query_chains,
+                                              search_structures, superposed_chain)
+    from foldatlas.files import atomic_write_text
+    from foldatlas.seq.records import safe_names
+    from foldatlas.structure.io import to_pdb_string
+
+    options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, exhaustive=exhaustive,
+                                     candidates=max_candidates or 300, tmalign=tmalign, threads=threads)
+    queries = query_chains(structure, atlas, chain)
+    results = search_structures(atlas, queries, options)
+    if superposed is not None:
+        for hits in results:
+            stems = safe_names([f"{h.query}__{h.target}_{h.chain}" for h in hits])
+            for h, stem in zip(hits, stems):
+                remark = f"{h.target} chain {h.chain} superposed on {h.query}: TM-score {h.tm_score} ({h.method})"
+                atomic_write_text(superposed / f"{stem}.pdb", to_pdb_string(superposed_chain(atlas, h), [remark]))
+    return [q.name for q in queries], [len(q.trace.ca) for q in queries], results, STRUCTURE_HIT_COLUMNS
 
 
 def _cell(value) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:.3g}" if value < 1e-3 or value > 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
     return str(value)

@@ -194,6 +194,30 @@ def fold_release(
     typer.echo(_means_json(metrics))
 
 
+@train_app.command("alphabet")
+def alphabet(
+    structuredb: Path = typer.Option(..., "--structuredb", help="StructureDB dump (train/promod3_dump.py)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for alphabet.json (e.g. "
+                                                      "src/foldatlas/weights/foldatlas-3d-alphabet)."),
+    exclude: Optional[Path] = typer.Option(None, "--exclude", help="File of chain IDs never to train on "
+                                                                  "(e.g. a benchmark's database)."),
+    chains: int = typer.Option(3000, "--chains", min=100),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Fit the structural alphabet of the structure search (states, substitution matrix) on PDB chains."""
+    import json
+
+    from foldatlas.errors import InvalidFileError
+    from foldatlas.train.alphabet import train_alphabet
+
+    for path in (structuredb, exclude):
+        if path is not None and not path.is_file():
+            raise InvalidFileError(f"{path}: no such file")
+    ids = set(exclude.read_text().split()) if exclude else set()
+    report = train_alphabet(str(structuredb), out, exclude=ids, chains=chains, seed=seed, log=_log)
+    typer.echo(json.dumps(report, indent=1))
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``train`` group to ``app``."""
     app.add_typer(train_app, name="train")

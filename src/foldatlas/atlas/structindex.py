@@ -1,0 +1,157 @@
+"""The structure-search index of an atlas: every chain's structural-alphabet string, C-alpha trace and sequence.
+
+Shards (see :mod:`foldatlas.atlas.shards`) of ``.npy`` arrays per range of entry row ids: the chains' states of
+:mod:`foldatlas.structure.alphabet` (what the prefilter aligns), their C-alpha coordinates as int16 tenths of an
+Angstrom about the chain's centre (what TM-align and the alignment superposition use, without decoding the stored
+structures; TM-scores move by less than 0.001) and their residues. The index folder is named after the alphabet's
+fingerprint, so an atlas indexed with another alphabet version is indexed afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from foldatlas.atlas.shards import shard_dirs, update_shards
+from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
+
+__all__ = ["StructureShard", "ChainTrace", "chain_traces", "index_dir", "load_structure_shards",
+           "update_structure_index"]
+
+_ARRAYS = ("target_row", "target_chain", "offsets", "centre", "states", "ca", "residues")
+_SCALE = 10.0  # int16 units per Angstrom
+
+
+@dataclass(frozen=True)
+class ChainTrace:
+    """One chain of a structure: its ID, C-alpha coordinates (float64, shape (L, 3)) and sequence."""
+
+    chain_id: str
+    ca: np.ndarray
+    sequence: str
+
+
+def chain_traces(atoms) -> list[ChainTrace]:
+    """The protein chains of a biotite ``AtomArray``, in file order."""
+    from foldatlas.structure.io import ca_trace
+
+    coords, sequence, chains = ca_trace(atoms)
+    out, start = [], 0
+    for k in range(1, len(chains) + 1):
+        if k == len(chains) or chains[k] != chains[k - 1]:
+            out.append(ChainTrace(str(chains[start]), coords[start:k], sequence[start:k]))
+            start = k
+    return out
+
+
+@dataclass
+class StructureShard:
+    """One shard: the chains of entries ``first..last``."""
+
+    path: Path | None
+    first: int
+    last: int
+    target_row: np.ndarray  # [T] int64 entry row id
+    target_chain: np.ndarray  # [T] str chain ID
+    offsets: np.ndarray  # [T + 1] int64 into the residue arrays
+    centre: np.ndarray  # [T, 3] float64 C-alpha centre of each chain (its stored coordinates are about it)
+    states: np.ndarray  # [R] uint8 alphabet state (20 = undefined)
+    ca: np.ndarray  # [R, 3] int16 C-alpha, tenths of an Angstrom about the chain centre
+    residues: np.ndarray  # [R] uint8 one-letter codes
+
+    @property
+    def size(self) -> int:
+        """Chains in the shard."""
+        return len(self.target_row)
+
+    def target_ca(self, t: int) -> np.ndarray:
+        """C-alpha coordinates of chain ``t`` (float64, Angstrom)."""
+        return self.ca[self.offsets[t]:self.offsets[t + 1]].astype(np.float64) / _SCALE
+
+    def target_sequence(self, t: int) -> str:
+        """Residues of chain ``t``."""
+        return self.residues[self.offsets[t]:self.offsets[t + 1]].tobytes().decode("ascii")
+
+    def target_states(self, t: int) -> str:
+        """Alphabet string of chain ``t``."""
+        from foldatlas.structure.alphabet import LETTERS
+
+        return "".join((LETTERS + "X")[s] for s in self.states[self.offsets[t]:self.offsets[t + 1]])
+
+    @classmethod
+    def build(cls, rows: list[int], chain_ids: list[str], traces: list[np.ndarray], sequences: list[str],
+              states: list[np.ndarray], first: int, last: int) -> StructureShard:
+        """Index chains (traces in Angstrom, states as 0-19 / -1)."""
+        lengths = np.array([len(t) for t in traces], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        if traces:
+            ca = np.concatenate([np.round((t - t.mean(axis=0)) * _SCALE) for t in traces]).clip(-32767, 32767)
+            st = np.concatenate([np.where(s < 0, 20, s) for s in states]).astype(np.uint8)
+            res = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8).copy()
+        else:
+            ca, st, res = np.zeros((0, 3)), np.zeros(0, np.uint8), np.zeros(0, np.uint8)
+        centre = np.array([t.mean(axis=0) for t in traces]).reshape(-1, 3)
+        return cls(None, first, last, np.asarray(rows, np.int64), np.asarray(chain_ids, dtype="U4"), offsets, centre,
+                   st, ca.astype(np.int16), res)
+
+    def save(self, folder: Path) -> None:
+        """Write the arrays into ``folder`` (created)."""
+        folder.mkdir(parents=True)
+        for name in _ARRAYS:
+            np.save(folder / f"{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, folder: Path) -> StructureShard:
+        """Memory-map a shard written by :meth:`save` (as plain ndarray views)."""
+        first, last = (int(x) for x in folder.name.split("-")[1:3])
+        arrays = {name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _ARRAYS}
+        return cls(folder, first, last, **arrays)
+
+
+def _fingerprint(alphabet: StructureAlphabet) -> str:
+    return hashlib.sha256(json.dumps(alphabet.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def index_dir(atlas_folder: str | Path, alphabet: StructureAlphabet | None = None) -> Path:
+    """The structure index folder of an atlas for an alphabet (default: the shipped one)."""
+    return Path(atlas_folder) / f"structindex-{_fingerprint(alphabet or load_alphabet())}"
+
+
+def load_structure_shards(atlas_folder: str | Path, alphabet: StructureAlphabet | None = None
+                          ) -> list[StructureShard]:
+    """The shards of an atlas' structure index, in row order."""
+    return [StructureShard.load(p) for p in shard_dirs(index_dir(atlas_folder, alphabet))]
+
+
+def _merge(a: StructureShard, b: StructureShard) -> StructureShard:
+    return StructureShard(None, a.first, b.last, np.concatenate([a.target_row, b.target_row]),
+                          np.concatenate([a.target_chain, b.target_chain]),
+                          np.concatenate([a.offsets[:-1], b.offsets + a.offsets[-1]]),
+                          np.concatenate([a.centre, b.centre]), np.concatenate([a.states, b.states]),
+                          np.concatenate([a.ca, b.ca]), np.concatenate([a.residues, b.residues]))
+
+
+def update_structure_index(atlas, alphabet: StructureAlphabet | None = None) -> int:
+    """Index the entries added since the last update (decoding their stored structures); returns rows added."""
+    from foldatlas.atlas import codec
+
+    alphabet = alphabet or load_alphabet()
+
+    def build(first: int, last: int) -> StructureShard:
+        rows, chain_ids, traces, seqs, states = [], [], [], [], []
+        rowids = [r for r, _ in atlas.iter_sequences(first - 1, last)]
+        for start in range(0, len(rowids), 256):
+            for rowid, blob in atlas.iter_blobs("structure", rowids[start:start + 256]):
+                for chain in chain_traces(codec.decode_structure(blob)):
+                    rows.append(rowid)
+                    chain_ids.append(chain.chain_id)
+                    traces.append(chain.ca)
+                    seqs.append(chain.sequence)
+                    states.append(alphabet.states(chain.ca))
+        return StructureShard.build(rows, chain_ids, traces, seqs, states, first, last)
+
+    return update_shards(atlas, index_dir(atlas.folder, alphabet).name, build, _merge, StructureShard.load)

@@ -1,0 +1,363 @@
+"""Structure search of an atlas: a structural-alphabet prefilter over every chain, then TM-align on the best.
+
+For each query chain:
+
+1. **Prefilter**: Smith-Waterman alignment (pyopal, SIMD) of the query's structural-alphabet string
+   (:mod:`foldatlas.structure.alphabet`) against every chain of the atlas, scored by the alphabet's substitution
+   matrix and corrected for length (``S - ln(m n) / lambda``, the log of an E-value up to a constant).
+2. **TM-align** (tmtools) on the best ``tmalign`` candidates: exact TM-scores (by query and by target length),
+   RMSD, aligned length, sequence identity and the superposition; these hits come first, by TM-score normalised
+   by the query.
+3. The next candidates, up to ``candidates``, follow in prefilter order, with approximate scores from superposing
+   the C-alphas their alphabet alignment pairs (Kabsch, refined as TM-score does); ``method`` says which.
+   Re-ranking them by that approximate TM-score, or after a TM-align-like dynamic-programming realignment, ranked
+   TM-align's partners worse than the prefilter score itself (BENCHMARKS.md), so it is not done.
+
+``exhaustive`` TM-aligns the query against every chain (exact, slow: about 30 ms a pair on this machine).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from foldatlas.atlas.structindex import (ChainTrace, StructureShard, chain_traces, load_structure_shards,
+                                         update_structure_index)
+from foldatlas.errors import InvalidOptionError
+from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
+
+__all__ = ["StructureHit", "StructureSearchOptions", "StructureSearcher", "QueryChain", "query_chains",
+           "search_structures", "superposed_chain", "STRUCTURE_HIT_COLUMNS"]
+
+STRUCTURE_HIT_COLUMNS = ("query", "target", "chain", "tm_score", "tm_score_target", "rmsd", "aligned_length",
+                         "identity", "query_length", "target_length", "prefilter_score", "method")
+
+
+@dataclass(frozen=True)
+class QueryChain:
+    """A query: a name and one chain's C-alpha trace and sequence."""
+
+    name: str
+    trace: ChainTrace
+
+
+@dataclass(frozen=True)
+class StructureHit:
+    """One query-target hit.
+
+    Attributes
+    ----------
+    query, target, chain : str
+        Query name, target entry ID, target chain ID.
+    tm_score, tm_score_target : float
+        TM-score normalised by the query's length and by the target's.
+    rmsd : float
+        RMSD of the aligned C-alphas (TM-align's, or of the pairs within 5 A of the superposition).
+    aligned_length : int
+        Residue pairs within 5 A after superposition.
+    identity : float
+        Identical residues among the aligned pairs.
+    query_length, target_length : int
+    prefilter_score : float
+        The length-corrected alphabet alignment score.
+    method : {"tmalign", "alignment"}
+        Where the scores come from: TM-align, or the superposition of the prefilter's alignment.
+    rotation, translation : list
+        The superposition of the target chain onto the query, in the coordinates of the stored structure and the
+        query file (``x_query = rotation @ x_target + translation``).
+    """
+
+    query: str
+    target: str
+    chain: str
+    tm_score: float
+    tm_score_target: float
+    rmsd: float
+    aligned_length: int
+    identity: float
+    query_length: int
+    target_length: int
+    prefilter_score: float | None
+    method: str
+    rotation: list
+    translation: list
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StructureSearchOptions:
+    """Options of a structure search.
+
+    Attributes
+    ----------
+    max_hits : int
+        Hits per query, best first.
+    min_tm : float
+        Report hits with a TM-score (by query) at least this.
+    exhaustive : bool
+        TM-align every chain (exact, about 30 ms a pair).
+    candidates : int
+        Chains per query passed from the prefilter to the superposition.
+    tmalign : int
+        Chains per query scored by TM-align (the best by approximate TM-score).
+    threads : int or None
+        Threads of the prefilter alignment (default: the CPUs available).
+    """
+
+    max_hits: int = 100
+    min_tm: float = 0.0
+    exhaustive: bool = False
+    candidates: int = 300
+    tmalign: int = 20
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_hits < 1:
+            raise InvalidOptionError("--max-hits must be >= 1")
+        if not 0.0 <= self.min_tm <= 1.0:
+            raise InvalidOptionError("--min-tm must be between 0 and 1")
+        if self.candidates < 1 or self.tmalign < 0:
+            raise InvalidOptionError("--candidates must be >= 1 and --tmalign >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidOptionError("--threads must be >= 1")
+
+
+def _d0(length: int) -> float:
+    return max(0.5, 1.24 * (max(length, 19) - 15) ** (1 / 3) - 1.8)
+
+
+def _kabsch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation and translation putting ``b`` onto ``a`` (least squares)."""
+    ca, cb = a.mean(axis=0), b.mean(axis=0)
+    h = (b - cb).T @ (a - ca)
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return rot, ca - rot @ cb
+
+
+def alignment_tm_score(query: np.ndarray, target: np.ndarray, qi: np.ndarray, ti: np.ndarray
+                       ) -> tuple[float, float, float, int, np.ndarray, np.ndarray]:
+    """TM-score of a fixed residue alignment, superposition refined as TM-score's search does.
+
+    Returns
+    -------
+    tm_query, tm_target, rmsd, aligned (pairs within 5 A), rotation, translation
+    """
+    if len(qi) < 3:
+        return 0.0, 0.0, 0.0, 0, np.eye(3), np.zeros(3)
+    a, b = query[qi], target[ti]
+    d0q, d0t = _d0(len(query)), _d0(len(target))
+    best = (-1.0, np.eye(3), np.zeros(3))
+    subset = np.arange(len(qi))
+    dist = np.zeros(len(qi))
+    for cutoff in (None, 8.0, 6.0, 4.5, 4.0, 3.5):
+        if cutoff is not None:
+            subset = np.flatnonzero(dist < max(cutoff, d0q))
+            if len(subset) < 3:
+                break
+        rot, tr = _kabsch(a[subset], b[subset])
+        dist = np.linalg.norm(a - (b @ rot.T + tr), axis=1)
+        tm = float(np.sum(1 / (1 + (dist / d0q) ** 2)) / len(query))
+        if tm > best[0]:
+            best = (tm, rot, tr)
+    tm, rot, tr = best
+    dist = np.linalg.norm(a - (b @ rot.T + tr), axis=1)
+    close = dist < 5.0
+    tm_t = float(np.sum(1 / (1 + (dist / d0t) ** 2)) / len(target))
+    rmsd = float(np.sqrt(np.mean(dist[close] ** 2))) if close.any() else 0.0
+    return tm, tm_t, rmsd, int(close.sum()), rot, tr
+
+
+def _path(alignment: str, q0: int, t0: int) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned residue pairs of a pyopal alignment string (M: both, D: query only, I: target only)."""
+    ops = np.frombuffer(alignment.encode(), dtype=np.uint8)
+    match = ops == ord("M")
+    qstep = (ops == ord("M")) | (ops == ord("D"))
+    tstep = (ops == ord("M")) | (ops == ord("I"))
+    qi = q0 + np.cumsum(qstep) - 1
+    ti = t0 + np.cumsum(tstep) - 1
+    return qi[match], ti[match]
+
+
+class StructureSearcher:
+    """Searches structure-index shards; one object serves many queries (pyopal databases built once)."""
+
+    def __init__(self, shards: list[StructureShard], options: StructureSearchOptions,
+                 alphabet: StructureAlphabet | None = None) -> None:
+        import pyopal
+
+        self.pyopal = pyopal
+        self.shards = shards
+        self.options = options
+        self.alphabet = alphabet or load_alphabet()
+        self.matrix = self.alphabet.scoring_matrix()
+        self.lam = self.alphabet.lam
+        self.threads = options.threads or len(os.sched_getaffinity(0))
+        letters = pyopal.Alphabet(self.alphabet.letters)
+        self.databases = [pyopal.Database([s.target_states(t) for t in range(s.size)], alphabet=letters)
+                          for s in shards]
+        self.lengths = [np.diff(s.offsets) for s in shards]
+
+    def _align(self, states: str, k: int, targets: list[int] | None, mode: str):
+        db = self.databases[k] if targets is None else self.databases[k].extract(targets)
+        return list(self.pyopal.align(states, db, self.matrix, gap_open=self.alphabet.gap_open,
+                                      gap_extend=self.alphabet.gap_extend, mode=mode, threads=self.threads,
+                                      ordered=True))
+
+    def _prefilter(self, states: str) -> list[tuple[int, int, float]]:
+        scored = []
+        for k in range(len(self.shards)):
+            if self.shards[k].size == 0:
+                continue
+            raw = np.array([r.score for r in self._align(states, k, None, "score")], dtype=np.float64)
+            corrected = raw - np.log(len(states) * np.maximum(self.lengths[k], 1)) / self.lam
+            scored.append((np.full(len(raw), k), np.arange(len(raw)), corrected))
+        if not scored:
+            return []
+        shard_of, target, score = (np.concatenate(x) for x in zip(*scored))
+        keep = np.argsort(-score, kind="stable")[:self.options.candidates]
+        return [(int(shard_of[i]), int(target[i]), float(score[i])) for i in keep]
+
+    def search(self, query: QueryChain) -> list[dict]:
+        """Raw hits of one query chain (dicts of :class:`StructureHit` fields without the entry ID)."""
+        import tmtools
+
+        ca, seq = query.trace.ca, query.trace.sequence
+        if self.options.exhaustive:
+            pool = [(k, t, float("nan")) for k, s in enumerate(self.shards) for t in range(s.size)]
+            scored = [self._approx(query, k, t, score, None) for k, t, score in pool]
+            n_tm = len(scored)
+        else:
+            states = self.alphabet.encode(ca)
+            candidates = self._prefilter(states)
+            by_shard: dict[int, list[tuple[int, float]]] = {}
+            for k, t, score in candidates:
+                by_shard.setdefault(k, []).append((t, score))
+            scored = []
+            for k, items in by_shard.items():
+                results = self._align(states, k, [t for t, _ in items], "full")
+                for (t, score), res in zip(items, results):
+                    scored.append(self._approx(query, k, t, score, res))
+            scored.sort(key=lambda h: -h["prefilter_score"])
+            n_tm = self.options.tmalign
+        for hit in scored[:n_tm]:
+            shard = self.shards[hit["shard"]]
+            target_ca, target_seq = shard.target_ca(hit["target_index"]), shard.target_sequence(hit["target_index"])
+            res = tmtools.tm_align(ca, target_ca, seq, target_seq)
+            # TM-align's aligned length and identity: the pairs within 5 A (':' in its match line)
+            close = [(a, b) for a, b, m in zip(res.seqxA, res.seqyA, res.seqM) if m == ":"]
+            hit.update(tm_score=float(res.tm_norm_chain1), tm_score_target=float(res.tm_norm_chain2),
+                       rmsd=float(res.rmsd), aligned_length=len(close),
+                       identity=sum(a == b for a, b in close) / max(len(close), 1), method="tmalign",
+                       # TM-align moves chain 1 (the query) onto chain 2: x_t = u x_q + t; inverted here
+                       rotation=np.asarray(res.u).T.tolist(), translation=(-np.asarray(res.u).T @ res.t).tolist())
+        scored.sort(key=lambda h: (h["method"] != "tmalign", -h["tm_score"] if h["method"] == "tmalign"
+                                   else -h["prefilter_score"]))
+        return [h for h in scored if h["tm_score"] >= self.options.min_tm][:self.options.max_hits]
+
+    def _approx(self, query: QueryChain, k: int, t: int, score: float, res) -> dict:
+        shard = self.shards[k]
+        target_ca = shard.target_ca(t)
+        hit = {"shard": k, "target_index": t, "query": query.name, "chain": str(shard.target_chain[t]),
+               "query_length": len(query.trace.ca), "target_length": len(target_ca),
+               "prefilter_score": None if np.isnan(score) else round(score, 2), "method": "alignment"}
+        if res is None:  # exhaustive: TM-align only
+            hit.update(tm_score=0.0, tm_score_target=0.0, rmsd=0.0, aligned_length=0, identity=0.0,
+                       rotation=np.eye(3).tolist(), translation=[0.0, 0.0, 0.0])
+            return hit
+        qi, ti = _path(res.alignment, res.query_start, res.target_start)
+        tm, tm_t, rmsd, aligned, rot, tr = alignment_tm_score(query.trace.ca, target_ca, qi, ti)
+        seq_t = shard.target_sequence(t)
+        ident = np.mean([query.trace.sequence[i] == seq_t[j] for i, j in zip(qi, ti)]) if len(qi) else 0.0
+        hit.update(tm_score=tm, tm_score_target=tm_t, rmsd=rmsd, aligned_length=aligned, identity=float(ident),
+                   rotation=rot.tolist(), translation=tr.tolist())
+        return hit
+
+
+def query_chains(source: str | Path, atlas=None, chains: str | None = None) -> list[QueryChain]:
+    """Query chains from a structure file (PDB/mmCIF, gzipped too) or, failing that, an atlas entry ID.
+
+    Raises
+    ------
+    InvalidFileError
+        If a path-like source is not a readable structure, or a requested chain is absent.
+    UnknownEntryError
+        If the source is neither a file nor an entry of the atlas.
+    """
+    from foldatlas.atlas import codec
+    from foldatlas.errors import InvalidFileError
+    from foldatlas.structure.io import read_structure, select_chains
+
+    path = Path(source)
+    if path.is_file():
+        atoms = read_structure(path)
+        name = path.name.split(".")[0]
+    elif atlas is not None and not any(c in str(source) for c in "/\\") and not str(source).lower().endswith(
+            (".pdb", ".cif", ".gz", ".ent", ".mmcif")):
+        entry = atlas.get(str(source), pae=False, embedding=False)
+        atoms = codec.decode_structure(entry.structure_blob)
+        name = entry.id
+    else:
+        raise InvalidFileError(f"{source}: no such file")
+    atoms = select_chains(atoms, chains, label=str(source))
+    traces = chain_traces(atoms)
+    return [QueryChain(name if len(traces) == 1 else f"{name}_{t.chain_id}", t) for t in traces]
+
+
+def superposed_chain(atlas, hit: StructureHit):
+    """The hit's chain from the atlas, as a biotite ``AtomArray`` superposed onto the query."""
+    from foldatlas.atlas import codec
+    from foldatlas.structure.io import select_chains
+
+    atoms = select_chains(codec.decode_structure(atlas.get(hit.target, pae=False, embedding=False).structure_blob),
+                          hit.chain)
+    atoms.coord = (atoms.coord.astype(np.float64) @ np.asarray(hit.rotation).T + np.asarray(hit.translation)
+                   ).astype(np.float32)
+    return atoms
+
+
+def search_structures(atlas, queries: list[QueryChain],
+                      options: StructureSearchOptions = StructureSearchOptions()) -> list[list[StructureHit]]:
+    """Search an atlas with query chains.
+
+    Parameters
+    ----------
+    atlas : foldatlas.atlas.Atlas
+    queries : list of QueryChain
+        From :func:`query_chains`.
+    options : StructureSearchOptions
+
+    Returns
+    -------
+    list of list of StructureHit
+        For each query, its hits: the TM-aligned ones first, by TM-score (by query), then the other candidates in
+        prefilter order.
+    """
+    if not atlas.readonly:
+        update_structure_index(atlas)
+    shards = load_structure_shards(atlas.folder)
+    searcher = StructureSearcher(shards, options)
+    raw = [searcher.search(q) for q in queries]
+    rowids = sorted({int(shards[h["shard"]].target_row[h["target_index"]]) for hits in raw for h in hits})
+    ids = atlas.ids_of(rowids)
+    out = []
+    for hits in raw:
+        rows = []
+        for h in hits:
+            shard, t = shards[h.pop("shard")], h.pop("target_index")
+            rowid = int(shard.target_row[t])
+            # The index holds each chain about its centre c: x_query = R (x - c) + t0 = R x + (t0 - R c).
+            rot = np.asarray(h["rotation"])
+            h["translation"] = (np.asarray(h["translation"]) - rot @ shard.centre[t]).tolist()
+            if rowid in ids:
+                rows.append(StructureHit(target=ids[rowid], **{k: (round(v, 4) if isinstance(v, float) else v)
+                                                               for k, v in h.items()}))
+        out.append(rows)
+    return out

@@ -1,0 +1,83 @@
+"""Structure search: finds itself, moved copies and shortened copies; superposition; index growth; errors."""
+
+import numpy as np
+import pytest
+
+from foldatlas.atlas import ImportOptions, import_structures, open_atlas
+from foldatlas.atlas.structsearch import (StructureSearchOptions, query_chains, search_structures,
+                                          superposed_chain)
+from foldatlas.errors import InvalidFileError, InvalidOptionError, UnknownEntryError
+from foldatlas.structure.io import ca_trace, read_structure, to_pdb_string
+
+
+@pytest.fixture()
+def atlas(tmp_path, split_dir):
+    a = open_atlas(tmp_path / "atlas", create=True)
+    import_structures(a, [split_dir], None, ImportOptions(), progress=False)
+    return a
+
+
+def _moved(atoms, seed=3):
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q @ np.diag(np.sign(np.diag(r)))
+    q = q if np.linalg.det(q) > 0 else -q
+    out = atoms.copy()
+    out.coord = (atoms.coord @ q.T + np.array([25.0, -40.0, 12.0])).astype(np.float32)
+    return out
+
+
+def test_finds_itself_a_moved_copy_and_a_copy_with_a_deletion(atlas, split_dir, tmp_path):
+    atoms = read_structure(split_dir / "1FHG_A.pdb")
+    moved = _moved(atoms)
+    (tmp_path / "moved.pdb").write_text(to_pdb_string(moved))
+    res_ids = np.unique(atoms.res_id)
+    cut = atoms[~np.isin(atoms.res_id, res_ids[40:55])]  # 15 residues deleted in the middle
+    (tmp_path / "deleted.pdb").write_text(to_pdb_string(cut))
+    queries = (query_chains(split_dir / "1FHG_A.pdb") + query_chains(tmp_path / "moved.pdb")
+               + query_chains(tmp_path / "deleted.pdb"))
+    for mode in (StructureSearchOptions(), StructureSearchOptions(exhaustive=True)):
+        results = search_structures(atlas, queries, mode)
+        for hits in results[:2]:
+            top = hits[0]
+            assert top.target == "1FHG_A" and top.method == "tmalign"
+            assert top.tm_score > 0.99 and top.rmsd < 0.1 and top.aligned_length == len(ca_trace(atoms)[0])
+            assert all(h.tm_score < top.tm_score for h in hits[1:])
+        assert results[2][0].target == "1FHG_A" and results[2][0].tm_score > 0.85
+    # the superposed hit lands on the moved query
+    hit = search_structures(atlas, query_chains(tmp_path / "moved.pdb"))[0][0]
+    placed = superposed_chain(atlas, hit)
+    ca_placed, ca_query = ca_trace(placed)[0], ca_trace(moved)[0]
+    assert np.sqrt(np.mean(np.sum((ca_placed - ca_query) ** 2, 1))) < 0.15
+
+
+def test_entry_queries_options_and_index_growth(atlas, split_dir, tmp_path):
+    hits = search_structures(atlas, query_chains("1AX8_A", atlas), StructureSearchOptions(max_hits=2, tmalign=1))[0]
+    assert len(hits) == 2 and hits[0].target == "1AX8_A" and hits[0].method == "tmalign"
+    assert hits[1].method == "alignment" and hits[1].prefilter_score is not None
+    strict = search_structures(atlas, query_chains("1AX8_A", atlas), StructureSearchOptions(min_tm=0.9))[0]
+    assert [h.target for h in strict] == ["1AX8_A"]
+    # an entry added later is found: the index catches up before a search
+    moved = _moved(read_structure(split_dir / "1AX8_A.pdb"))
+    (tmp_path / "late.pdb").write_text(to_pdb_string(moved))
+    atlas.insert([])  # nothing; the import below adds the row
+    from foldatlas.atlas import NewEntry, codec
+
+    atlas.insert([NewEntry(id="late", sequence=atlas.get("1AX8_A").sequence, kind="imported", model="test",
+                           structure=codec.encode_structure(moved))])
+    found = {h.target for h in search_structures(atlas, query_chains("1AX8_A", atlas))[0] if h.tm_score > 0.99}
+    assert found == {"1AX8_A", "late"}
+
+
+def test_errors(atlas, tmp_path):
+    with pytest.raises(InvalidFileError, match="no such file"):
+        query_chains(tmp_path / "missing.pdb", atlas)
+    (tmp_path / "bad.pdb").write_text("nothing to see\n")
+    with pytest.raises(InvalidFileError, match="neither PDB nor mmCIF"):
+        query_chains(tmp_path / "bad.pdb", atlas)
+    with pytest.raises(UnknownEntryError):
+        query_chains("NOPE", atlas)
+    with pytest.raises(InvalidFileError, match="no chain Z"):
+        query_chains("1AX8_A", atlas, chains="Z")
+    for bad in ({"max_hits": 0}, {"min_tm": 1.5}, {"candidates": 0}, {"tmalign": -1}, {"threads": 0}):
+        with pytest.raises(InvalidOptionError):
+            StructureSearchOptions(**bad)
