@@ -81,3 +81,10 @@ def test_errors(atlas, tmp_path):
     for bad in ({"max_hits": 0}, {"min_tm": 1.5}, {"candidates": 0}, {"tmalign": -1}, {"threads": 0}):
         with pytest.raises(InvalidOptionError):
             StructureSearchOptions(**bad)
+
+
+def test_tmalign_worker_processes_give_the_same_hits(atlas, split_dir):
+    queries = query_chains(split_dir / "1DFU_C.pdb")
+    here = search_structures(atlas, queries, StructureSearchOptions(tmalign=4))[0]
+    pooled = search_structures(atlas, queries, StructureSearchOptions(tmalign=4, workers=2))[0]
+    assert [(h.target, h.tm_score, h.rmsd) for h in here] == [(h.target, h.tm_score, h.rmsd) for h in pooled]

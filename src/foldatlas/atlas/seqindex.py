@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foldatlas.atlas.shards import shard_dirs, update_shards
+from foldatlas.atlas.shards import load_arrays, save_arrays, shard_dirs, update_shards
 
 __all__ = ["SequenceShard", "load_shards", "update_sequence_index", "encode_digital", "diagonal_scores",
            "EASEL_AMINO", "INDEX_DIR"]
@@ -109,16 +109,12 @@ class SequenceShard:
 
     def save(self, folder: Path) -> None:
         """Write the arrays into ``folder`` (created)."""
-        folder.mkdir(parents=True)
-        for name in _ARRAYS:
-            np.save(folder / f"{name}.npy", getattr(self, name))
+        save_arrays(self, folder, _ARRAYS)
 
     @classmethod
     def load(cls, folder: Path) -> SequenceShard:
         """Memory-map a shard written by :meth:`save`."""
-        first, last = (int(x) for x in folder.name.split("-")[1:3])
-        # Plain ndarray views of the memory maps: np.memmap's Python-level indexing costs more than the search.
-        arrays = {name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _ARRAYS}
+        first, last, arrays = load_arrays(folder, _ARRAYS)
         return cls(folder, first, last, **arrays)
 
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-__all__ = ["Shard", "shard_dirs", "shard_range", "update_shards"]
+__all__ = ["Shard", "shard_dirs", "shard_range", "update_shards", "save_arrays", "load_arrays"]
 
 
 class Shard(Protocol):
@@ -35,6 +35,27 @@ class Shard(Protocol):
 
 
 S = TypeVar("S", bound=Shard)
+
+
+def save_arrays(shard, folder: Path, names: tuple[str, ...]) -> None:
+    """Write a shard's arrays ``names`` as ``.npy`` files into ``folder`` (created)."""
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    for name in names:
+        np.save(folder / f"{name}.npy", getattr(shard, name))
+
+
+def load_arrays(folder: Path, names: tuple[str, ...]) -> tuple[int, int, dict]:
+    """``(first, last, arrays)`` of a shard folder, the arrays memory-mapped.
+
+    The arrays are plain ndarray views of the memory maps: np.memmap's Python-level indexing costs more than a
+    search does.
+    """
+    import numpy as np
+
+    first, last = shard_range(folder)
+    return first, last, {name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in names}
 
 
 def shard_range(folder: Path) -> tuple[int, int] | None:

@@ -4,7 +4,8 @@ Shards (see :mod:`foldatlas.atlas.shards`) of ``.npy`` arrays per range of entry
 :mod:`foldatlas.structure.alphabet` (what the prefilter aligns), their C-alpha coordinates as int16 tenths of an
 Angstrom about the chain's centre (what TM-align and the alignment superposition use, without decoding the stored
 structures; TM-scores move by less than 0.001) and their residues. The index folder is named after the alphabet's
-fingerprint, so an atlas indexed with another alphabet version is indexed afresh.
+fingerprint and the shard layout's version, so an atlas indexed with another alphabet or layout is indexed
+afresh.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from foldatlas.atlas.shards import shard_dirs, update_shards
+from foldatlas.atlas.shards import load_arrays, save_arrays, shard_dirs, update_shards
 from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
 
 __all__ = ["StructureShard", "ChainTrace", "chain_traces", "index_dir", "load_structure_shards",
            "update_structure_index"]
 
+_FORMAT = 2  # part of the index folder's name: a shard layout change makes a new index
 _ARRAYS = ("target_row", "target_chain", "offsets", "centre", "states", "ca", "residues")
 _SCALE = 10.0  # int16 units per Angstrom
 
@@ -100,15 +102,12 @@ class StructureShard:
 
     def save(self, folder: Path) -> None:
         """Write the arrays into ``folder`` (created)."""
-        folder.mkdir(parents=True)
-        for name in _ARRAYS:
-            np.save(folder / f"{name}.npy", getattr(self, name))
+        save_arrays(self, folder, _ARRAYS)
 
     @classmethod
     def load(cls, folder: Path) -> StructureShard:
-        """Memory-map a shard written by :meth:`save` (as plain ndarray views)."""
-        first, last = (int(x) for x in folder.name.split("-")[1:3])
-        arrays = {name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in _ARRAYS}
+        """Memory-map a shard written by :meth:`save`."""
+        first, last, arrays = load_arrays(folder, _ARRAYS)
         return cls(folder, first, last, **arrays)
 
 
@@ -118,7 +117,7 @@ def _fingerprint(alphabet: StructureAlphabet) -> str:
 
 def index_dir(atlas_folder: str | Path, alphabet: StructureAlphabet | None = None) -> Path:
     """The structure index folder of an atlas for an alphabet (default: the shipped one)."""
-    return Path(atlas_folder) / f"structindex-{_fingerprint(alphabet or load_alphabet())}"
+    return Path(atlas_folder) / f"structindex-v{_FORMAT}-{_fingerprint(alphabet or load_alphabet())}"
 
 
 def load_structure_shards(atlas_folder: str | Path, alphabet: StructureAlphabet | None = None

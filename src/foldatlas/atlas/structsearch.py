@@ -108,6 +108,9 @@ class StructureSearchOptions:
         Chains per query scored by TM-align (the best by approximate TM-score).
     threads : int or None
         Threads of the prefilter alignment (default: the CPUs available).
+    workers : int
+        Processes running TM-align (0: in this process). Started with ``spawn``, so a script that sets this
+        must guard its entry point with ``if __name__ == "__main__":``; the CLI uses one per CPU.
     """
 
     max_hits: int = 100
@@ -116,6 +119,7 @@ class StructureSearchOptions:
     candidates: int = 300
     tmalign: int = 20
     threads: int | None = None
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.max_hits < 1:
@@ -126,6 +130,18 @@ class StructureSearchOptions:
             raise InvalidOptionError("--candidates must be >= 1 and --tmalign >= 0")
         if self.threads is not None and self.threads < 1:
             raise InvalidOptionError("--threads must be >= 1")
+        if self.workers < 0:
+            raise InvalidOptionError("workers must be >= 0")
+
+
+def _tm_align(args: tuple) -> tuple:
+    """TM-align of (query C-alphas, target C-alphas, query sequence, target sequence); picklable for workers."""
+    import tmtools
+
+    res = tmtools.tm_align(*args)
+    close = [(a, b) for a, b, m in zip(res.seqxA, res.seqyA, res.seqM) if m == ":"]
+    return (float(res.tm_norm_chain1), float(res.tm_norm_chain2), float(res.rmsd), len(close),
+            sum(a == b for a, b in close) / max(len(close), 1), np.asarray(res.u), np.asarray(res.t))
 
 
 def _d0(length: int) -> float:
@@ -204,6 +220,23 @@ class StructureSearcher:
         self.databases = [pyopal.Database([s.target_states(t) for t in range(s.size)], alphabet=letters)
                           for s in shards]
         self.lengths = [np.diff(s.offsets) for s in shards]
+        self._pool = None
+
+    def _tm_pool(self):
+        if self.options.workers == 0:
+            return None
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.options.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the TM-align worker processes, if any."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _align(self, states: str, k: int, targets: list[int] | None, mode: str):
         db = self.databases[k] if targets is None else self.databases[k].extract(targets)
@@ -227,7 +260,6 @@ class StructureSearcher:
 
     def search(self, query: QueryChain) -> list[dict]:
         """Raw hits of one query chain (dicts of :class:`StructureHit` fields without the entry ID)."""
-        import tmtools
 
         ca, seq = query.trace.ca, query.trace.sequence
         if self.options.exhaustive:
@@ -247,17 +279,16 @@ class StructureSearcher:
                     scored.append(self._approx(query, k, t, score, res))
             scored.sort(key=lambda h: -h["prefilter_score"])
             n_tm = self.options.tmalign
-        for hit in scored[:n_tm]:
-            shard = self.shards[hit["shard"]]
-            target_ca, target_seq = shard.target_ca(hit["target_index"]), shard.target_sequence(hit["target_index"])
-            res = tmtools.tm_align(ca, target_ca, seq, target_seq)
-            # TM-align's aligned length and identity: the pairs within 5 A (':' in its match line)
-            close = [(a, b) for a, b, m in zip(res.seqxA, res.seqyA, res.seqM) if m == ":"]
-            hit.update(tm_score=float(res.tm_norm_chain1), tm_score_target=float(res.tm_norm_chain2),
-                       rmsd=float(res.rmsd), aligned_length=len(close),
-                       identity=sum(a == b for a, b in close) / max(len(close), 1), method="tmalign",
-                       # TM-align moves chain 1 (the query) onto chain 2: x_t = u x_q + t; inverted here
-                       rotation=np.asarray(res.u).T.tolist(), translation=(-np.asarray(res.u).T @ res.t).tolist())
+        top = scored[:n_tm]
+        jobs = [(ca, self.shards[h["shard"]].target_ca(h["target_index"]), seq,
+                 self.shards[h["shard"]].target_sequence(h["target_index"])) for h in top]
+        pool = self._tm_pool() if len(jobs) > 1 else None
+        results = pool.map(_tm_align, jobs, chunksize=max(1, len(jobs) // (4 * self.options.workers))) if pool \
+            else map(_tm_align, jobs)
+        for hit, (tm, tm_t, rmsd, aligned, identity, u, t) in zip(top, results):
+            # TM-align moves chain 1 (the query) onto chain 2: x_t = u x_q + t; inverted here
+            hit.update(tm_score=tm, tm_score_target=tm_t, rmsd=rmsd, aligned_length=aligned, identity=identity,
+                       method="tmalign", rotation=u.T.tolist(), translation=(-u.T @ t).tolist())
         scored.sort(key=lambda h: (h["method"] != "tmalign", -h["tm_score"] if h["method"] == "tmalign"
                                    else -h["prefilter_score"]))
         return [h for h in scored if h["tm_score"] >= self.options.min_tm][:self.options.max_hits]
@@ -344,7 +375,10 @@ def search_structures(atlas, queries: list[QueryChain],
         update_structure_index(atlas)
     shards = load_structure_shards(atlas.folder)
     searcher = StructureSearcher(shards, options)
-    raw = [searcher.search(q) for q in queries]
+    try:
+        raw = [searcher.search(q) for q in queries]
+    finally:
+        searcher.close()
     rowids = sorted({int(shards[h["shard"]].target_row[h["target_index"]]) for hits in raw for h in hits})
     ids = atlas.ids_of(rowids)
     out = []

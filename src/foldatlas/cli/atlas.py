@@ -283,8 +283,12 @@ def _search_structures(atlas, structure, chain, min_tm, max_hits, exhaustive, ma
     from foldatlas.seq.records import safe_names
     from foldatlas.structure.io import to_pdb_string
 
+    import os
+
+    workers = len(os.sched_getaffinity(0)) if (tmalign > 1 or exhaustive) else 0
     options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, exhaustive=exhaustive,
-                                     candidates=max_candidates or 300, tmalign=tmalign, threads=threads)
+                                     candidates=max_candidates or 300, tmalign=tmalign, threads=threads,
+                                     workers=workers if workers > 1 else 0)
     queries = query_chains(structure, atlas, chain)
     results = search_structures(atlas, queries, options)
     if superposed is not None:
