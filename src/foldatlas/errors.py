@@ -20,6 +20,7 @@ __all__ = [
     "DataToolError",
     "UnknownEntryError",
     "AtlasError",
+    "ServiceBusyError",
 ]
 
 
@@ -99,3 +100,13 @@ class AtlasError(FoldatlasError):
     """A folder that is not an atlas, or an atlas this version cannot read or write."""
 
     exit_code = 2
+
+
+class ServiceBusyError(FoldatlasError):
+    """The service's fold queue is full; try again after ``retry_after`` seconds."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

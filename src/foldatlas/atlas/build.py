@@ -25,7 +25,8 @@ from foldatlas.atlas.store import Atlas
 from foldatlas.errors import OutputConflictError
 from foldatlas.seq.records import Record
 
-__all__ = ["BuildOptions", "BuildResult", "build_atlas", "check_embedding_model"]
+__all__ = ["BuildOptions", "BuildResult", "build_atlas", "check_embedding_model", "check_folding_model",
+           "prediction_entry"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def check_embedding_model(atlas: Atlas, embedder) -> None:
             f"(--embedding-model {stored.get('load', stored.get('name'))}) or use a new atlas")
 
 
-def _check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> None:
+def check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> None:
+    """Record the atlas' folding model, or refuse other weights or recycles (OutputConflictError)."""
     current = {"name": folding_model.name, "weights_sha256": folding_model.weights_sha256,
                "num_recycles": options.num_recycles, "source": folding_model.source}
     stored = atlas.get_meta("build_model")
@@ -109,7 +111,9 @@ def _check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> 
                                   f"use the same value or a new atlas")
 
 
-def _entry(prediction, embedding, folding_model, options: BuildOptions, seconds: float, batch_size: int) -> NewEntry:
+def prediction_entry(prediction, embedding, folding_model, options: BuildOptions, seconds: float,
+                     batch_size: int) -> NewEntry:
+    """The atlas entry of a prediction (its record's name is the ID), with provenance."""
     from foldatlas import __version__
 
     rec = prediction.record
@@ -201,7 +205,7 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
     from foldatlas.predict.runner import fold_in_batches, length_problem
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    _check_folding_model(atlas, folding_model, options)
+    check_folding_model(atlas, folding_model, options)
     check_embedding_model(atlas, embedder)
     result, failures, aliases, groups = _plan(atlas, records, folding_model.weights_sha256, options.source, log)
     if aliases:
@@ -234,7 +238,7 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
                 log(f"record '{group[0].name}': failed: {outcome.error}")
         else:
             embeddings = embedder([g[0].sequence for g in groups_done]) if embedder is not None else None
-            entries = [_entry(p, None if embeddings is None else embeddings[k], folding_model, options,
+            entries = [prediction_entry(p, None if embeddings is None else embeddings[k], folding_model, options,
                               outcome.seconds, len(groups_done)) for k, p in enumerate(outcome.predictions)]
             extra = [(r.name, group[0].name, options.source) for group in groups_done for r in group[1:]]
             atlas.insert(entries, aliases=extra)

@@ -328,6 +328,19 @@ class Atlas:
             out.update({int(r): str(i) for r, i in self._conn.execute(q, part)})
         return out
 
+    def metadata_of(self, rowids: list[int], columns: tuple[str, ...] = ("id", "mean_plddt", "length")
+                    ) -> dict[int, tuple]:
+        """``rowid -> (column values...)`` of the row ids that exist."""
+        bad = [c for c in columns if c not in _META_COLUMNS]
+        if bad:
+            raise ValueError(f"unknown columns: {bad}")
+        out: dict[int, tuple] = {}
+        for start in range(0, len(rowids), 900):
+            part = [int(r) for r in rowids[start:start + 900]]
+            q = f"SELECT rowid, {', '.join(columns)} FROM entries WHERE rowid IN ({', '.join('?' * len(part))})"
+            out.update({int(row[0]): tuple(row[1:]) for row in self._conn.execute(q, part)})
+        return out
+
     def known_ids(self, ids: list[str]) -> dict[str, tuple[str, str]]:
         """For IDs already in the atlas (as entries or aliases): ``id -> (checksum, kind)``."""
         out: dict[str, tuple[str, str]] = {}

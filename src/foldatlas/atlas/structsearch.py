@@ -29,7 +29,7 @@ from foldatlas.atlas.structindex import (ChainTrace, StructureShard, chain_trace
 from foldatlas.errors import InvalidOptionError
 from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
 
-__all__ = ["StructureHit", "StructureSearchOptions", "StructureSearcher", "QueryChain", "query_chains",
+__all__ = ["StructureHit", "StructureSearchOptions", "StructureSearcher", "QueryChain", "query_chains", "chains_of",
            "search_structures", "superposed_chain", "STRUCTURE_HIT_COLUMNS"]
 
 STRUCTURE_HIT_COLUMNS = ("query", "target", "chain", "tm_score", "tm_score_target", "rmsd", "aligned_length",
@@ -324,7 +324,7 @@ def query_chains(source: str | Path, atlas=None, chains: str | None = None) -> l
     """
     from foldatlas.atlas import codec
     from foldatlas.errors import InvalidFileError
-    from foldatlas.structure.io import read_structure, select_chains
+    from foldatlas.structure.io import read_structure
 
     path = Path(source)
     if path.is_file():
@@ -337,7 +337,20 @@ def query_chains(source: str | Path, atlas=None, chains: str | None = None) -> l
         name = entry.id
     else:
         raise InvalidFileError(f"{source}: no such file")
-    atoms = select_chains(atoms, chains, label=str(source))
+    return chains_of(atoms, name, chains, label=str(source))
+
+
+def chains_of(atoms, name: str, chains: str | None = None, label: str | None = None) -> list[QueryChain]:
+    """Query chains of a biotite ``AtomArray`` (one per protein chain, or the chains named, comma-separated).
+
+    Raises
+    ------
+    InvalidFileError
+        If a requested chain is absent.
+    """
+    from foldatlas.structure.io import select_chains
+
+    atoms = select_chains(atoms, chains, label=label or name)
     traces = chain_traces(atoms)
     return [QueryChain(name if len(traces) == 1 else f"{name}_{t.chain_id}", t) for t in traces]
 

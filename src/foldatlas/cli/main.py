@@ -32,13 +32,14 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register() -> None:
-    from foldatlas.cli import atlas, compare, fold, models, train
+    from foldatlas.cli import atlas, compare, fold, models, serve, train
 
     fold.register(app)
     compare.register(app)
     models.register(app)
     atlas.register(app)
     train.register(app)
+    serve.register(app)
 
 
 _register()

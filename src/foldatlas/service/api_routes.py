@@ -1,0 +1,261 @@
+"""The JSON API under ``/api/v1``: fold jobs, entries, sequence and structure search, superposition, the map."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from foldatlas import __version__
+from foldatlas.errors import InvalidFileError, InvalidOptionError
+from foldatlas.service.common import FORMATS, context, parse_sequence, render_entry, wait_for
+
+router = APIRouter(prefix="/api/v1", tags=["JSON API"])
+
+_UPLOAD_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
+
+
+class FoldRequest(BaseModel):
+    """A fold: a raw sequence (``:`` between chains) or one FASTA record."""
+
+    sequence: str = Field(..., max_length=200_000, description="Raw sequence or one FASTA record")
+    name: str = Field("query", max_length=200, description="Name (the FASTA header wins when one is given)")
+    wait: float = Field(0.0, ge=0.0, le=600.0, description="Seconds to wait for the result before answering 202")
+
+
+class SequenceSearchRequest(BaseModel):
+    """A sequence search of the atlas."""
+
+    sequence: str = Field(..., max_length=200_000)
+    max_hits: int = Field(50, ge=1)
+    evalue: float = Field(1e-3, gt=0)
+
+
+@router.get("/info")
+async def info(request: Request) -> dict:
+    """Version, model, limits and atlas size."""
+    ctx = context(request)
+    model = ctx.folds.model
+    return {"version": __version__, "model": model.name, "model_source": model.source,
+            "weights_sha256": model.weights_sha256, "max_length": ctx.max_length,
+            "fold_workers": ctx.settings.fold_workers, "queue_size": ctx.settings.queue_size,
+            "pending_folds": ctx.folds.pending, "atlas_entries": len(ctx.atlas),
+            "embedding_model": (ctx.atlas.get_meta("embedding_model") or {}).get("name"),
+            "max_body_bytes": ctx.settings.max_body_bytes, "max_hits": ctx.settings.max_hits}
+
+
+def _job_answer(job, status: int | None = None) -> JSONResponse:
+    body = job.to_dict()
+    body["links"] = {"job": f"/api/v1/jobs/{job.id}"}
+    if job.entry_id:
+        base = f"/api/v1/entries/{job.entry_id}"
+        body["links"].update(entry=base, pdb=f"{base}/structure.pdb", cif=f"{base}/structure.cif",
+                             pae=f"{base}/pae.json", page=f"/entry/{job.entry_id}")
+    code = status or (200 if job.status in ("done", "failed") else 202)
+    return JSONResponse(body, status_code=code)
+
+
+@router.post("/fold", status_code=202)
+async def submit_fold(req: FoldRequest, request: Request) -> JSONResponse:
+    """Submit a fold job: 200 with the result when it is known (or finishes within ``wait`` seconds), else 202.
+
+    503 with ``Retry-After`` when the queue is full; 422 for an invalid or over-long sequence.
+    """
+    ctx = context(request)
+    job = ctx.folds.submit(parse_sequence(req.sequence, name=req.name or "query"))
+    if req.wait > 0:
+        await wait_for(job, min(req.wait, ctx.settings.fold_timeout))
+    return _job_answer(job)
+
+
+@router.get("/jobs/{job_id}")
+async def job_status(job_id: str, request: Request) -> JSONResponse:
+    """A fold job's status; when done, links to its entry."""
+    return _job_answer(context(request).folds.job(job_id), 200)
+
+
+@router.get("/entries/{entry_id}")
+async def entry(entry_id: str, request: Request, pae: bool = False) -> Response:
+    """An entry's metadata and per-residue pLDDT (``pae=true``: the PAE matrix too)."""
+    atlas = context(request).atlas
+    data = await run_in_threadpool(lambda: atlas.get(entry_id, pae=pae, embedding=False).to_json(include_pae=pae))
+    return Response(data, media_type="application/json")
+
+
+_FILES = {"structure.pdb": "pdb", "structure.cif": "cif", "pae.json": "pae", "sequence.fasta": "fasta",
+          "confidence.json": "confidence", "embedding.json": "embedding.json", "embedding.bin": "embedding.bin"}
+
+
+@router.get("/entries/{entry_id}/{file_name}")
+async def entry_file(entry_id: str, file_name: str, request: Request, download: bool = False) -> Response:
+    """An entry's file: structure.pdb, structure.cif, pae.json (AlphaFold DB format), confidence.json,
+    sequence.fasta, embedding.json, embedding.bin."""
+    fmt = _FILES.get(file_name)
+    if fmt is None:
+        raise InvalidOptionError(f"unknown file '{file_name[:40]}': use one of {', '.join(_FILES)}")
+    data = await render_entry(request, entry_id, fmt)
+    headers = {}
+    if download:
+        stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in entry_id)[:100]
+        headers["Content-Disposition"] = f'attachment; filename="{stem}_{file_name}"'
+    return Response(data, media_type=FORMATS[fmt], headers=headers)
+
+
+@router.post("/search/sequence")
+async def search_sequence(req: SequenceSearchRequest, request: Request) -> dict:
+    """Search the atlas by sequence (HMMER3 phmmer; E-values over the whole atlas)."""
+    from foldatlas.atlas.seqsearch import SearchOptions, search_sequences
+
+    ctx = context(request)
+    record = parse_sequence(req.sequence)
+    options = SearchOptions(evalue=req.evalue, max_hits=min(req.max_hits, ctx.settings.max_hits), threads=1)
+    start = time.perf_counter()
+
+    def run():
+        with ctx.folds.write_lock:  # the index may catch up with new entries first
+            return search_sequences(ctx.atlas, [record], options)[0]
+
+    hits = await run_in_threadpool(run)
+    return {"query": record.name, "length": record.length, "seconds": round(time.perf_counter() - start, 3),
+            "hits": [h.to_dict() for h in hits]}
+
+
+async def _upload(request: Request) -> tuple[dict, tuple[str, bytes] | None]:
+    """Form fields and the uploaded file (name, bytes; gunzipped) of a multipart request."""
+    limit = context(request).settings.max_body_bytes
+    try:
+        form = await request.form(max_files=1, max_fields=20, max_part_size=limit)
+    except Exception as e:  # malformed multipart bodies raise several types
+        raise InvalidFileError(f"could not read the upload ({str(e)[:100] or e.__class__.__name__}); send "
+                               f"multipart/form-data with a 'file' field") from None
+    fields, upload = {}, None
+    for key, value in form.multi_items():
+        if hasattr(value, "read"):
+            name = value.filename or "upload.pdb"
+            data = await value.read()
+            if data[:2] == b"\x1f\x8b":
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError) as e:
+                    raise InvalidFileError(f"{name}: not a readable gzip file ({e})") from None
+                if len(data) > 8 * limit:
+                    raise InvalidFileError(f"{name}: too large once decompressed")
+            upload = (name, data)
+        else:
+            fields[key] = str(value)
+    await form.close()
+    return fields, upload
+
+
+def _atoms_of(upload: tuple[str, bytes]):
+    from foldatlas.structure.io import read_structure
+
+    name, data = upload
+    if not data.strip():
+        raise InvalidFileError(f"{name}: empty file")
+    base = name.lower().removesuffix(".gz")
+    if not base.endswith(_UPLOAD_SUFFIXES):
+        base = "upload.cif" if data.lstrip().startswith(b"data_") else "upload.pdb"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidFileError(f"{name}: not a text PDB or mmCIF file") from None
+    return read_structure(text=text, name=base)
+
+
+def _int_field(fields: dict, key: str, default: int, lo: int, hi: int) -> int:
+    raw = fields.get(key)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidOptionError(f"{key}: not an integer: {raw[:20]!r}") from None
+    if not lo <= value <= hi:
+        raise InvalidOptionError(f"{key}: must be between {lo} and {hi}")
+    return value
+
+
+@router.post("/search/structure")
+async def search_structure(request: Request) -> dict:
+    """Search the atlas by structure: multipart with ``file`` (PDB/mmCIF, gzipped too) or ``entry_id``;
+    optional ``chain``, ``max_hits``, ``min_tm``, ``tmalign``."""
+    from foldatlas.atlas import codec
+    from foldatlas.atlas.structsearch import StructureSearchOptions, chains_of, search_structures
+
+    ctx = context(request)
+    fields, upload = await _upload(request)
+    max_hits = _int_field(fields, "max_hits", 50, 1, ctx.settings.max_hits)
+    tmalign = _int_field(fields, "tmalign", 20, 0, 200)
+    try:
+        min_tm = float(fields.get("min_tm") or 0.0)
+    except ValueError:
+        raise InvalidOptionError("min_tm: not a number") from None
+    options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, tmalign=tmalign)
+    chain = fields.get("chain") or None
+    if upload is not None:
+        atoms, name = await run_in_threadpool(_atoms_of, upload), upload[0].split(".")[0][:80] or "upload"
+    elif fields.get("entry_id"):
+        stored = await run_in_threadpool(ctx.atlas.get, fields["entry_id"], False, False)
+        atoms, name = codec.decode_structure(stored.structure_blob), stored.id
+    else:
+        raise InvalidFileError("send a structure file ('file') or an atlas entry ID ('entry_id')")
+    queries = chains_of(atoms, name, chain)
+    if not queries:
+        raise InvalidFileError(f"{name}: no protein chain to search with")
+    start = time.perf_counter()
+
+    def run():
+        with ctx.folds.write_lock:
+            return search_structures(ctx.atlas, queries[:1], options)[0]
+
+    hits = await run_in_threadpool(run)
+    return {"query": queries[0].name, "length": len(queries[0].trace.ca), "seconds": round(time.perf_counter()
+                                                                                          - start, 3),
+            "chains_in_query": len(queries), "hits": [h.to_dict() for h in hits]}
+
+
+@router.post("/superpose")
+async def superpose(request: Request) -> dict:
+    """Superpose an entry on an uploaded experimental structure (multipart ``entry_id`` + ``file``, optional
+    ``chain``): TM-score (by the experimental structure's length), RMSD, GDT-TS, lDDT-Ca, and both structures as
+    PDB text in the experimental structure's frame."""
+    from foldatlas.atlas import codec
+    from foldatlas.structure.compare import compare_structures
+    from foldatlas.structure.io import select_chains, to_pdb_string
+
+    ctx = context(request)
+    fields, upload = await _upload(request)
+    if upload is None or not fields.get("entry_id"):
+        raise InvalidFileError("send the entry ('entry_id') and an experimental structure file ('file')")
+
+    def run():
+        stored = ctx.atlas.get(fields["entry_id"], pae=False, embedding=False)
+        reference = select_chains(_atoms_of(upload), fields.get("chain") or None, label=upload[0])
+        comparison, moved = compare_structures(codec.decode_structure(stored.structure_blob), reference)
+        return stored.id, comparison, to_pdb_string(moved), to_pdb_string(reference)
+
+    entry_id, comparison, model_pdb, reference_pdb = await run_in_threadpool(run)
+    return {"entry_id": entry_id, "reference": upload[0][:200], **comparison.to_dict(),
+            "model_pdb": model_pdb, "reference_pdb": reference_pdb}
+
+
+@router.get("/map")
+async def atlas_map(request: Request, max_points: int = 20000) -> dict:
+    """The atlas map: entries' mean embeddings projected to 2D (PCA), with mean pLDDT and length."""
+    from foldatlas.atlas.mapping import embedding_map
+
+    ctx = context(request)
+    if not 1 <= max_points <= 200000:
+        raise InvalidOptionError("max_points must be between 1 and 200000")
+    key = (ctx.atlas.max_rowid(), len(ctx.atlas), max_points)
+    cached = ctx.map_cache
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    result = (await run_in_threadpool(embedding_map, ctx.atlas, max_points)).to_dict()
+    ctx.map_cache = (key, result)
+    return result

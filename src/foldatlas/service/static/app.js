@@ -1,0 +1,417 @@
+// foldatlas web page: fold, view (3Dmol.js), compare, search and map. Plain JavaScript, no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const BANDS = [[90, "#0053d6"], [70, "#65cbf3"], [50, "#ffdb13"], [-1, "#ff7d45"]];
+const bandColor = (p) => BANDS.find(([lo]) => p > lo)[1];
+const state = { viewer: null, entry: null, map: null };
+window.foldatlas = state; // read by the browser tests
+
+function showMessage(text) {
+  const box = $("message");
+  box.textContent = text || "";
+  box.hidden = !text;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const type = response.headers.get("content-type") || "";
+  const body = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function show(view) {
+  for (const name of ["fold", "entry", "search", "map"]) $(`view-${name}`).hidden = name !== view;
+  for (const a of document.querySelectorAll("[data-nav]")) {
+    const target = a.getAttribute("href");
+    a.classList.toggle("active", (view === "fold" && target === "/") || (view !== "fold" && target === `/${view}`));
+  }
+}
+
+function navigate(url) {
+  history.pushState({}, "", url);
+  route();
+}
+
+async function route() {
+  showMessage("");
+  const path = location.pathname;
+  const params = new URLSearchParams(location.search);
+  try {
+    if (path.startsWith("/entry/")) {
+      show("entry");
+      await showEntry(decodeURIComponent(path.slice("/entry/".length)));
+    } else if (path === "/search") {
+      show("search");
+      await runSearchFromUrl(params);
+    } else if (path === "/map") {
+      show("map");
+      await showMap();
+    } else {
+      show("fold");
+      const sequence = params.get("sequence");
+      if (sequence) {
+        const header = params.get("fasta_header");
+        $("sequence").value = header ? `>${header}\n${sequence}` : sequence;
+        await fold();
+      }
+    }
+  } catch (error) {
+    showMessage(error.message);
+  }
+}
+
+// ---- folding -------------------------------------------------------------------------------------------
+
+async function fold() {
+  const text = $("sequence").value.trim();
+  if (!text) { showMessage("Paste a sequence first."); return; }
+  const name = text.startsWith(">") ? text.slice(1).split(/\s/)[0] || "query" : "query";
+  $("fold-button").disabled = true;
+  $("fold-status").textContent = "Submitting...";
+  try {
+    let job = await api("/api/v1/fold", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sequence: text, name, wait: 0 }),
+    });
+    const started = Date.now();
+    while (job.status === "queued" || job.status === "running") {
+      $("fold-status").textContent = `${job.status === "queued" ? "Queued" : "Folding"} (${job.length} residues, ${Math.round((Date.now() - started) / 1000)} s)...`;
+      await new Promise((r) => setTimeout(r, 700));
+      job = await api(`/api/v1/jobs/${job.job_id}`);
+    }
+    if (job.status !== "done") throw new Error(`The fold failed: ${job.error}`);
+    $("fold-status").textContent = job.cached ? "Found in the atlas." : `Folded in ${job.fold_seconds} s.`;
+    navigate(`/entry/${encodeURIComponent(job.entry_id)}`);
+  } catch (error) {
+    $("fold-status").textContent = "";
+    showMessage(error.message);
+  } finally {
+    $("fold-button").disabled = false;
+  }
+}
+
+// ---- an entry ------------------------------------------------------------------------------------------
+
+async function showEntry(id) {
+  const entry = await api(`/api/v1/entries/${encodeURIComponent(id)}?pae=true`);
+  state.entry = entry;
+  document.title = `${entry.id} - foldatlas`;
+  $("entry-title").textContent = entry.id;
+  $("entry-description").textContent = `${entry.description || ""} (${entry.kind}${entry.chains > 1 ? `, ${entry.chains} chains` : ""})`;
+  $("entry-length").textContent = entry.length;
+  $("mean-plddt").textContent = entry.mean_plddt == null ? "-" : entry.mean_plddt.toFixed(2);
+  $("entry-ptm").textContent = entry.ptm == null ? "-" : entry.ptm.toFixed(3);
+  $("entry-model").textContent = entry.model;
+  const base = `/api/v1/entries/${encodeURIComponent(entry.id)}`;
+  $("dl-pdb").href = `${base}/structure.pdb?download=true`;
+  $("dl-cif").href = `${base}/structure.cif?download=true`;
+  $("dl-pae").href = `${base}/pae.json?download=true`;
+  $("dl-pae").hidden = !entry.has_pae;
+  $("dl-fasta").href = `${base}/sequence.fasta?download=true`;
+  $("search-similar").href = `/search?entry=${encodeURIComponent(entry.id)}`;
+  $("superpose-result").textContent = "";
+  $("legend-reference").hidden = true;
+  const pdb = await api(`${base}/structure.pdb`);
+  drawStructure(pdb, entry.plddt != null);
+  const hasPlddt = entry.plddt != null;
+  $("plddt-plot").hidden = !hasPlddt;
+  $("plddt-missing").hidden = hasPlddt;
+  for (const item of document.querySelectorAll("[data-plddt-legend]")) item.hidden = !hasPlddt;
+  drawPlddt(entry.plddt || []);
+  drawPae(entry.predicted_aligned_error, entry.max_predicted_aligned_error);
+}
+
+function drawStructure(pdb, byPlddt, reference) {
+  const element = $("viewer");
+  if (!state.viewer) state.viewer = $3Dmol.createViewer(element, { backgroundColor: "white" });
+  const viewer = state.viewer;
+  viewer.clear();
+  const model = viewer.addModel(pdb, "pdb");
+  const colorfunc = (atom) => bandColor(atom.b);
+  model.setStyle({}, { cartoon: byPlddt ? { colorfunc } : { color: "spectrum" } });
+  if (reference) {
+    const ref = viewer.addModel(reference, "pdb");
+    ref.setStyle({}, { cartoon: { color: "#9a9a9a", opacity: 0.75 } });
+  }
+  viewer.zoomTo();
+  viewer.render();
+}
+
+function drawPlddt(values) {
+  const svg = $("plddt-plot");
+  const W = 420, H = 180, L = 34, R = 8, T = 8, B = 24;
+  const n = values.length;
+  const x = (i) => L + (n > 1 ? (i / (n - 1)) * (W - L - R) : 0);
+  const y = (v) => T + (1 - v / 100) * (H - T - B);
+  let out = "";
+  for (const [lo, hi, color] of [[90, 100, "#0053d6"], [70, 90, "#65cbf3"], [50, 70, "#ffdb13"], [0, 50, "#ff7d45"]]) {
+    out += `<rect x="${L}" y="${y(hi)}" width="${W - L - R}" height="${y(lo) - y(hi)}" fill="${color}" opacity="0.15"/>`;
+  }
+  for (const v of [0, 50, 70, 90, 100]) {
+    out += `<text x="${L - 4}" y="${y(v) + 4}" font-size="10" text-anchor="end">${v}</text>`;
+  }
+  if (n) {
+    const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+    out += `<polyline points="${points}" fill="none" stroke="#1d2330" stroke-width="1.2"/>`;
+    out += `<text x="${L}" y="${H - 6}" font-size="10">1</text><text x="${W - R}" y="${H - 6}" font-size="10" text-anchor="end">${n}</text>`;
+  }
+  out += `<text x="${(W + L) / 2}" y="${H - 6}" font-size="10" text-anchor="middle">residue</text>`;
+  svg.innerHTML = out;
+}
+
+function drawPae(matrix, maxPae) {
+  const canvas = $("pae-canvas");
+  const missing = !matrix || !matrix.length;
+  $("pae-missing").hidden = !missing;
+  canvas.parentElement.hidden = missing;
+  if (missing) return;
+  const n = matrix.length;
+  const top = maxPae || 31.75;
+  canvas.width = n;
+  canvas.height = n;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(n, n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const t = Math.min(1, matrix[i][j] / top); // 0: dark green, 1: white (AlphaFold DB's scale)
+      const k = 4 * (i * n + j);
+      image.data[k] = 10 + t * 245;
+      image.data[k + 1] = 95 + t * 160;
+      image.data[k + 2] = 10 + t * 245;
+      image.data[k + 3] = 255;
+    }
+  }
+  ctx.putImageData(image, 0, 0);
+  $("pae-max").textContent = `${top.toFixed(1)} Å`;
+}
+
+async function superpose(event) {
+  event.preventDefault();
+  const file = $("superpose-file").files[0];
+  if (!file || !state.entry) { showMessage("Choose a PDB or mmCIF file first."); return; }
+  const form = new FormData();
+  form.append("entry_id", state.entry.id);
+  form.append("file", file);
+  if ($("superpose-chain").value.trim()) form.append("chain", $("superpose-chain").value.trim());
+  $("superpose-result").textContent = "Superposing...";
+  try {
+    const result = await api("/api/v1/superpose", { method: "POST", body: form });
+    state.superposition = result;
+    $("superpose-result").innerHTML = `TM-score <b id="superpose-tm">${result.tm_score.toFixed(3)}</b> (by the experimental structure's length), `
+      + `RMSD <b id="superpose-rmsd">${result.rmsd.toFixed(2)} Å</b> over ${result.corresponding} residues, GDT-TS ${result.gdt_ts.toFixed(3)}, `
+      + `lDDT-Cα ${result.lddt_ca.toFixed(3)}.`;
+    drawStructure(result.model_pdb, state.entry.plddt != null, result.reference_pdb);
+    $("legend-reference").hidden = false;
+  } catch (error) {
+    $("superpose-result").textContent = "";
+    showMessage(error.message);
+  }
+}
+
+// ---- search --------------------------------------------------------------------------------------------
+
+const SEQ_COLUMNS = [["target", "Entry"], ["chain", "Chain"], ["identity", "Identity"], ["evalue", "E-value"],
+  ["bitscore", "Bits"], ["query_coverage", "Query cov."], ["target_coverage", "Target cov."]];
+const STRUCT_COLUMNS = [["target", "Entry"], ["chain", "Chain"], ["tm_score", "TM (query)"],
+  ["tm_score_target", "TM (target)"], ["rmsd", "RMSD"], ["aligned_length", "Aligned"], ["identity", "Identity"],
+  ["method", "Scored by"]];
+
+function fmt(key, value) {
+  if (value == null) return "";
+  if (key === "evalue") return Number(value).toExponential(1);
+  if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(3);
+  return String(value);
+}
+
+function showHits(result, columns) {
+  const table = $("search-results");
+  table.tHead.innerHTML = `<tr>${columns.map(([, label]) => `<th>${label}</th>`).join("")}</tr>`;
+  const body = table.tBodies[0];
+  body.innerHTML = "";
+  for (const hit of result.hits) {
+    const row = document.createElement("tr");
+    for (const [key] of columns) {
+      const cell = document.createElement("td");
+      if (key === "target") {
+        const link = document.createElement("a");
+        link.href = `/entry/${encodeURIComponent(hit.target)}`;
+        link.textContent = hit.target;
+        link.dataset.entry = hit.target;
+        cell.appendChild(link);
+      } else {
+        cell.textContent = fmt(key, hit[key]);
+      }
+      row.appendChild(cell);
+    }
+    body.appendChild(row);
+  }
+  table.hidden = false;
+  $("search-status").textContent = `${result.hits.length} hits for ${result.query} (${result.length} residues) in ${result.seconds} s.`;
+}
+
+async function runSearchFromUrl(params) {
+  $("search-results").hidden = true;
+  const sequence = params.get("sequence");
+  const entry = params.get("entry");
+  if (sequence) {
+    $("search-sequence").value = sequence;
+    $("search-status").textContent = "Searching...";
+    const result = await api("/api/v1/search/sequence", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sequence, max_hits: 100 }),
+    });
+    showHits(result, SEQ_COLUMNS);
+  } else if (entry) {
+    $("search-entry").value = entry;
+    const form = new FormData();
+    form.append("entry_id", entry);
+    await structureSearch(form);
+  } else {
+    $("search-status").textContent = "";
+  }
+}
+
+async function structureSearch(form) {
+  $("search-status").textContent = "Searching...";
+  const result = await api("/api/v1/search/structure", { method: "POST", body: form });
+  showHits(result, STRUCT_COLUMNS);
+}
+
+// ---- map -----------------------------------------------------------------------------------------------
+
+async function showMap() {
+  const canvas = $("map-canvas");
+  if (!state.map) {
+    $("map-status").textContent = "Loading...";
+    const data = await api("/api/v1/map");
+    state.map = { data, scale: 1, dx: 0, dy: 0 };
+    $("map-status").textContent = data.total < 2 ? "The map needs at least two entries with embeddings."
+      : `${data.shown} of ${data.total} entries; axes explain ${(100 * data.explained_variance[0]).toFixed(1)}% and ${(100 * data.explained_variance[1]).toFixed(1)}% of the variance.`;
+    bindMap(canvas);
+  }
+  drawMap();
+}
+
+function pixelOf(point) {
+  const m = state.map, canvas = $("map-canvas"), pad = 20;
+  const size = Math.min(canvas.width, canvas.height) - 2 * pad;
+  return [pad + (point.x * size) * m.scale + m.dx, pad + ((1 - point.y) * size) * m.scale + m.dy];
+}
+state.mapPixelOf = (id) => {
+  const point = state.map && state.map.data.points.find((p) => p.id === id);
+  return point ? pixelOf(point) : null;
+};
+
+function drawMap() {
+  const canvas = $("map-canvas"), ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const radius = Math.max(2, Math.min(6, 2 * Math.sqrt(state.map.scale)));
+  for (const point of state.map.data.points) {
+    const [px, py] = pixelOf(point);
+    if (px < -radius || py < -radius || px > canvas.width + radius || py > canvas.height + radius) continue;
+    ctx.fillStyle = point.mean_plddt == null ? "#9a9a9a" : bandColor(point.mean_plddt);
+    ctx.beginPath();
+    ctx.arc(px, py, radius, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+}
+
+function nearest(canvas, event) {
+  const rect = canvas.getBoundingClientRect();
+  const x = (event.clientX - rect.left) * (canvas.width / rect.width);
+  const y = (event.clientY - rect.top) * (canvas.height / rect.height);
+  let best = null, bestDistance = 64; // within 8 px
+  for (const point of state.map.data.points) {
+    const [px, py] = pixelOf(point);
+    const d = (px - x) ** 2 + (py - y) ** 2;
+    if (d < bestDistance) { best = point; bestDistance = d; }
+  }
+  return best;
+}
+
+function bindMap(canvas) {
+  let drag = null, moved = false;
+  canvas.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const rect = canvas.getBoundingClientRect();
+    const x = (event.clientX - rect.left) * (canvas.width / rect.width);
+    const y = (event.clientY - rect.top) * (canvas.height / rect.height);
+    const factor = event.deltaY < 0 ? 1.25 : 0.8;
+    const m = state.map;
+    m.dx = x - (x - m.dx) * factor;
+    m.dy = y - (y - m.dy) * factor;
+    m.scale *= factor;
+    drawMap();
+  }, { passive: false });
+  canvas.addEventListener("mousedown", (event) => { drag = [event.clientX, event.clientY]; moved = false; });
+  window.addEventListener("mouseup", () => { drag = null; });
+  canvas.addEventListener("mousemove", (event) => {
+    if (drag) {
+      const dx = event.clientX - drag[0], dy = event.clientY - drag[1];
+      if (Math.abs(dx) + Math.abs(dy) > 2) moved = true;
+      state.map.dx += dx; state.map.dy += dy;
+      drag = [event.clientX, event.clientY];
+      drawMap();
+      return;
+    }
+    const point = nearest(canvas, event);
+    $("map-hover").textContent = point ? `${point.id}: ${point.length} residues, mean pLDDT ${point.mean_plddt ?? "-"}` : "";
+  });
+  canvas.addEventListener("click", (event) => {
+    if (moved) return;
+    const point = nearest(canvas, event);
+    if (point) navigate(`/entry/${encodeURIComponent(point.id)}`);
+  });
+}
+
+// ---- wiring --------------------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("fold-button").addEventListener("click", fold);
+  $("fasta-file").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (file) $("sequence").value = await file.text();
+  });
+  $("superpose-form").addEventListener("submit", superpose);
+  $("lookup-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = $("lookup-id").value.trim();
+    if (id) navigate(`/entry/${encodeURIComponent(id)}`);
+  });
+  $("seqsearch-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const sequence = $("search-sequence").value.trim().replace(/^>.*\n/, "").replace(/\s+/g, "");
+    if (sequence) navigate(`/search?sequence=${encodeURIComponent(sequence)}`);
+  });
+  $("structsearch-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = $("search-structure-file").files[0];
+    const entry = $("search-entry").value.trim();
+    if (file) {
+      const form = new FormData();
+      form.append("file", file);
+      try { await structureSearch(form); } catch (error) { showMessage(error.message); }
+    } else if (entry) {
+      navigate(`/search?entry=${encodeURIComponent(entry)}`);
+    }
+  });
+  document.body.addEventListener("click", (event) => {
+    const link = event.target.closest("a");
+    if (link && link.origin === location.origin && !link.href.includes("/api/") && !event.ctrlKey && !event.metaKey) {
+      event.preventDefault();
+      navigate(link.pathname + link.search);
+    }
+  });
+  window.addEventListener("popstate", route);
+  api("/api/v1/info").then((info) => {
+    $("server-info").textContent = `${info.model} · ${info.atlas_entries} entries · up to ${info.max_length} residues`;
+  }).catch(() => {});
+  route();
+});

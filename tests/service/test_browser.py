@@ -1,0 +1,182 @@
+"""The web page in a real browser: Debian's Chromium, headless, driven by Playwright, against a live uvicorn server.
+
+Screenshots are kept in ``$FOLDATLAS_ARTIFACTS`` (default ``test-artifacts/`` in the repository). Without a
+Chromium the tests are skipped, unless ``FOLDATLAS_REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.service.conftest import DATA
+
+CHROMIUM = os.environ.get("FOLDATLAS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("FOLDATLAS_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVV"
+
+if CHROMIUM is None or not Path(CHROMIUM).exists():
+    if os.environ.get("FOLDATLAS_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("FOLDATLAS_REQUIRE_BROWSER=1 but no chromium found (apt-get install chromium)")
+    pytest.skip("no Chromium on this machine (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(seeded_atlas, tmp_path_factory, tiny_model, lm_embedder):
+    """A uvicorn server on a free loopback port over a copy of the seeded atlas; yields its base URL."""
+    import uvicorn
+
+    from foldatlas.service import ServiceSettings, create_app
+
+    atlas = tmp_path_factory.mktemp("browser") / "atlas"
+    shutil.copytree(seeded_atlas, atlas)
+    app = create_app(ServiceSettings(atlas=atlas, max_length=400), folding_model=tiny_model, embedder=lm_embedder)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(300):
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, errors
+
+
+def _api(base: str, path: str):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(base + path, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _coloured_fraction(png: bytes) -> float:
+    """Share of pixels that are neither white nor grey (the cartoon in pLDDT colours)."""
+    import matplotlib.image as mpimg
+
+    rgb = mpimg.imread(io.BytesIO(png), format="png")[..., :3]
+    spread = rgb.max(-1) - rgb.min(-1)
+    return float(np.mean(spread > 0.15))
+
+
+def test_fold_on_the_page_renders_the_model_and_its_confidence(live_server, page):
+    page.goto(live_server + "/")
+    page.fill("#sequence", f">page_test\n{SEQ}")
+    page.click("#fold-button")
+    page.wait_for_url("**/entry/*", timeout=60_000)
+    page.wait_for_function("document.getElementById('mean-plddt').textContent.length > 0", timeout=30_000)
+    entry_id = page.url.rsplit("/", 1)[1]
+    entry = _api(live_server, f"/api/v1/entries/{entry_id}")
+    assert page.text_content("#mean-plddt") == f"{entry['mean_plddt']:.2f}"
+    assert page.text_content("#entry-length") == str(len(SEQ))
+    page.wait_for_timeout(500)  # the viewer draws on the next animation frame
+    canvas = page.locator("#viewer canvas")
+    assert canvas.count() >= 1
+    assert _coloured_fraction(page.locator("#viewer").screenshot()) > 0.01
+    assert page.locator("#plddt-plot polyline").count() == 1
+    assert page.eval_on_selector("#pae-canvas", "c => c.width") == len(SEQ)
+    for link, suffix in (("#dl-pdb", "structure.pdb"), ("#dl-cif", "structure.cif"), ("#dl-pae", "pae.json")):
+        assert suffix in page.get_attribute(link, "href")
+
+
+def test_deep_link_folds_and_shows_the_sequence(live_server, page):
+    page.goto(live_server + "/?fasta_header=deep_link&sequence=GAVLIKKWMKTAYIAKQ")
+    page.wait_for_url("**/entry/*", timeout=60_000)
+    page.wait_for_function("document.getElementById('mean-plddt').textContent.length > 0")
+    assert page.text_content("#entry-length") == "17"
+    assert "deep_link" in page.text_content("#entry-description")
+
+
+def test_search_returns_hits_that_open_their_entries(live_server, page):
+    from foldatlas.structure.io import ca_trace, read_structure
+
+    seq = ca_trace(read_structure(DATA / "1BUN_B.pdb"))[1]
+    page.goto(live_server + "/search")
+    page.fill("#search-sequence", seq)
+    page.click("#seqsearch-form button")
+    page.wait_for_selector("#search-results tbody tr", timeout=30_000)
+    assert "/search?sequence=" in page.url  # the search has its own URL
+    first = page.locator("#search-results tbody tr a").first
+    assert first.text_content() == "1BUN_B"
+    first.click()
+    page.wait_for_url("**/entry/1BUN_B")
+    page.wait_for_function("document.getElementById('entry-title').textContent === '1BUN_B'")
+    page.goto(live_server + "/search?entry=1FHG_A")
+    page.wait_for_selector("#search-results tbody tr", timeout=30_000)
+    assert page.locator("#search-results tbody tr a").first.text_content() == "1FHG_A"
+
+
+def test_a_map_point_opens_its_entry(live_server, page):
+    page.goto(live_server + "/map")
+    page.wait_for_function("window.foldatlas.map !== null", timeout=30_000)
+    target = "1AX8_A"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "map_before_click.png"))
+    x, y = page.evaluate(f"window.foldatlas.mapPixelOf('{target}')")
+    box = page.locator("#map-canvas").bounding_box()
+    width = page.eval_on_selector("#map-canvas", "c => c.width")
+    ratio = box["width"] / width
+    page.mouse.click(box["x"] + x * ratio, box["y"] + y * ratio)
+    page.wait_for_url(f"**/entry/{target}", timeout=30_000)
+    page.wait_for_function(f"document.getElementById('entry-title').textContent === '{target}'")
+
+
+def test_superposition_on_an_experimental_structure(live_server, page):
+    page.goto(live_server + "/entry/1DFU_C")
+    page.wait_for_function("document.getElementById('entry-title').textContent === '1DFU_C'")
+    page.set_input_files("#superpose-file", str(DATA / "1DFU_C.pdb"))
+    page.click("#superpose-form button")
+    page.wait_for_selector("#superpose-tm", timeout=30_000)
+    assert float(page.text_content("#superpose-tm")) > 0.99
+    assert page.is_visible("#legend-reference")
+
+
+def test_errors_are_shown_not_thrown(live_server, page):
+    page.goto(live_server + "/entry/NO_SUCH_ENTRY")
+    page.wait_for_selector("#message:not([hidden])")
+    assert "no entry 'NO_SUCH_ENTRY'" in page.text_content("#message")
+    page.goto(live_server + "/")
+    page.fill("#sequence", "MKTJJ")
+    page.click("#fold-button")
+    page.wait_for_selector("#message:not([hidden])")
+    assert "invalid residue 'J' at position 4" in page.text_content("#message")
