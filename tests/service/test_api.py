@@ -257,7 +257,9 @@ def test_info_docs_and_pages(client):
     for path in ("/foldSequence/v1/pdb/", "/fetchPredictedStructure/{entry_id}", "/api/v1/fold",
                  "/api/v1/search/structure", "/api/v1/map"):
         assert path in paths
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static/vendor/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    assert client.get("/static/vendor/swagger-ui-bundle.js").status_code == 200
     for page in ("/", "/entry/1AX8_A", "/search?sequence=MKT", "/map"):
         response = client.get(page)
         assert response.status_code == 200 and "3Dmol-min.js" in response.text

@@ -75,6 +75,8 @@ def page(browser, request):
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+          else errors.append(f"request off the machine: {r.url}"))  # everything is vendored
     yield pg
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
@@ -180,3 +182,10 @@ def test_errors_are_shown_not_thrown(live_server, page):
     page.click("#fold-button")
     page.wait_for_selector("#message:not([hidden])")
     assert "invalid residue 'J' at position 4" in page.text_content("#message")
+
+
+def test_api_docs_render_offline(live_server, page):
+    page.goto(live_server + "/docs")
+    page.wait_for_selector("#swagger-ui .info .title", timeout=30_000)
+    assert "foldatlas" in page.text_content("#swagger-ui .info .title")
+    assert page.locator("text=/foldSequence/v1/pdb/").count() >= 1

@@ -200,7 +200,7 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
         finally:
             app.state.ctx.close()
 
-    app = FastAPI(title="foldatlas", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="foldatlas", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Protein structure prediction (ESMFold architecture), an atlas of structures, "
                               "and search. ESM Atlas-compatible endpoints plus a JSON API under /api/v1.")
 
