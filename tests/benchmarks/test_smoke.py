@@ -69,3 +69,28 @@ def test_atlas_codec_benchmark_runs(tmp_path, split_dir):
     (tmp_path / "targets.fasta").write_text("".join(lines))
     row = _json([str(ROOT / "benchmarks/atlas/bench_codec.py"), "--eval", str(tmp_path)])
     assert row["experimental"]["structures"] == 2 and row["pae"]["uint8_max_error"] <= 0.0625
+
+
+def test_variant_benchmark_runs():
+    import pytest
+
+    if not (ROOT.parent / "shared" / "eval" / "variants" / "datasets.tsv").is_file():
+        pytest.skip("the evaluation data (../shared/eval) is not beside this checkout")
+    row = _json([str(ROOT / "benchmarks/lm/bench_variants.py"), "--limit", "30", "--pll-sample", "2"])
+    assert row["variants"] == 30 and set(row["spearman"]) >= {"masked_marginal", "wt_marginal", "pll_on_sample"}
+    assert -1 <= row["spearman"]["masked_marginal"] <= 1 and "independent" in row["baselines_spearman"]
+
+
+def test_load_benchmark_runs(tmp_path, split_dir):
+    import shutil
+
+    import pytest
+
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk not installed")
+    _json([str(ROOT / "benchmarks/atlas/bench_import.py"), str(split_dir), "--atlas", str(tmp_path / "a"),
+           "--lookups", "5"])
+    row = _json([str(ROOT / "benchmarks/service/bench_load.py"), "--atlas", str(tmp_path / "a"), "--seconds", "1",
+                 "--fold-seconds", "2", "--fold-length", "20", "--connections", "4"])
+    assert row["lookups"]["fetchPredictedStructure"]["requests_per_second"] > 0
+    assert row["folds"]["other_errors"] == 0 and row["memory_mib"]["start"] > 0

@@ -32,7 +32,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register() -> None:
-    from foldatlas.cli import atlas, compare, fold, models, serve, train
+    from foldatlas.cli import atlas, compare, fold, lm, models, serve, train
 
     fold.register(app)
     compare.register(app)
@@ -40,6 +40,7 @@ def _register() -> None:
     atlas.register(app)
     train.register(app)
     serve.register(app)
+    lm.register(app)
 
 
 _register()

@@ -68,6 +68,17 @@ class ServiceContext:
         self._renders: OrderedDict[tuple, bytes] = OrderedDict()
         self._render_lock = threading.Lock()
         self.map_cache: tuple[tuple, dict] | None = None
+        self.lm_lock = threading.Lock()
+        self._lm = None
+
+    def language_model(self):
+        """The language model of the LM tools, loaded on first use."""
+        with self.lm_lock:
+            if self._lm is None:
+                from foldatlas.lm import load_lm
+
+                self._lm = load_lm(self.settings.lm_model)
+            return self._lm
 
     def cached_render(self, key: tuple) -> bytes | None:
         """A rendered file (entry ID, format) from the cache, or None."""
@@ -171,7 +182,8 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def create_app(settings: ServiceSettings | None = None, folding_model=None, embedder=None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, folding_model=None, embedder=None,
+               language_model=None) -> FastAPI:
     """The service as an ASGI application.
 
     Parameters
@@ -182,19 +194,22 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
         An already loaded model (tests, notebooks); default: load ``settings.model`` at start-up.
     embedder : foldatlas.models.embedding.Embedder or False, optional
         An already loaded embedder; False: store no embeddings; default: per ``settings.embedding_model``.
+    language_model : foldatlas.lm.LanguageModel, optional
+        The model of the ``/api/v1/lm`` tools; default: ``settings.lm_model``, loaded on first use.
 
     Returns
     -------
     fastapi.FastAPI
         The model loads when the application starts (the lifespan), so the first request is not slow.
     """
-    from foldatlas.service import api_routes, esm_routes, pages
+    from foldatlas.service import api_routes, esm_routes, lm_routes, pages
 
     settings = settings or ServiceSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.ctx = _open_context(settings, folding_model, embedder)
+        app.state.ctx._lm = language_model
         try:
             yield
         finally:
@@ -236,6 +251,7 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
 
     app.include_router(esm_routes.router)
     app.include_router(api_routes.router)
+    app.include_router(lm_routes.router)
     pages.mount(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from foldatlas.errors import InvalidOptionError
-from foldatlas.models.registry import DEFAULT_FOLD_MODEL
+from foldatlas.models.registry import DEFAULT_FOLD_MODEL, DEFAULT_LM
 
 __all__ = ["ServiceSettings", "memory_max_length"]
 
@@ -65,6 +65,8 @@ class ServiceSettings:
         and its result lands in the atlas.
     max_body_bytes : int
         Largest request body (uploads included); larger gets 413.
+    lm_model : str
+        Language model of the ``/api/v1/lm`` tools (embeddings, contacts, variant scores, unmasking).
     max_hits : int
         Ceiling on the hits a search may ask for.
     jobs_kept : int
@@ -82,6 +84,7 @@ class ServiceSettings:
     queue_size: int = 16
     fold_timeout: float = 600.0
     max_body_bytes: int = 10 * 2**20
+    lm_model: str = DEFAULT_LM
     max_hits: int = 1000
     jobs_kept: int = 10000
 
