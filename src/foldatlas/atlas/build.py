@@ -26,7 +26,7 @@ from foldatlas.errors import OutputConflictError
 from foldatlas.seq.records import Record
 
 __all__ = ["BuildOptions", "BuildResult", "build_atlas", "check_embedding_model", "check_folding_model",
-           "prediction_entry"]
+           "prediction_entry", "plan_build", "store_batch"]
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,46 @@ def _plan(atlas: Atlas, records: list[Record], model_version: str, source: str, 
     return result, failures, aliases, groups
 
 
+def plan_build(atlas: Atlas, records: list[Record], model_version: str, options: BuildOptions,
+               log: Callable[[str], None]) -> tuple[BuildResult, list[list[Record]]]:
+    """Plan a build: count what is stored, store aliases of known sequences, record input failures.
+
+    Returns
+    -------
+    result : BuildResult
+        Counts so far (skipped, deduplicated, failed).
+    groups : list of list of Record
+        Records to fold, grouped by sequence: each group's first record is folded, the others become its aliases.
+    """
+    result, failures, aliases, groups = _plan(atlas, records, model_version, options.source, log)
+    if aliases:
+        atlas.insert([], aliases=aliases)
+        result.deduplicated += len(aliases)
+    atlas.record_failures(failures)
+    return result, list(groups.values())
+
+
+def store_batch(atlas: Atlas, groups: list[list[Record]], entries: list[NewEntry] | None, error: str | None,
+                options: BuildOptions, result: BuildResult, log: Callable[[str], None]) -> None:
+    """Store one folded batch in one transaction (its entries and their aliases), or record why it failed.
+
+    ``entries`` holds one entry per group, for the group's first record; None with ``error`` records every
+    record of the groups as failed (retried by the next build).
+    """
+    if entries is None:
+        failed = [(r.name, codec.sequence_md5(r.sequence), r.length, str(error).removeprefix("failed: ")
+                   .removeprefix("skipped: "), options.source) for group in groups for r in group]
+        atlas.record_failures(failed)
+        result.failed += len(failed)
+        for group in groups:
+            log(f"record '{group[0].name}': {error}")
+        return
+    extra = [(r.name, group[0].name, options.source) for group in groups for r in group[1:]]
+    atlas.insert(entries, aliases=extra)
+    result.folded += len(entries)
+    result.deduplicated += len(extra)
+
+
 def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=None,
                 options: BuildOptions = BuildOptions(), progress: bool = True,
                 log: Callable[[str], None] | None = None) -> BuildResult:
@@ -207,21 +247,15 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
     log = log or (lambda msg: print(msg, file=sys.stderr))
     check_folding_model(atlas, folding_model, options)
     check_embedding_model(atlas, embedder)
-    result, failures, aliases, groups = _plan(atlas, records, folding_model.weights_sha256, options.source, log)
-    if aliases:
-        atlas.insert([], aliases=aliases)
-        result.deduplicated += len(aliases)
+    result, groups = plan_build(atlas, records, folding_model.weights_sha256, options, log)
     todo: list[list[Record]] = []
     available = available_memory_bytes(folding_model.device)
-    for group in groups.values():
+    for group in groups:
         problem = length_problem(group[0], options.max_length, options.chunk_size, folding_model.device, available)
         if problem:
-            failures.extend((r.name, codec.sequence_md5(r.sequence), r.length, problem, options.source) for r in group)
-            result.failed += len(group)
-            log(f"record '{group[0].name}': skipped: {problem}")
+            store_batch(atlas, [group], None, f"skipped: {problem}", options, result, log)
         else:
             todo.append(group)
-    atlas.record_failures(failures)
 
     fold_options = FoldOptions(options.num_recycles, options.chunk_size)
     primaries = [group[0] for group in todo]
@@ -229,21 +263,12 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
                desc="folding", file=sys.stderr, dynamic_ncols=True)
     for outcome in fold_in_batches(folding_model, primaries, fold_options, options.max_tokens_per_batch):
         groups_done = [todo[j] for j in outcome.indices]
-        if outcome.error is not None:
-            failed = [(r.name, codec.sequence_md5(r.sequence), r.length, outcome.error, options.source)
-                      for group in groups_done for r in group]
-            atlas.record_failures(failed)
-            result.failed += len(failed)
-            for group in groups_done:
-                log(f"record '{group[0].name}': failed: {outcome.error}")
-        else:
+        entries = None
+        if outcome.error is None:
             embeddings = embedder([g[0].sequence for g in groups_done]) if embedder is not None else None
             entries = [prediction_entry(p, None if embeddings is None else embeddings[k], folding_model, options,
-                              outcome.seconds, len(groups_done)) for k, p in enumerate(outcome.predictions)]
-            extra = [(r.name, group[0].name, options.source) for group in groups_done for r in group[1:]]
-            atlas.insert(entries, aliases=extra)
-            result.folded += len(entries)
-            result.deduplicated += len(extra)
+                                        outcome.seconds, len(groups_done)) for k, p in enumerate(outcome.predictions)]
+        store_batch(atlas, groups_done, entries, outcome.error and f"failed: {outcome.error}", options, result, log)
         bar.update(sum(g[0].length for g in groups_done))
     bar.close()
     update_sequence_index(atlas)

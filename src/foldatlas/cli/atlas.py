@@ -53,15 +53,36 @@ def build(
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     name: str = typer.Option("query", "--name", help="ID of a raw sequence."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Build on Ray: 'local' (a cluster on this machine), "
+                                      "'auto' (the running cluster) or an address (ray://host:10001)."),
+    ray_workers: int = typer.Option(2, "--ray-workers", min=1, help="Model replicas (Ray actors)."),
+    ray_cpus: int = typer.Option(1, "--ray-cpus-per-worker", min=1, help="CPU threads per replica."),
+    ray_gpus: float = typer.Option(0.0, "--ray-gpus-per-worker", min=0.0, help="GPUs per replica (1: one per GPU)."),
 ) -> None:
     """Fold sequences into the atlas: deduplicated by sequence, resumable (rerun the same command)."""
     from foldatlas.atlas import BuildOptions, build_atlas, open_atlas
-    from foldatlas.models.loading import load_folding_model
     from foldatlas.seq.fasta import read_inputs
 
     records = read_inputs(inputs, default_name=name)  # validates everything before any work
     options = BuildOptions(num_recycles=num_recycles, chunk_size=chunk_size, max_tokens_per_batch=max_tokens_per_batch,
                            max_length=max_length, store_pae=not no_pae, source=" ".join(inputs)[:500])
+    if ray is not None:
+        from foldatlas.scale.ray_build import RayOptions, build_atlas_ray
+
+        ray_options = RayOptions(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
+        with open_atlas(atlas_dir, create=True) as atlas:
+            stored = atlas.get_meta("embedding_model") or {}
+            lm_name = None if no_embed else (embedding_model or stored.get("load") or DEFAULT_LM)
+            result = build_atlas_ray(atlas, records, model, lm_name, options, ray_options, device=device, dtype=dtype,
+                                     progress=not quiet, log=_log)
+            total = len(atlas)
+        _log(f"{result.folded} folded on Ray, {result.deduplicated} stored as aliases of identical sequences, "
+             f"{result.skipped} already in the atlas, {result.failed} failed -> {atlas_dir}/ ({total} entries)")
+        if not result.ok:
+            raise typer.Exit(1)
+        return
+    from foldatlas.models.loading import load_folding_model
+
     folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
     if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
         from foldatlas.cli.fold import DEFAULT_MODEL_NOTICE

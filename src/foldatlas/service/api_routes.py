@@ -81,8 +81,13 @@ async def job_status(job_id: str, request: Request) -> JSONResponse:
 @router.get("/entries/{entry_id}")
 async def entry(entry_id: str, request: Request, pae: bool = False) -> Response:
     """An entry's metadata and per-residue pLDDT (``pae=true``: the PAE matrix too)."""
-    atlas = context(request).atlas
-    data = await run_in_threadpool(lambda: atlas.get(entry_id, pae=pae, embedding=False).to_json(include_pae=pae))
+    ctx = context(request)
+    key = (entry_id, "json+pae" if pae else "json")
+    data = ctx.cached_render(key)
+    if data is None:
+        data = await run_in_threadpool(
+            lambda: ctx.atlas.get(entry_id, pae=pae, embedding=False).to_json(include_pae=pae).encode())
+        ctx.store_render(key, data)
     return Response(data, media_type="application/json")
 
 

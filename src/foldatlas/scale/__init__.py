@@ -1,0 +1,1 @@
+"""Scale-out: the atlas build on a distributed engine (Ray). Nothing here is imported without ``--ray``."""
