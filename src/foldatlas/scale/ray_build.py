@@ -192,8 +192,11 @@ def build_atlas_ray(atlas, records: list, model: str, embedding_model: str | Non
         check_folding_model(atlas, identity, options)
         check_embedding_model(atlas, identity.embedder)
         result, groups = plan_build(atlas, records, identity.weights_sha256, options, log)
-        # length-bucketed work units of about a few model batches each
-        unit_tokens = max(options.max_tokens_per_batch, 1) * 4
+        # Length-bucketed work units: up to 4 model batches each, and small enough that every worker gets
+        # several (a unit runs on one worker, so one big unit would leave the others idle).
+        total = sum(g[0].length for g in groups)
+        unit_tokens = max(1, min(max(options.max_tokens_per_batch, 1) * 4,
+                                 -(-total // (len(workers) * 4))))
         units = [[groups[i] for i in unit] for unit in token_batches([g[0].length for g in groups], unit_tokens)]
         pids = [i["pid"] for i in infos]
         bar = tqdm(total=sum(g[0].length for g in groups), unit="res", disable=not progress or not groups,
