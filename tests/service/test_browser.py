@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.service.conftest import DATA
+DATA = Path(__file__).resolve().parent.parent / "data" / "test_split"
 
 CHROMIUM = os.environ.get("FOLDATLAS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("FOLDATLAS_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.service.conftest import DATA
+DATA = Path(__file__).resolve().parent.parent / "data" / "test_split"
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"
 
