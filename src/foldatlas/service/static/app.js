@@ -312,7 +312,9 @@ state.mapPixelOf = (id) => {
 function drawMap() {
   const canvas = $("map-canvas"), ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const radius = Math.max(2, Math.min(6, 2 * Math.sqrt(state.map.scale)));
+  const n = state.map.data.points.length;
+  const base = n < 200 ? 5 : n < 5000 ? 3 : 2; // small atlases get visible points
+  const radius = Math.max(base, Math.min(3 * base, base * Math.sqrt(state.map.scale)));
   for (const point of state.map.data.points) {
     const [px, py] = pixelOf(point);
     if (px < -radius || py < -radius || px > canvas.width + radius || py > canvas.height + radius) continue;
