@@ -7,6 +7,7 @@ benchmark does not need). For each length, batches of random sequences run throu
 * ``transformers``: ``EsmForProteinFolding.infer`` (what a transformers user does),
 * ``foldatlas``: :func:`foldatlas.predict.engine.fold_batch` with the lean trunk (the path ``fold`` and
   ``atlas build`` use),
+* ``foldatlas_plain``: the same engine on transformers' own trunk (list it before ``foldatlas``),
 
 with the model's default recycles, after a warm-up, timed with CUDA synchronisation. Prints JSON: proteins and
 residues per second per tool, and the speed ratio. Used for the scale-out estimate in docs/scale-out.md::
@@ -77,6 +78,8 @@ def main() -> None:
 
     lean_installed = False
     for tool in args.tools:
+        if tool == "foldatlas_plain" and lean_installed:
+            raise SystemExit("list foldatlas_plain before foldatlas (the lean trunk is installed in place)")
         if tool == "foldatlas" and not lean_installed:
             try:
                 from foldatlas.models.trunk import install_lean_trunk
@@ -108,9 +111,10 @@ def main() -> None:
             out["results"].append(row)
             print(json.dumps(row), flush=True)
     by = {(r["tool"], r["length"]): r for r in out["results"] if "error" not in r}
-    out["speedup_foldatlas_over_transformers"] = {
-        str(n): round(by[("foldatlas", n)]["proteins_per_second"] / by[("transformers", n)]["proteins_per_second"], 3)
-        for n in args.lengths if ("foldatlas", n) in by and ("transformers", n) in by}
+    for tool in ("foldatlas", "foldatlas_plain"):
+        out[f"speedup_{tool}_over_transformers"] = {
+            str(n): round(by[(tool, n)]["proteins_per_second"] / by[("transformers", n)]["proteins_per_second"], 3)
+            for n in args.lengths if (tool, n) in by and ("transformers", n) in by}
     print(json.dumps(out, indent=1))
 
 
