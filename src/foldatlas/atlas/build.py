@@ -26,7 +26,7 @@ from foldatlas.errors import OutputConflictError
 from foldatlas.seq.records import Record
 
 __all__ = ["BuildOptions", "BuildResult", "build_atlas", "check_embedding_model", "check_folding_model",
-           "prediction_entry", "plan_build", "store_batch"]
+           "prediction_entry", "batch_entries", "plan_build", "store_batch"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,13 @@ def prediction_entry(prediction, embedding, folding_model, options: BuildOptions
                     "model_source": folding_model.source, "model_revision": folding_model.revision,
                     "num_recycles": options.num_recycles, "seconds": round(seconds, 3), "batch_size": batch_size,
                     "substitutions": [list(s) for s in rec.substitutions]})
+
+
+def batch_entries(predictions: list, folding_model, embedder, options: BuildOptions, seconds: float) -> list[NewEntry]:
+    """Atlas entries of a folded batch, with the batch's mean embeddings (one language-model pass)."""
+    embeddings = embedder([p.record.sequence for p in predictions]) if embedder is not None else None
+    return [prediction_entry(p, None if embeddings is None else embeddings[k], folding_model, options, seconds,
+                             len(predictions)) for k, p in enumerate(predictions)]
 
 
 def _plan(atlas: Atlas, records: list[Record], model_version: str, source: str, log):
@@ -263,11 +270,8 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
                desc="folding", file=sys.stderr, dynamic_ncols=True)
     for outcome in fold_in_batches(folding_model, primaries, fold_options, options.max_tokens_per_batch):
         groups_done = [todo[j] for j in outcome.indices]
-        entries = None
-        if outcome.error is None:
-            embeddings = embedder([g[0].sequence for g in groups_done]) if embedder is not None else None
-            entries = [prediction_entry(p, None if embeddings is None else embeddings[k], folding_model, options,
-                                        outcome.seconds, len(groups_done)) for k, p in enumerate(outcome.predictions)]
+        entries = None if outcome.error is not None else \
+            batch_entries(outcome.predictions, folding_model, embedder, options, outcome.seconds)
         store_batch(atlas, groups_done, entries, outcome.error and f"failed: {outcome.error}", options, result, log)
         bar.update(sum(g[0].length for g in groups_done))
     bar.close()

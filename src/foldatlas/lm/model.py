@@ -9,58 +9,17 @@ padding artefact of esm#273 does not arise.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from foldatlas.errors import InvalidOptionError, InvalidSequenceError, SequenceTooLongError
-from foldatlas.models.language import CLS, EOS, TOKEN_OF, load_language_model
+from foldatlas.models.language import CLS, EOS, TOKEN_OF, LanguageModel, load_language_model
 from foldatlas.seq.batching import token_batches
 
 __all__ = ["LanguageModel", "load_lm", "forward", "encode", "AMINO_ACIDS", "MAX_RESIDUES", "single_chain"]
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 MAX_RESIDUES = 1022  # ESM-2's training crop: longer inputs are refused by the tools that need whole-sequence context
-
-
-@dataclass
-class LanguageModel:
-    """A masked language model ready for the tools.
-
-    Attributes
-    ----------
-    model : transformers.EsmForMaskedLM
-    name : str
-        Registered name, hub id or folder name.
-    weights_sha256 : str
-    """
-
-    model: object
-    name: str
-    weights_sha256: str
-
-    @property
-    def num_layers(self) -> int:
-        """Transformer layers (representation layers run 0 = embeddings ... num_layers = final)."""
-        return int(self.model.config.num_hidden_layers)
-
-    @property
-    def dim(self) -> int:
-        """Hidden size."""
-        return int(self.model.config.hidden_size)
-
-    def layer_index(self, layer: int) -> int:
-        """A representation layer as 0..num_layers (negative counts from the end: -1 is the final layer).
-
-        Raises
-        ------
-        InvalidOptionError
-            If the layer does not exist.
-        """
-        n = self.num_layers
-        if not -(n + 1) <= layer <= n:
-            raise InvalidOptionError(f"layer {layer} does not exist: {self.name} has layers 0..{n} (or -1..-{n + 1})")
-        return layer % (n + 1)
 
 
 def load_lm(name: str, threads: int | None = None) -> LanguageModel:
@@ -77,7 +36,7 @@ def load_lm(name: str, threads: int | None = None) -> LanguageModel:
     if threads:
         torch.set_num_threads(int(threads))
     model, resolved = load_language_model(name, attn_implementation="sdpa")
-    return LanguageModel(model=model, name=resolved.name, weights_sha256=weights_sha256(resolved.path))
+    return LanguageModel(model=model, name=resolved.name, weights_sha256=weights_sha256(resolved.path), spec=name)
 
 
 def single_chain(record, what: str, max_residues: int = MAX_RESIDUES) -> str:

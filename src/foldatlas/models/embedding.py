@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foldatlas.models.language import load_language_model, tokenize
+from foldatlas.models.language import LanguageModel, load_language_model, tokenize
 from foldatlas.seq.batching import token_batches
 
 __all__ = ["Embedder", "load_embedder", "mean_embeddings", "WINDOW"]
@@ -22,30 +22,9 @@ WINDOW = 1022  # residues per forward pass, as fair-esm's extract script truncat
 
 
 @dataclass
-class Embedder:
-    """A loaded language model that computes mean embeddings.
-
-    Attributes
-    ----------
-    model : transformers.EsmForMaskedLM
-    name : str
-        Registered name, hub id or folder name.
-    weights_sha256 : str
-    spec : str
-        What it was loaded by (a name, hub id or folder path), to load it again.
-    dim : int
-        Embedding width (the model's hidden size).
-    """
-
-    model: object
-    name: str
-    weights_sha256: str
-    spec: str = ""
-
-    @property
-    def dim(self) -> int:
-        """Embedding width."""
-        return int(self.model.config.hidden_size)
+class Embedder(LanguageModel):
+    """A loaded language model that computes mean embeddings (see :class:`LanguageModel` for the attributes;
+    ``dim`` is the embedding width)."""
 
     def __call__(self, sequences: list[str], max_tokens_per_batch: int = 1024) -> np.ndarray:
         """Mean embeddings of sequences (``:`` between chains); see :func:`mean_embeddings`."""

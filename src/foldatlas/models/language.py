@@ -8,15 +8,60 @@ all load through :func:`load_language_model`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
+from foldatlas.errors import InvalidOptionError
 from foldatlas.models.random_checkpoint import ESM2_VOCAB
 
-__all__ = ["load_language_model", "tokenize", "TOKEN_OF", "PAD", "CLS", "EOS", "MASK"]
+__all__ = ["LanguageModel", "load_language_model", "tokenize", "TOKEN_OF", "PAD", "CLS", "EOS", "MASK"]
 
 PAD, CLS, EOS, MASK = 1, 0, 2, 32  # ESM-2 vocabulary ids of the special tokens
 TOKEN_OF: dict[str, int] = {tok: i for i, tok in enumerate(ESM2_VOCAB)}
+
+
+@dataclass
+class LanguageModel:
+    """A loaded masked language model (the language-model tools and the atlas embedder use it).
+
+    Attributes
+    ----------
+    model : transformers.EsmForMaskedLM
+    name : str
+        Registered name, hub id or folder name.
+    weights_sha256 : str
+    spec : str
+        What it was loaded by (a name, hub id or folder path), to load it again.
+    """
+
+    model: object
+    name: str
+    weights_sha256: str
+    spec: str = ""
+
+    @property
+    def num_layers(self) -> int:
+        """Transformer layers (representation layers run 0 = embeddings ... num_layers = final)."""
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def dim(self) -> int:
+        """Hidden size."""
+        return int(self.model.config.hidden_size)
+
+    def layer_index(self, layer: int) -> int:
+        """A representation layer as 0..num_layers (negative counts from the end: -1 is the final layer).
+
+        Raises
+        ------
+        InvalidOptionError
+            If the layer does not exist.
+        """
+        n = self.num_layers
+        if not -(n + 1) <= layer <= n:
+            raise InvalidOptionError(f"layer {layer} does not exist: {self.name} has layers 0..{n} (or -1..-{n + 1})")
+        return layer % (n + 1)
 
 
 def tokenize(seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -27,8 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from foldatlas.atlas.build import BuildOptions, BuildResult, check_embedding_model, check_folding_model, plan_build, \
-    store_batch
+from foldatlas.atlas.build import (
+    BuildOptions,
+    BuildResult,
+    check_embedding_model,
+    check_folding_model,
+    plan_build,
+    store_batch,
+)
 from foldatlas.errors import FoldatlasError, OutputConflictError
 from foldatlas.seq.batching import token_batches
 
@@ -88,7 +94,7 @@ class FoldWorker:
 
     def fold(self, records: list) -> list[tuple[list[int], list | None, str | None]]:
         """Fold records (primaries of their groups); per sub-batch: positions, entries or None, error."""
-        from foldatlas.atlas.build import prediction_entry
+        from foldatlas.atlas.build import batch_entries
         from foldatlas.predict.engine import FoldOptions
         from foldatlas.predict.runner import fold_in_batches, length_problem
 
@@ -107,11 +113,8 @@ class FoldWorker:
             if outcome.error is not None:
                 out.append((positions, None, f"failed: {outcome.error}"))
                 continue
-            seqs = [records[k].sequence for k in positions]
-            embeddings = self.embedder(seqs) if self.embedder is not None else None
-            entries = [prediction_entry(p, None if embeddings is None else embeddings[i], self.model, self.options,
-                                        outcome.seconds, len(positions)) for i, p in enumerate(outcome.predictions)]
-            out.append((positions, entries, None))
+            out.append((positions, batch_entries(outcome.predictions, self.model, self.embedder, self.options,
+                                                 outcome.seconds), None))
         return out
 
 

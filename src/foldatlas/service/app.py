@@ -20,9 +20,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from foldatlas import __version__
-from foldatlas.errors import (AtlasError, FoldatlasError, InvalidFileError, InvalidOptionError, InvalidSequenceError,
-                              OutputConflictError, SequenceTooLongError, ServiceBusyError, UnknownEntryError,
-                              UnknownModelError)
+from foldatlas.errors import (
+    AtlasError,
+    FoldatlasError,
+    InvalidFileError,
+    InvalidOptionError,
+    InvalidSequenceError,
+    OutputConflictError,
+    SequenceTooLongError,
+    ServiceBusyError,
+    UnknownEntryError,
+    UnknownModelError,
+)
 from foldatlas.service.settings import ServiceSettings, memory_max_length
 
 __all__ = ["create_app", "ServiceContext", "error_response"]

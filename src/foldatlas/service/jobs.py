@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from foldatlas.atlas import codec
-from foldatlas.atlas.build import BuildOptions, check_embedding_model, check_folding_model, prediction_entry
+from foldatlas.atlas.build import BuildOptions, batch_entries, check_embedding_model, check_folding_model
 from foldatlas.errors import SequenceTooLongError, ServiceBusyError, UnknownEntryError
 from foldatlas.seq.records import Record
 
@@ -186,8 +186,7 @@ class FoldService:
             start = time.perf_counter()
             prediction = fold_batch(self.model, [named], FoldOptions())[0]
             seconds = time.perf_counter() - start
-            embedding = self.embedder([named.sequence])[0] if self.embedder is not None else None
-            entry = prediction_entry(prediction, embedding, self.model, self._options, seconds, 1)
+            entry = batch_entries([prediction], self.model, self.embedder, self._options, seconds)[0]
             with self.write_lock:
                 known = self.atlas.known_ids([job.checksum])
                 if job.checksum not in known:
