@@ -264,3 +264,30 @@ def test_info_docs_and_pages(client):
     for page in ("/", "/entry/1AX8_A", "/search?sequence=MKT", "/map"):
         response = client.get(page)
         assert response.status_code == 200 and "3Dmol-min.js" in response.text
+
+
+def test_concurrent_folds_lookups_and_searches_all_succeed(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pdb = (DATA / "1FHG_A.pdb").read_bytes()
+    seqs = ["MKTAYIAKQRQISFVK", "GAVLIKKWMKTAYIAK", "HPETLVKVKDAEDQLG"]
+
+    def fold(seq):
+        return client.post("/foldSequence/v1/pdb/", content=seq).status_code
+
+    def lookups(k):
+        codes = []
+        for _ in range(5):
+            codes.append(client.get("/fetchPredictedStructure/1AX8_A").status_code)
+            codes.append(client.get("/api/v1/entries/1BUN_B").status_code)
+            codes.append(client.get("/api/v1/map").status_code)
+        codes.append(client.post("/api/v1/search/sequence", json={"sequence": "MKTAYIAKQRQISFVK"}).status_code)
+        codes.append(client.post("/api/v1/search/structure", files={"file": ("q.pdb", pdb)}).status_code)
+        return codes
+
+    with ThreadPoolExecutor(8) as pool:
+        folds = [pool.submit(fold, s) for s in seqs]
+        reads = [pool.submit(lookups, k) for k in range(5)]
+        assert [f.result() for f in folds] == [200, 200, 200]
+        assert {c for r in reads for c in r.result()} == {200}
+    assert client.get("/api/v1/info").json()["atlas_entries"] == 7
