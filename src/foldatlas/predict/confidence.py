@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bin_centers", "expected_aligned_error", "predicted_tm"]
+__all__ = ["bin_centers", "expected_aligned_error", "predicted_tm", "confidence"]
 
 
 def bin_centers(num_bins: int = 64, max_bin: float = 31.0) -> np.ndarray:
@@ -47,7 +47,7 @@ def expected_aligned_error(logits: np.ndarray) -> tuple[np.ndarray, float]:
         The largest value the head can predict (31.75 Å for 64 bins).
     """
     centers = bin_centers(logits.shape[-1])
-    pae = (_softmax(logits.astype(np.float64)) * centers).sum(-1)
+    pae = _softmax(logits.astype(np.float64)) @ centers
     return pae.astype(np.float32), float(centers[-1])
 
 
@@ -68,11 +68,15 @@ def predicted_tm(logits: np.ndarray, chain_index: np.ndarray | None = None, inte
     float
         In [0, 1]. NaN for ipTM of a single chain.
     """
-    n = logits.shape[0]
-    centers = bin_centers(logits.shape[-1])
+    return _tm_from_probs(_softmax(logits.astype(np.float64)), chain_index, interface)
+
+
+def _tm_from_probs(probs: np.ndarray, chain_index: np.ndarray | None, interface: bool) -> float:
+    n = probs.shape[0]
+    centers = bin_centers(probs.shape[-1])
     d0 = 1.24 * (max(n, 19) - 15) ** (1.0 / 3.0) - 1.8
     tm_per_bin = 1.0 / (1.0 + (centers / d0) ** 2)
-    term = (_softmax(logits.astype(np.float64)) * tm_per_bin).sum(-1)  # [N, N]
+    term = probs @ tm_per_bin  # [N, N]
     if interface:
         if chain_index is None or len(np.unique(chain_index)) < 2:
             return float("nan")
@@ -81,3 +85,26 @@ def predicted_tm(logits: np.ndarray, chain_index: np.ndarray | None = None, inte
         pair = np.ones((n, n))
     per_alignment = (term * pair).sum(-1) / (1e-8 + pair.sum(-1))
     return float(per_alignment.max())
+
+
+def confidence(logits: np.ndarray, chain_index: np.ndarray | None = None
+               ) -> tuple[np.ndarray, float, float, float | None]:
+    """PAE, its maximum, pTM and (for complexes) ipTM from one softmax of the PAE logits.
+
+    The same values as :func:`expected_aligned_error` and :func:`predicted_tm`, at a third of their cost
+    together (the softmax over N x N x bins dominates).
+
+    Returns
+    -------
+    pae : ndarray of float32, shape (N, N)
+    max_pae : float
+    ptm : float
+    iptm : float or None
+        None unless ``chain_index`` holds more than one chain.
+    """
+    probs = _softmax(logits.astype(np.float64))
+    centers = bin_centers(logits.shape[-1])
+    pae = (probs @ centers).astype(np.float32)
+    multi = chain_index is not None and len(np.unique(chain_index)) > 1
+    iptm = _tm_from_probs(probs, chain_index, interface=True) if multi else None
+    return pae, float(centers[-1]), _tm_from_probs(probs, chain_index, False), iptm

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foldatlas.predict.confidence import expected_aligned_error, predicted_tm
+from foldatlas.predict.confidence import confidence
 from foldatlas.predict.memory import auto_chunk_size
 from foldatlas.predict.prediction import Prediction
 from foldatlas.seq.complexes import Layout, layout
@@ -98,8 +98,8 @@ def fold_batch(folding_model, records: list[Record], options: FoldOptions = Fold
         keep = np.nonzero(lay.keep)[0]  # real residues of this record, linker and padding excluded
         logits = ptm_logits[i][np.ix_(keep, keep)]
         chain_index = lay.chain_index[keep]
-        pae, max_pae = expected_aligned_error(logits)
         multi = len(record.chains) > 1
+        pae, max_pae, ptm, iptm = confidence(logits, chain_index if multi else None)
         residue_number = np.concatenate([np.arange(1, len(c) + 1) for c in record.chains])
         predictions.append(Prediction(
             record=record,
@@ -110,8 +110,8 @@ def fold_batch(folding_model, records: list[Record], options: FoldOptions = Fold
             plddt=atom_plddt[i, keep, 1],  # the Cα atom's pLDDT, as AlphaFold DB reports per residue
             pae=pae,
             max_pae=max_pae,
-            ptm=predicted_tm(logits),
-            iptm=predicted_tm(logits, chain_index, interface=True) if multi else None,
+            ptm=ptm,
+            iptm=iptm,
             chain_index=chain_index,
             residue_number=residue_number,
             model_name=folding_model.name,
