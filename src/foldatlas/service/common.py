@@ -80,11 +80,21 @@ async def render_entry(request: Request, key: str, fmt: str) -> bytes:
 
 
 async def wait_for(job, timeout: float) -> bool:
-    """Wait (without blocking the event loop) until a job is done; False on timeout."""
-    if job.done.is_set():
-        return True
+    """Wait until a job is done; False on timeout.
+
+    Polls (20 ms growing to 250 ms) on the event loop rather than parking a thread per waiting request: a full
+    queue of synchronous fold requests would otherwise hold that many threads.
+    """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, job.done.wait, timeout)
+    end = loop.time() + timeout
+    pause = 0.02
+    while not job.done.is_set():
+        left = end - loop.time()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 1.5, 0.25)
+    return True
 
 
 def parse_sequence(body: bytes | str, name: str = "query") -> Record:
