@@ -97,7 +97,6 @@ def run_wrk(base: str, paths: list[str], seconds: int, connections: int, work: P
 
 
 def fold_load(base: str, clients: int, seconds: float, length: int, seed: int) -> dict:
-    rng = random.Random(seed)
     lock = threading.Lock()
     latencies: list[float] = []
     counts = {"ok": 0, "busy_503": 0, "other_errors": 0}
@@ -142,7 +141,6 @@ def fold_load(base: str, clients: int, seconds: float, length: int, seed: int) -
     def pct(p: float):
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
 
-    del rng
     return {"clients": clients, "length": length, "wall_seconds": round(wall, 1), **counts,
             "folds_per_second": round(counts["ok"] / wall, 3), "latency_p50_s": pct(0.5), "latency_p99_s": pct(0.99),
             "errors_sample": errors[:5]}

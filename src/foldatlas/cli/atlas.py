@@ -22,14 +22,22 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _embedder(atlas, name: Optional[str], enabled: bool):
-    """The atlas' embedding model (or the one named, or the embedded LM for a new atlas)."""
+def _embedding_model_name(atlas, name: Optional[str], enabled: bool) -> Optional[str]:
+    """The atlas' embedding model (or the one named, or the embedded LM for a new atlas); None: no embeddings."""
     if not enabled:
+        return None
+    stored = atlas.get_meta("embedding_model") or {}
+    return name or stored.get("load") or DEFAULT_LM
+
+
+def _embedder(atlas, name: Optional[str], enabled: bool):
+    """The loaded embedder of :func:`_embedding_model_name`, or None."""
+    chosen = _embedding_model_name(atlas, name, enabled)
+    if chosen is None:
         return None
     from foldatlas.models.embedding import load_embedder
 
-    stored = atlas.get_meta("embedding_model") or {}
-    return load_embedder(name or stored.get("load") or DEFAULT_LM)
+    return load_embedder(chosen)
 
 
 @atlas_app.command("build", no_args_is_help=True)
@@ -71,28 +79,23 @@ def build(
 
         ray_options = RayOptions(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
         with open_atlas(atlas_dir, create=True) as atlas:
-            stored = atlas.get_meta("embedding_model") or {}
-            lm_name = None if no_embed else (embedding_model or stored.get("load") or DEFAULT_LM)
-            result = build_atlas_ray(atlas, records, model, lm_name, options, ray_options, device=device, dtype=dtype,
-                                     progress=not quiet, log=_log)
+            result = build_atlas_ray(atlas, records, model, _embedding_model_name(atlas, embedding_model, not no_embed),
+                                     options, ray_options, device=device, dtype=dtype, progress=not quiet, log=_log)
             total = len(atlas)
-        _log(f"{result.folded} folded on Ray, {result.deduplicated} stored as aliases of identical sequences, "
-             f"{result.skipped} already in the atlas, {result.failed} failed -> {atlas_dir}/ ({total} entries)")
-        if not result.ok:
-            raise typer.Exit(1)
-        return
-    from foldatlas.models.loading import load_folding_model
+    else:
+        from foldatlas.models.loading import load_folding_model
 
-    folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
-    if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
-        from foldatlas.cli.fold import DEFAULT_MODEL_NOTICE
+        folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+        if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
+            from foldatlas.cli.fold import DEFAULT_MODEL_NOTICE
 
-        _log(DEFAULT_MODEL_NOTICE)
-    with open_atlas(atlas_dir, create=True) as atlas:
-        result = build_atlas(atlas, records, folding_model, _embedder(atlas, embedding_model, not no_embed), options,
-                             progress=not quiet, log=_log)
-        total = len(atlas)
-    _log(f"{result.folded} folded, {result.deduplicated} stored as aliases of identical sequences, "
+            _log(DEFAULT_MODEL_NOTICE)
+        with open_atlas(atlas_dir, create=True) as atlas:
+            result = build_atlas(atlas, records, folding_model, _embedder(atlas, embedding_model, not no_embed),
+                                 options, progress=not quiet, log=_log)
+            total = len(atlas)
+    where = " on Ray" if ray is not None else ""
+    _log(f"{result.folded} folded{where}, {result.deduplicated} stored as aliases of identical sequences, "
          f"{result.skipped} already in the atlas, {result.failed} failed -> {atlas_dir}/ ({total} entries)")
     if not result.ok:
         raise typer.Exit(1)
@@ -298,13 +301,18 @@ def _search_sequences(atlas, sequence, evalue, max_hits, exhaustive, max_candida
 
 def _search_structures(atlas, structure, chain, min_tm, max_hits, exhaustive, max_candidates, tmalign, threads,
                        superposed):
-    from foldatlas.atlas.structsearch import (STRUCTURE_HIT_COLUMNS, StructureSearchOptions, query_chains,
-                                              search_structures, superposed_chain)
+    import os
+
+    from foldatlas.atlas.structsearch import (
+        STRUCTURE_HIT_COLUMNS,
+        StructureSearchOptions,
+        query_chains,
+        search_structures,
+        superposed_chain,
+    )
     from foldatlas.files import atomic_write_text
     from foldatlas.seq.records import safe_names
     from foldatlas.structure.io import to_pdb_string
-
-    import os
 
     workers = len(os.sched_getaffinity(0)) if (tmalign > 1 or exhaustive) else 0
     options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, exhaustive=exhaustive,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -235,13 +234,3 @@ def build_atlas_ray(atlas, records: list, model: str, embedding_model: str | Non
     update_structure_index(atlas)
     return result
 
-
-def wait_for_exit(pid: int, timeout: float = 30.0) -> None:
-    """Wait until a process is gone (tests kill a worker and wait)."""
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return
-        time.sleep(0.1)

@@ -177,11 +177,10 @@ class FoldService:
 
     def _run(self, job: FoldJob, record: Record) -> None:
         from foldatlas.predict.engine import FoldOptions, fold_batch
-        from foldatlas.seq.records import Record as Rec
 
         job.status, job.started = "running", time.time()
         try:
-            named = Rec(name=job.checksum, chains=record.chains, description=record.name,
+            named = Record(name=job.checksum, chains=record.chains, description=record.name,
                         substitutions=record.substitutions)
             start = time.perf_counter()
             prediction = fold_batch(self.model, [named], FoldOptions())[0]
