@@ -4,9 +4,24 @@ training-data fixture in the formats of the Debian dumps, with planted homologs.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """Run the installed ``foldatlas`` console script as a user does: ``run_cli(*args, cwd=None, timeout=120)``."""
+    script = Path(sys.executable).with_name("foldatlas")
+    assert script.is_file(), f"{script}: the console script is not installed (pip install -e .)"
+
+    def run(*args: str, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+    return run
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +30,24 @@ def tiny_checkpoint(tmp_path_factory):
     from foldatlas.models.random_checkpoint import write_random_esmfold
 
     return write_random_esmfold(tmp_path_factory.mktemp("tiny_esmfold"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_checkpoint(tmp_path_factory):
+    """A 2-layer random ESM-2 masked LM folder (hidden 32), with a contact head whose weights are not zero."""
+    import torch
+    from transformers import EsmConfig, EsmForMaskedLM
+
+    from foldatlas.train.lm import esm2_config_dict, write_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_esm2")
+    torch.manual_seed(0)
+    model = EsmForMaskedLM(EsmConfig(**esm2_config_dict(layers=2, hidden=32, heads=4, ffn=64)))
+    with torch.no_grad():  # a contact head with weight, so the maps are not constant
+        model.esm.contact_head.regression.weight.normal_()
+    model.save_pretrained(str(folder), safe_serialization=True)
+    write_tokenizer(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
