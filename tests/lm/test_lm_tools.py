@@ -20,19 +20,8 @@ OTHER = "GAVLIKKWMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNL"
 
 
 @pytest.fixture(scope="module")
-def lm_dir(tmp_path_factory):
-    from transformers import EsmConfig, EsmForMaskedLM
-
-    from foldatlas.train.lm import esm2_config_dict, write_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny_esm2")
-    torch.manual_seed(0)
-    model = EsmForMaskedLM(EsmConfig(**esm2_config_dict(layers=2, hidden=32, heads=4, ffn=64)))
-    with torch.no_grad():  # a contact head with weight, so the maps are not constant
-        model.esm.contact_head.regression.weight.normal_()
-    model.save_pretrained(str(folder), safe_serialization=True)
-    write_tokenizer(folder)
-    return folder
+def lm_dir(tiny_lm_checkpoint):
+    return tiny_lm_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +244,21 @@ def test_cli_errors_are_one_line(lm_dir, tmp_path, capsys, monkeypatch, args, me
     assert main([*args, "--model", str(lm_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_variants_longer_than_the_context_are_scored_in_the_window_centred_on_them(lm):
+    """ESM-1b style windows (Brandes et al. 2023): position i of a 1,100-residue protein is scored in its 1,022-residue
+    window, so the score equals the same variant scored on that window alone; short proteins are untouched."""
+    rng = np.random.default_rng(3)
+    long = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 1100))
+    mutant = "A" if long[1049] != "A" else "G"
+    start = 1100 - 1022  # the window of position 1050 (index 1049) is clamped to the sequence's end
+    from foldatlas.lm import parse_variants, score_variants
+
+    whole = score_variants(lm, long, parse_variants([f"{long[1049]}1050{mutant}"], long),
+                           ("masked_marginal", "wt_marginal"))[0]
+    window = long[start:]
+    alone = score_variants(lm, window, parse_variants([f"{long[1049]}{1050 - start}{mutant}"], window),
+                           ("masked_marginal", "wt_marginal"))[0]
+    assert whole["masked_marginal"] == pytest.approx(alone["masked_marginal"], abs=1e-5)
+    assert whole["wt_marginal"] == pytest.approx(alone["wt_marginal"], abs=1e-5)

@@ -326,8 +326,10 @@ def query_chains(source: str | Path, atlas=None, chains: str | None = None) -> l
     from foldatlas.errors import InvalidFileError
     from foldatlas.structure.io import read_structure
 
+    from foldatlas.files import is_existing_file
+
     path = Path(source)
-    if path.is_file():
+    if is_existing_file(path):
         atoms = read_structure(path)
         name = path.name.split(".")[0]
     elif atlas is not None and not any(c in str(source) for c in "/\\") and not str(source).lower().endswith(

@@ -44,7 +44,7 @@ def _one_record(source: str, name: str):
 def register(app: typer.Typer) -> None:
     """Add the language-model commands to ``app``."""
 
-    @app.command("embed", no_args_is_help=True)
+    @app.command("embed")
     def embed_cmd(
         inputs: list[str] = typer.Argument(..., help="FASTA files or raw sequences."),
         output: Path = typer.Option(..., "--output", "-o", help="Output file: .npz, .npy or .parquet."),
@@ -59,7 +59,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Mean (and per-residue) representations of proteins from chosen layers."""
         from foldatlas.errors import InvalidOptionError
+        from foldatlas.files import check_output_path
         from foldatlas.lm import embed, load_lm, write_embeddings
+        from foldatlas.lm.embed import check_embedding_output, embedding_tokens
         from foldatlas.seq.fasta import read_inputs
 
         records = read_inputs(inputs)
@@ -67,16 +69,19 @@ def register(app: typer.Typer) -> None:
             wanted = tuple(int(x) for x in layers.split(",") if x.strip())
         except ValueError:
             raise InvalidOptionError(f"--layers '{layers}': give integers like -1 or 0,6,-1") from None
+        if not wanted:
+            raise InvalidOptionError(f"--layers '{layers}': give at least one layer, like -1 or 0,6,-1")
+        fmt = check_embedding_output(output, fmt, wanted, per_residue)  # before the model loads
+        check_output_path(output, "--output")
         lm = load_lm(model, threads)
         for k in wanted:
             lm.layer_index(k)
-        total = sum(r.length + 2 * len(r.chains) for r in records)
-        with _bar(total, quiet, "embedding") as bar:
+        with _bar(embedding_tokens(records), quiet, "embedding") as bar:
             results = embed(lm, records, wanted, per_residue, max_tokens, progress=bar.update)
         path = write_embeddings(results, output, fmt)
         typer.echo(f"{len(results)} records, layers {sorted(results[0].mean)}, dim {lm.dim} -> {path}", err=True)
 
-    @app.command("contacts", no_args_is_help=True)
+    @app.command("contacts")
     def contacts_cmd(
         inputs: list[str] = typer.Argument(..., help="FASTA files or raw sequences (single chains)."),
         output: Path = typer.Option(Path("contacts"), "--output", "-o", help="Output folder."),
@@ -88,12 +93,17 @@ def register(app: typer.Typer) -> None:
         """Contact probability maps from the model's attention: <name>.contacts.npy, .tsv (top-L pairs) and .png."""
         import numpy as np
 
+        from foldatlas.files import check_output_path
         from foldatlas.lm import load_lm, predict_contacts, top_contacts
+        from foldatlas.lm.model import single_chain
         from foldatlas.lm.plots import contact_png
         from foldatlas.seq.fasta import read_inputs
         from foldatlas.seq.records import safe_names
 
         records = read_inputs(inputs)
+        for record in records:  # one chain each, within the model's context: checked before the model loads
+            single_chain(record, "contact prediction")
+        check_output_path(output, "--output", folder=True)
         lm = load_lm(model)
         with _bar(sum(r.length + 2 for r in records), quiet, "contacts") as bar:
             maps = predict_contacts(lm, records, max_tokens, progress=bar.update)
@@ -109,7 +119,7 @@ def register(app: typer.Typer) -> None:
                 contact_png(probs, output / f"{stem}.contacts.png", title=f"{rec.name} ({lm.name})")
         typer.echo(f"{len(records)} contact maps -> {output}/", err=True)
 
-    @app.command("variants", no_args_is_help=True)
+    @app.command("variants")
     def variants_cmd(
         sequence: str = typer.Argument(..., help="The wild type: a raw sequence or a FASTA file with one record."),
         mutations: Optional[str] = typer.Option(None, "--mutations", help="Comma-separated variants: A42G or "
@@ -131,10 +141,15 @@ def register(app: typer.Typer) -> None:
         from foldatlas.lm import load_lm, parse_variants, score_variants, single_scan
         from foldatlas.lm.model import single_chain
         from foldatlas.lm.plots import scan_heatmap_png
-        from foldatlas.lm.variants import check_methods
+        from foldatlas.lm.variants import check_methods, variant_tokens
+
+        from foldatlas.files import check_output_path
 
         record = _one_record(sequence, "wild_type")
-        wt = single_chain(record, "variant scoring")
+        wt = single_chain(record, "variant scoring", max_residues=None)  # longer than the context: windows
+        check_output_path(output, "--output")
+        if heatmap is not None:
+            check_output_path(heatmap, "--heatmap", suffixes=(".png",))
         items: list[str] = []
         if mutations:
             items += [m for m in mutations.split(",") if m.strip()]
@@ -148,11 +163,7 @@ def register(app: typer.Typer) -> None:
         chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
         check_methods(chosen)
         lm = load_lm(model)
-        per_pass = len(wt) + 2
-        passes = (1 if "wt_marginal" in chosen else 0) + (len({m.index for v in variants for m in v})
-                                                          if "masked_marginal" in chosen else 0)
-        passes += (len(variants) + 1) * len(wt) if "pll" in chosen else 0
-        with _bar(passes * per_pass, quiet, "scoring") as bar:
+        with _bar(variant_tokens(wt, variants, chosen), quiet, "scoring") as bar:
             rows = score_variants(lm, wt, variants, chosen, max_tokens, progress=bar.update)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["mutant", "n_mutations", *chosen], lineterminator="\n")
@@ -164,7 +175,7 @@ def register(app: typer.Typer) -> None:
             scan_heatmap_png(rows, wt, offset, chosen[0], heatmap)
         typer.echo(f"{len(rows)} variants scored ({', '.join(chosen)}) -> {output}", err=True)
 
-    @app.command("unmask", no_args_is_help=True)
+    @app.command("unmask")
     def unmask_cmd(
         sequence: str = typer.Argument(..., help="A sequence with <mask> or _ at the positions to fill."),
         top_k: int = typer.Option(5, "--top-k", min=1, max=20),

@@ -16,7 +16,7 @@ import numpy as np
 from foldatlas.errors import InvalidOptionError
 from foldatlas.lm.model import MAX_RESIDUES, LanguageModel, encode, forward
 
-__all__ = ["Embedding", "embed", "write_embeddings", "FORMATS"]
+__all__ = ["Embedding", "embed", "write_embeddings", "check_embedding_output", "embedding_tokens", "FORMATS"]
 
 FORMATS = ("npy", "npz", "parquet")
 
@@ -71,12 +71,7 @@ def embed(lm: LanguageModel, records: list, layers: tuple[int, ...] = (-1,), per
     wanted = tuple(dict.fromkeys(lm.layer_index(k) for k in layers))
     if not wanted:
         raise InvalidOptionError("give at least one layer")
-    pieces, owner = [], []
-    for k, rec in enumerate(records):
-        for chain in rec.chains:
-            for start in range(0, len(chain), MAX_RESIDUES):
-                pieces.append(chain[start:start + MAX_RESIDUES])
-                owner.append(k)
+    pieces, owner = _pieces(records)
     parts: dict[int, dict[int, np.ndarray]] = {}
     for i, out in forward(lm, [encode(p) for p in pieces], max_tokens, logits=False, layers=wanted,
                           progress=progress):
@@ -92,6 +87,41 @@ def embed(lm: LanguageModel, records: list, layers: tuple[int, ...] = (-1,), per
             if per_residue:
                 result.per_residue[layer] = full
     return results
+
+
+def _pieces(records: list) -> tuple[list[str], list[int]]:
+    """Each record's chains cut into windows of the model's context, and the record each window belongs to."""
+    pieces, owner = [], []
+    for k, rec in enumerate(records):
+        for chain in rec.chains:
+            for start in range(0, len(chain), MAX_RESIDUES):
+                pieces.append(chain[start:start + MAX_RESIDUES])
+                owner.append(k)
+    return pieces, owner
+
+
+def embedding_tokens(records: list) -> int:
+    """Tokens :func:`embed` runs through the model for ``records`` (residues plus two per window): a progress total."""
+    return sum(len(p) + 2 for p in _pieces(records)[0])
+
+
+def check_embedding_output(path: str | Path, fmt: str | None, layers: tuple[int, ...], per_residue: bool) -> str:
+    """The output format, checked before any embedding is computed.
+
+    Raises
+    ------
+    InvalidOptionError
+        If the format is unknown, or is ``npy`` asked to hold several layers or per-residue vectors.
+    """
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise InvalidOptionError(f"--output {path}: unknown output format '{fmt}': name the file .npy, .npz or "
+                                 f".parquet (or --format)")
+    if fmt == "npy" and (per_residue or len(set(layers)) != 1):
+        raise InvalidOptionError(".npy holds one layer's mean embeddings; use .npz or .parquet for several layers "
+                                 "or per-residue vectors")
+    return fmt
 
 
 def write_embeddings(results: list[Embedding], path: str | Path, fmt: str | None = None) -> Path:

@@ -39,8 +39,8 @@ def load_lm(name: str, threads: int | None = None) -> LanguageModel:
     return LanguageModel(model=model, name=resolved.name, weights_sha256=weights_sha256(resolved.path), spec=name)
 
 
-def single_chain(record, what: str, max_residues: int = MAX_RESIDUES) -> str:
-    """The record's sequence, refused when it is a complex or longer than ``max_residues``.
+def single_chain(record, what: str, max_residues: int | None = MAX_RESIDUES) -> str:
+    """The record's sequence, refused when it is a complex or longer than ``max_residues`` (None: any length).
 
     Raises
     ------
@@ -49,7 +49,7 @@ def single_chain(record, what: str, max_residues: int = MAX_RESIDUES) -> str:
     if len(record.chains) > 1:
         raise InvalidSequenceError(f"record '{record.name}': a complex ({len(record.chains)} chains); {what} takes "
                                    f"one chain")
-    if record.length > max_residues:
+    if max_residues is not None and record.length > max_residues:
         raise SequenceTooLongError(f"record '{record.name}': {record.length} residues; {what} takes at most "
                                    f"{max_residues} (the language model's context)")
     return record.chains[0]

@@ -9,6 +9,10 @@ over its vocabulary:
 * **pseudo-log-likelihood**: ``PLL(mutant) - PLL(wild type)``, ``PLL(s) = sum_j log p(s_j | s with j masked)``:
   one forward pass per residue per variant, L times the cost of the others.
 
+Sequences longer than the model's context (1,022 residues) are scored in windows: each position's log-probabilities
+come from the 1,022-residue window centred on it (clamped to the sequence ends), as Brandes et al. (2023) scored
+long human proteins with ESM-1b. Up to 1,022 residues the window is the whole sequence and nothing changes.
+
 Higher scores mean the model finds the variant more plausible (expected fitter). Mutations are written ``A42G``
 (wild type, position, mutant; positions from ``offset``, 1 by default), several in one variant as ``A42G:B43C``.
 """
@@ -21,10 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from foldatlas.errors import InvalidOptionError, InvalidSequenceError
-from foldatlas.lm.model import AMINO_ACIDS, LanguageModel, encode, forward
+from foldatlas.lm.model import AMINO_ACIDS, MAX_RESIDUES, LanguageModel, encode, forward
 from foldatlas.models.language import MASK, TOKEN_OF
 
-__all__ = ["Mutation", "parse_variants", "single_scan", "score_variants", "check_methods", "METHODS"]
+__all__ = ["Mutation", "parse_variants", "single_scan", "score_variants", "check_methods", "variant_tokens",
+           "METHODS"]
 
 METHODS = ("masked_marginal", "wt_marginal", "pll")
 _NOTATION = re.compile(r"^([A-Z])(-?\d+)([A-Z])$")
@@ -98,38 +103,74 @@ def single_scan(sequence: str, offset: int = 1) -> list[tuple[Mutation, ...]]:
             if mt != wt and wt in AMINO_ACIDS]
 
 
-def _masked(tokens: np.ndarray, positions: list[int]) -> list[np.ndarray]:
-    out = []
+def _window(length: int, index: int) -> tuple[int, int]:
+    """The model-context window ``[start, end)`` scoring 0-based position ``index``: centred, clamped to the ends."""
+    if length <= MAX_RESIDUES:
+        return 0, length
+    start = min(max(0, index - MAX_RESIDUES // 2), length - MAX_RESIDUES)
+    return start, start + MAX_RESIDUES
+
+
+def _masked_window(sequence: str, index: int) -> tuple[np.ndarray, int]:
+    """Tokens of position ``index``'s window with that position masked, and the position's token row."""
+    start, end = _window(len(sequence), index)
+    tokens = encode(sequence[start:end])
+    row = index - start + 1  # +1: <cls>
+    tokens[row] = MASK
+    return tokens, row
+
+
+def _wt_log_probs(lm: LanguageModel, sequence: str, positions: list[int], max_tokens: int,
+                  progress=None) -> dict[int, np.ndarray]:
+    """log p(. | unmasked sequence) at each position (0-based): one forward pass per window used."""
+    windows = sorted({_window(len(sequence), i) for i in positions})
+    by_window = {}
+    for k, res in forward(lm, [encode(sequence[a:b]) for a, b in windows], max_tokens, progress=progress):
+        by_window[windows[k]] = res["log_probs"]
+    out = {}
     for i in positions:
-        t = tokens.copy()
-        t[i + 1] = MASK  # +1: <cls>
-        out.append(t)
+        start, end = _window(len(sequence), i)
+        out[i] = by_window[(start, end)][i - start + 1]
     return out
 
 
 def _masked_log_probs(lm: LanguageModel, sequence: str, positions: list[int], max_tokens: int,
                       progress=None) -> dict[int, np.ndarray]:
     """log p(. | sequence with position i masked) at i, for each position (0-based)."""
-    tokens = encode(sequence)
+    jobs = [_masked_window(sequence, i) for i in positions]
     out = {}
-    for k, res in forward(lm, _masked(tokens, positions), max_tokens, progress=progress):
-        out[positions[k]] = res["log_probs"][positions[k] + 1]
+    for k, res in forward(lm, [t for t, _ in jobs], max_tokens, progress=progress):
+        out[positions[k]] = res["log_probs"][jobs[k][1]]
     return out
 
 
 def _pll(lm: LanguageModel, sequences: list[str], max_tokens: int, progress=None) -> list[float]:
     jobs, owner, where = [], [], []
     for s, seq in enumerate(sequences):
-        tokens = encode(seq)
-        for i, t in enumerate(_masked(tokens, list(range(len(seq))))):
-            jobs.append(t)
+        for i in range(len(seq)):
+            tokens, row = _masked_window(seq, i)
+            jobs.append(tokens)
             owner.append(s)
-            where.append((i, TOKEN_OF[seq[i]] if seq[i] in TOKEN_OF else TOKEN_OF["X"]))
+            where.append((row, TOKEN_OF[seq[i]] if seq[i] in TOKEN_OF else TOKEN_OF["X"]))
     totals = np.zeros(len(sequences))
     for k, res in forward(lm, jobs, max_tokens, progress=progress):
-        i, tok = where[k]
-        totals[owner[k]] += res["log_probs"][i + 1, tok]
+        row, tok = where[k]
+        totals[owner[k]] += res["log_probs"][row, tok]
     return totals.tolist()
+
+
+def variant_tokens(sequence: str, variants: list[tuple[Mutation, ...]], methods: tuple[str, ...]) -> int:
+    """Tokens :func:`score_variants` runs through the model (a progress bar's total)."""
+    per_pass = min(len(sequence), MAX_RESIDUES) + 2
+    positions = {m.index for v in variants for m in v}
+    total = 0
+    if "wt_marginal" in methods:
+        total += per_pass * len({_window(len(sequence), i) for i in positions})
+    if "masked_marginal" in methods:
+        total += per_pass * len(positions)
+    if "pll" in methods:
+        total += per_pass * len(sequence) * (len(variants) + 1)
+    return total
 
 
 def check_methods(methods: tuple[str, ...]) -> None:
@@ -167,11 +208,9 @@ def score_variants(lm: LanguageModel, sequence: str, variants: list[tuple[Mutati
     check_methods(methods)
     rows = [{"mutant": ":".join(str(m) for m in v), "n_mutations": len(v)} for v in variants]
     if "wt_marginal" in methods:
-        _, out = next(forward(lm, [encode(sequence)], max_tokens, progress=progress))
-        lp = out["log_probs"]
+        lps = _wt_log_probs(lm, sequence, sorted({m.index for v in variants for m in v}), max_tokens, progress)
         for row, v in zip(rows, variants):
-            row["wt_marginal"] = float(sum(lp[m.index + 1, TOKEN_OF[m.mt]] - lp[m.index + 1, TOKEN_OF[m.wt]]
-                                           for m in v))
+            row["wt_marginal"] = float(sum(lps[m.index][TOKEN_OF[m.mt]] - lps[m.index][TOKEN_OF[m.wt]] for m in v))
     if "masked_marginal" in methods:
         positions = sorted({m.index for v in variants for m in v})
         lps = _masked_log_probs(lm, sequence, positions, max_tokens, progress)

@@ -152,7 +152,11 @@ def resolve_model(name: str) -> ResolvedModel:
         If the folder lacks ``config.json`` or safetensors weights.
     """
     path = Path(os.path.expanduser(name))
-    if path.is_dir():
+    try:
+        is_folder = path.is_dir()
+    except (OSError, ValueError):  # a name the OS cannot look up (too long, a NUL byte) is no folder
+        is_folder = False
+    if is_folder:
         _check_folder(path, name)
         return ResolvedModel(name=path.name, path=path, source="folder")
     spec = REGISTRY.get(name) or REGISTRY.get(_HUB_ALIASES.get(name, ""))
@@ -181,5 +185,5 @@ def resolve_model(name: str) -> ResolvedModel:
     if "/" in name or name.startswith("."):
         raise UnknownModelError(f"model '{name}': no such folder")
     known = ", ".join(sorted(REGISTRY))
-    raise UnknownModelError(f"unknown model '{name}': use one of {known}, a hub id such as facebook/esmfold_v1, "
+    raise UnknownModelError(f"unknown model '{name[:100]}': use one of {known}, a hub id such as facebook/esmfold_v1, "
                             f"or a checkpoint folder")

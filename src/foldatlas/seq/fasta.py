@@ -11,6 +11,7 @@ import gzip
 from pathlib import Path
 
 from foldatlas.errors import InvalidFileError, InvalidSequenceError
+from foldatlas.files import is_existing_file, path_exists
 from foldatlas.seq.records import Record, clean_sequence, make_record
 
 __all__ = ["parse_fasta", "read_fasta", "read_inputs"]
@@ -81,7 +82,7 @@ def read_fasta(path: str | Path) -> list[Record]:
         If the file is missing, unreadable, binary or not FASTA.
     """
     path = Path(path)
-    if not path.is_file():
+    if not is_existing_file(path):
         raise InvalidFileError(f"{path}: no such file")
     try:
         raw = path.read_bytes()
@@ -94,7 +95,7 @@ def read_fasta(path: str | Path) -> list[Record]:
 
 
 def read_inputs(inputs: list[str], default_name: str = "query") -> list[Record]:
-    """Read each input as a FASTA file if it names one, else as a raw sequence.
+    """Read each input as a FASTA file if it names one, else as a raw sequence (of any length).
 
     Parameters
     ----------
@@ -113,7 +114,7 @@ def read_inputs(inputs: list[str], default_name: str = "query") -> list[Record]:
     raw_count = sum(1 for item in inputs if not _is_file_like(item))
     raw_index = 0
     for item in inputs:
-        if Path(item).is_file():
+        if is_existing_file(item):
             records.extend(read_fasta(item))
         elif _is_file_like(item):
             raise InvalidFileError(f"{item}: no such file")
@@ -133,4 +134,4 @@ def _is_file_like(item: str) -> bool:
     lowered = item.lower()
     return "/" in item or "\\" in item or lowered.endswith(
         (".fa", ".fasta", ".faa", ".fas", ".fa.gz", ".fasta.gz", ".txt")
-    ) or Path(item).exists()
+    ) or path_exists(item)
