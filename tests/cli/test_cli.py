@@ -117,7 +117,7 @@ def test_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, err = _run(["fold", "MKT", "-m", str(tiny_checkpoint), "-o", str(blocker / "out"), "-q"], capsys)
-    assert code == 1 and err.startswith("error:") and err.count("\n") == 1
+    assert code == 2 and err.startswith("error: --output") and err.count("\n") == 1
 
 
 def test_default_model_folds_offline_names_itself_and_says_so_once(tmp_path, tiny_checkpoint, capsys, monkeypatch):

@@ -40,7 +40,7 @@ def _embedder(atlas, name: Optional[str], enabled: bool):
     return load_embedder(chosen)
 
 
-@atlas_app.command("build", no_args_is_help=True)
+@atlas_app.command("build")
 def build(
     inputs: list[str] = typer.Argument(..., help="FASTA files or raw sequences (':' between complex chains)."),
     atlas_dir: Path = ATLAS_OPTION,
@@ -71,14 +71,20 @@ def build(
     from foldatlas.atlas import BuildOptions, build_atlas, open_atlas
     from foldatlas.seq.fasta import read_inputs
 
-    records = read_inputs(inputs, default_name=name)  # validates everything before any work
+    from foldatlas.files import check_output_path
+    from foldatlas.models.loading import check_device_options
+
+    # Everything is checked before a model loads or the atlas folder is created: a refused command leaves nothing.
+    records = read_inputs(inputs, default_name=name)
     options = BuildOptions(num_recycles=num_recycles, chunk_size=chunk_size, max_tokens_per_batch=max_tokens_per_batch,
                            max_length=max_length, store_pae=not no_pae, source=" ".join(inputs)[:500])
+    check_output_path(atlas_dir, "--atlas", folder=True)
+    check_device_options(device, dtype)
     if ray is not None:
-        from foldatlas.scale.ray_build import RayOptions, build_atlas_ray
+        from foldatlas.scale.ray_build import RayOptions, build_atlas_ray, ray_cluster
 
         ray_options = RayOptions(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
-        with open_atlas(atlas_dir, create=True) as atlas:
+        with ray_cluster(ray_options), open_atlas(atlas_dir, create=True) as atlas:
             result = build_atlas_ray(atlas, records, model, _embedding_model_name(atlas, embedding_model, not no_embed),
                                      options, ray_options, device=device, dtype=dtype, progress=not quiet, log=_log)
             total = len(atlas)
@@ -101,7 +107,7 @@ def build(
         raise typer.Exit(1)
 
 
-@atlas_app.command("import", no_args_is_help=True)
+@atlas_app.command("import")
 def import_(
     paths: list[Path] = typer.Argument(..., help="Structure files or folders (PDB/mmCIF, gzipped too)."),
     atlas_dir: Path = ATLAS_OPTION,
@@ -123,7 +129,10 @@ def import_(
     from foldatlas.atlas import ImportOptions, import_structures, open_atlas
     from foldatlas.atlas.importer import find_structure_files
 
+    from foldatlas.files import check_output_path
+
     files = find_structure_files(paths)  # a clear error before the atlas is created
+    check_output_path(atlas_dir, "--atlas", folder=True)
     if workers is None:
         workers = max(1, len(os.sched_getaffinity(0)) // 2) if len(files) >= 64 else 0
     options = ImportOptions(plddt=plddt, split_chains=split_chains, chains=chains, label=label, workers=workers)
@@ -140,7 +149,7 @@ def import_(
 _FORMATS = ("pdb", "cif", "bcif", "json", "pae", "fasta")
 
 
-@atlas_app.command("get", no_args_is_help=True)
+@atlas_app.command("get")
 def get(
     entry_id: str = typer.Argument(..., help="Entry ID, alias, or sequence MD5."),
     atlas_dir: Path = ATLAS_OPTION,
@@ -156,6 +165,10 @@ def get(
         raise InvalidOptionError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}")
     if fmt == "bcif" and output is None:
         raise InvalidOptionError("--format bcif is binary: give --output FILE")
+    if output is not None:
+        from foldatlas.files import check_output_path
+
+        check_output_path(output, "--output")
     with open_atlas(atlas_dir, readonly=True) as atlas:
         entry = atlas.get(entry_id, pae=fmt in ("json", "pae"), embedding=fmt == "json")
     if fmt == "pae" and not entry.has_pae:
@@ -215,9 +228,19 @@ def export(
     from foldatlas.atlas import open_atlas
     from foldatlas.atlas.export import export_fasta, export_metadata, export_structures
     from foldatlas.errors import InvalidOptionError
+    from foldatlas.files import check_output_path
 
     if not (fasta or metadata or structures):
         raise InvalidOptionError("nothing to export: give --fasta, --metadata and/or --structures")
+    if structure_format not in ("pdb", "cif"):
+        raise InvalidOptionError(f"--structure-format must be pdb or cif, not {structure_format!r}")
+    if not 0 < bin_width <= 1:
+        raise InvalidOptionError(f"--bin-width must be in (0, 1], not {bin_width}")
+    for path, option in ((fasta, "--fasta"), (metadata, "--metadata")):
+        if path is not None:
+            check_output_path(path, option, suffixes=(".parquet",) if option == "--metadata" else ())
+    if structures is not None:
+        check_output_path(structures, "--structures", folder=True)
     with open_atlas(atlas_dir, readonly=True) as atlas:
         if fasta:
             _log(f"{export_fasta(atlas, fasta)} sequences -> {fasta}")
@@ -228,7 +251,7 @@ def export(
             _log(f"{sum(counts.values())} structures in {len(counts)} tarballs -> {structures}/")
 
 
-@atlas_app.command("search", no_args_is_help=True)
+@atlas_app.command("search")
 def search(
     sequence: Optional[str] = typer.Option(None, "--sequence", "-s", help="A sequence, or a FASTA file of queries."),
     structure: Optional[str] = typer.Option(None, "--structure", help="A structure file (PDB/mmCIF, gzipped too) "
@@ -264,14 +287,27 @@ def search(
         raise InvalidOptionError(f"--format must be tsv or json, not {fmt!r}")
     if (sequence is None) == (structure is None):
         raise InvalidOptionError("give either --sequence or --structure")
+    from foldatlas.files import check_output_path
+
+    # Options, queries and output paths are checked before the atlas is opened (its indexes may catch up).
+    if output is not None:
+        check_output_path(output, "--output")
+    if superposed is not None:
+        check_output_path(superposed, "--superposed", folder=True)
+    if sequence is not None:
+        from foldatlas.atlas import SearchOptions
+        from foldatlas.seq.fasta import read_inputs
+
+        options = SearchOptions(evalue=evalue, max_hits=max_hits, exhaustive=exhaustive,
+                                max_candidates=max_candidates or 1000, threads=threads)
+        queries = read_inputs([sequence], default_name="query")
+    else:
+        options = _structure_options(min_tm, max_hits, bool(exhaustive), max_candidates, tmalign, threads)
     with open_atlas(atlas_dir) as atlas:
         if sequence is not None:
-            names, lengths, results, columns = _search_sequences(atlas, sequence, evalue, max_hits, exhaustive,
-                                                                 max_candidates, threads)
+            names, lengths, results, columns = _search_sequences(atlas, queries, options)
         else:
-            names, lengths, results, columns = _search_structures(atlas, structure, chain, min_tm, max_hits,
-                                                                  bool(exhaustive), max_candidates, tmalign,
-                                                                  threads, superposed)
+            names, lengths, results, columns = _search_structures(atlas, structure, chain, options, superposed)
     if fmt == "json":
         text = json.dumps([{"query": n, "length": n_res, "hits": [h.to_dict() for h in hits]}
                            for n, n_res, hits in zip(names, lengths, results)], indent=1) + "\n"
@@ -287,37 +323,31 @@ def search(
     _log(f"{sum(len(h) for h in results)} hits for {len(names)} queries")
 
 
-def _search_sequences(atlas, sequence, evalue, max_hits, exhaustive, max_candidates, threads):
-    from foldatlas.atlas import SearchOptions, search_sequences
+def _search_sequences(atlas, queries, options):
+    from foldatlas.atlas import search_sequences
     from foldatlas.atlas.seqsearch import HIT_COLUMNS
-    from foldatlas.seq.fasta import read_inputs
 
-    options = SearchOptions(evalue=evalue, max_hits=max_hits, exhaustive=exhaustive,
-                            max_candidates=max_candidates or 1000, threads=threads)
-    queries = read_inputs([sequence], default_name="query")
     results = search_sequences(atlas, queries, options)
     return [q.name for q in queries], [q.length for q in queries], results, HIT_COLUMNS
 
 
-def _search_structures(atlas, structure, chain, min_tm, max_hits, exhaustive, max_candidates, tmalign, threads,
-                       superposed):
+def _structure_options(min_tm, max_hits, exhaustive, max_candidates, tmalign, threads):
     import os
 
-    from foldatlas.atlas.structsearch import (
-        STRUCTURE_HIT_COLUMNS,
-        StructureSearchOptions,
-        query_chains,
-        search_structures,
-        superposed_chain,
-    )
+    from foldatlas.atlas.structsearch import StructureSearchOptions
+
+    workers = len(os.sched_getaffinity(0)) if (tmalign > 1 or exhaustive) else 0
+    return StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, exhaustive=exhaustive,
+                                  candidates=max_candidates or 300, tmalign=tmalign, threads=threads,
+                                  workers=workers if workers > 1 else 0)
+
+
+def _search_structures(atlas, structure, chain, options, superposed):
+    from foldatlas.atlas.structsearch import STRUCTURE_HIT_COLUMNS, query_chains, search_structures, superposed_chain
     from foldatlas.files import atomic_write_text
     from foldatlas.seq.records import safe_names
     from foldatlas.structure.io import to_pdb_string
 
-    workers = len(os.sched_getaffinity(0)) if (tmalign > 1 or exhaustive) else 0
-    options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, exhaustive=exhaustive,
-                                     candidates=max_candidates or 300, tmalign=tmalign, threads=threads,
-                                     workers=workers if workers > 1 else 0)
     queries = query_chains(structure, atlas, chain)
     results = search_structures(atlas, queries, options)
     if superposed is not None:

@@ -12,7 +12,7 @@ import typer
 def register(app: typer.Typer) -> None:
     """Add the ``compare`` command to ``app``."""
 
-    @app.command("compare", no_args_is_help=True)
+    @app.command("compare")
     def compare(
         model: Path = typer.Argument(..., help="Model structure (PDB or mmCIF, gzipped too)."),
         reference: Path = typer.Argument(..., help="Reference structure."),
@@ -25,6 +25,10 @@ def register(app: typer.Typer) -> None:
         """TM-score (TM-align, by reference length), RMSD, GDT-TS, lDDT-Cα and aligned length."""
         from foldatlas.structure.compare import compare_files
 
+        if superposed is not None:
+            from foldatlas.files import check_output_path
+
+            check_output_path(superposed, "--superposed", suffixes=(".pdb", ".cif"))
         result = compare_files(model, reference, model_chains=model_chain, reference_chains=reference_chain,
                                superposed_path=superposed)
         if as_json:

@@ -20,7 +20,7 @@ DEFAULT_MODEL_NOTICE = (
 def register(app: typer.Typer) -> None:
     """Add the ``fold`` command to ``app``."""
 
-    @app.command("fold", no_args_is_help=True)
+    @app.command("fold")
     def fold(
         inputs: list[str] = typer.Argument(..., help="FASTA files or raw sequences (':' between complex chains)."),
         output: Path = typer.Option(Path("predictions"), "--output", "-o", help="Output folder (created)."),
@@ -45,10 +45,15 @@ def register(app: typer.Typer) -> None:
         from foldatlas.predict.runner import RunConfig, run_fold
         from foldatlas.seq.fasta import read_inputs
 
-        records = read_inputs(inputs, default_name=name)  # validates everything before any work
+        from foldatlas.files import check_output_path
+        from foldatlas.models.loading import check_device_options, load_folding_model
+
+        # Everything is checked before a model loads or the output folder is created.
+        records = read_inputs(inputs, default_name=name)
         config = RunConfig(output=output, num_recycles=num_recycles, chunk_size=chunk_size,
                            max_tokens_per_batch=max_tokens_per_batch, max_length=max_length, plot=not no_plot)
-        from foldatlas.models.loading import load_folding_model
+        check_output_path(output, "--output", folder=True)
+        check_device_options(device, dtype)
 
         folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
         if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":

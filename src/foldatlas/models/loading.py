@@ -25,7 +25,7 @@ from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
 from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.models.registry import ResolvedModel, resolve_model
 
-__all__ = ["FoldingModel", "load_folding_model", "weights_sha256", "stream_lm_layers"]
+__all__ = ["FoldingModel", "check_device_options", "load_folding_model", "weights_sha256", "stream_lm_layers"]
 
 
 @dataclass
@@ -161,6 +161,36 @@ def stream_lm_layers(esm_model, compute_dtype) -> int:
     return len(layers)
 
 
+def check_device_options(device: str, dtype: str):
+    """The torch device and dtype that ``--device`` and ``--dtype`` name, checked before anything loads.
+
+    Returns
+    -------
+    (torch.device, torch.dtype)
+
+    Raises
+    ------
+    InvalidOptionError
+        If the dtype is unknown, the device unknown or absent on this machine.
+    """
+    import torch
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise InvalidOptionError(f"unknown dtype '{dtype}': use one of {', '.join(dtypes)}")
+    try:
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           ("cpu" if device == "auto" else device))
+    except RuntimeError as e:
+        raise InvalidOptionError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidOptionError(f"device '{device}': no CUDA device is available to this torch build "
+                                 f"(torch {torch.__version__}); use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidOptionError(f"device '{device}' is not supported: use auto, cpu, cuda or cuda:N")
+    return dev, dtypes[dtype]
+
+
 def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
                        threads: int | None = None, lean_trunk: bool = True) -> FoldingModel:
     """Load an ESMFold-architecture model by name, hub id or folder.
@@ -193,20 +223,7 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
     from transformers import EsmConfig, EsmForProteinFolding
     from transformers.utils import logging as hf_logging
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in dtypes:
-        raise InvalidOptionError(f"unknown dtype '{dtype}': use one of {', '.join(dtypes)}")
-    torch_dtype = dtypes[dtype]
-    try:
-        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                           ("cpu" if device == "auto" else device))
-    except RuntimeError as e:
-        raise InvalidOptionError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidOptionError(f"device '{device}': no CUDA device is available to this torch build "
-                                 f"(torch {torch.__version__}); use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise InvalidOptionError(f"device '{device}' is not supported: use auto, cpu, cuda or cuda:N")
+    dev, torch_dtype = check_device_options(device, dtype)
     resolved: ResolvedModel = resolve_model(name)
     if threads:
         torch.set_num_threads(int(threads))

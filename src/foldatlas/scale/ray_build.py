@@ -22,8 +22,10 @@ Ray is imported only here, only when ``--ray`` is given; it is an optional extra
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from foldatlas.atlas.build import (
@@ -34,10 +36,13 @@ from foldatlas.atlas.build import (
     plan_build,
     store_batch,
 )
-from foldatlas.errors import FoldatlasError, OutputConflictError
+from foldatlas.errors import FoldatlasError, InvalidOptionError, OutputConflictError
 from foldatlas.seq.batching import token_batches
 
-__all__ = ["RayOptions", "build_atlas_ray", "FoldWorker"]
+__all__ = ["RayOptions", "build_atlas_ray", "FoldWorker", "ray_cluster"]
+
+# local | auto | ray://host:port (Ray Client) | host:port (the head node's GCS); host a name, IPv4 or [IPv6].
+_ADDRESS = re.compile(r"^(local|auto|(ray://)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,16 @@ class RayOptions:
     gpus_per_worker: float = 0.0
     max_in_flight: int = 2
     max_restarts: int = 3
+
+    def __post_init__(self) -> None:
+        if not _ADDRESS.match(self.address):
+            raise InvalidOptionError(f"--ray {self.address[:100]!r}: give local, auto, ray://HOST:PORT (Ray Client) "
+                                     f"or HOST:PORT (a running cluster's head)")
+        if self.workers < 1 or self.cpus_per_worker < 1 or self.gpus_per_worker < 0:
+            raise InvalidOptionError("--ray-workers and --ray-cpus-per-worker must be >= 1, "
+                                     "--ray-gpus-per-worker >= 0")
+        if self.max_in_flight < 1 or self.max_restarts < 0:
+            raise InvalidOptionError("max_in_flight must be >= 1 and max_restarts >= 0")
 
 
 class FoldWorker:
@@ -134,6 +149,59 @@ def _ray():
     return ray
 
 
+@contextmanager
+def ray_cluster(ray_options: RayOptions) -> Iterator:
+    """Connect to (or, for ``local``, start) the Ray cluster of a build; shut it down after if started here.
+
+    Used by the CLI before the atlas is opened, so that a cluster that cannot be reached leaves nothing behind.
+    Inside an already initialised Ray session it yields that session and leaves it running.
+
+    Raises
+    ------
+    FoldatlasError
+        If Ray (or, for ``ray://``, Ray Client) is not installed.
+    InvalidOptionError
+        If the cluster cannot be reached or started.
+    """
+    ray = _ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    if ray_options.address.startswith("ray://"):
+        try:
+            import grpc  # noqa: F401  (Ray Client's transport; ray.init says so only after a traceback)
+        except ImportError:
+            raise FoldatlasError("--ray ray://...: Ray Client is not installed: pip install 'ray[client]'") from None
+    if ray_options.address not in ("local", "auto"):
+        _check_reachable(ray_options.address)
+    try:
+        if ray_options.address == "local":
+            ray.init(num_cpus=ray_options.workers * ray_options.cpus_per_worker, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=ray_options.address, log_to_driver=False, configure_logging=False)
+    except Exception as e:  # Ray raises ConnectionError, ValueError, RuntimeError, TimeoutError... here
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else e.__class__.__name__
+        raise InvalidOptionError(f"--ray {ray_options.address}: cannot start or reach the Ray cluster ({first})") \
+            from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuse an address whose port does not answer within ``timeout`` seconds (ray.init would retry for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise InvalidOptionError(f"--ray {address}: nothing answers there ({e.strerror or e}); is the cluster "
+                                 f"running (ray start --head)?") from None
+
+
 def build_atlas_ray(atlas, records: list, model: str, embedding_model: str | None, options: BuildOptions,
                     ray_options: RayOptions = RayOptions(), device: str = "auto", dtype: str = "float32",
                     progress: bool = True, log: Callable[[str], None] | None = None,
@@ -173,15 +241,8 @@ def build_atlas_ray(atlas, records: list, model: str, embedding_model: str | Non
     from foldatlas.atlas.seqindex import update_sequence_index
     from foldatlas.atlas.structindex import update_structure_index
 
-    ray = _ray()
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    started_here = ray_options.address == "local"
-    if started_here:
-        ray.init(num_cpus=ray_options.workers * ray_options.cpus_per_worker, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-    elif not ray.is_initialized():
-        ray.init(address=ray_options.address, log_to_driver=False, configure_logging=False)
-    try:
+    with ray_cluster(ray_options) as ray:
         actor = ray.remote(num_cpus=ray_options.cpus_per_worker, num_gpus=ray_options.gpus_per_worker,
                            max_restarts=ray_options.max_restarts, max_task_retries=ray_options.max_restarts)(FoldWorker)
         workers = [actor.remote(model, embedding_model, options, device, dtype, ray_options.cpus_per_worker)
@@ -227,9 +288,6 @@ def build_atlas_ray(atlas, records: list, model: str, embedding_model: str | Non
             if on_batch is not None:
                 on_batch({"batch": stored, "workers": pids})
         bar.close()
-    finally:
-        if started_here:
-            ray.shutdown()
     update_sequence_index(atlas)
     update_structure_index(atlas)
     return result
