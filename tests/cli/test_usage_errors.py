@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.smoke
 
 # (arguments, what the message must name), across commands; each is a mistake a user makes in the first hour.
 USAGE_MISTAKES = [
@@ -19,6 +20,7 @@ USAGE_MISTAKES = [
     (["fold", "MKT", "--num-recycles", "abc"], "--num-recycles"),   # not a number
     (["fold", "MKT", "--max-length", "-5"], "--max-length"),        # out of range
     (["fold", "MKT", "--threads", "0"], "--threads"),
+    (["fold", "MKT", "--num-recycles", "25"], "--num-recycles"),     # above engine.MAX_RECYCLES (24)
     (["atlas", "build", "MKT", "--atlas", "a", "--ray"], "--ray"),
     (["atlas", "search", "--sequence", "MKT"], "--atlas"),           # a required option missing
     (["atlas", "get"], "entry_id"),
@@ -52,6 +54,15 @@ def test_group_without_a_command_prints_its_help_and_exits_2(run_cli, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     shown = result.stdout + result.stderr  # Typer's Rich help prints itself to stdout
     assert "build" in shown and "search" in shown
+
+
+@pytest.mark.parametrize("command", [["fold", "MKT"], ["atlas", "build", "MKT", "-a", "x"], ["serve"]])
+def test_every_num_recycles_option_stops_at_the_engine_s_ceiling(run_cli, tmp_path, command):
+    from foldatlas.predict.engine import MAX_RECYCLES
+
+    result = run_cli(*command, "--num-recycles", str(MAX_RECYCLES + 1), cwd=tmp_path)
+    assert result.returncode == 2 and "--num-recycles" in result.stderr and "Traceback" not in result.stderr
+    assert f"less than or equal to {MAX_RECYCLES}" in result.stderr or f"{MAX_RECYCLES}" in result.stderr
 
 
 def test_help_and_version_exit_0(run_cli):

@@ -95,18 +95,20 @@ def check_embedding_model(atlas: Atlas, embedder) -> None:
 
 def check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> None:
     """Record the atlas' folding model, or refuse other weights or recycles (OutputConflictError)."""
+    recycles = folding_model.recycles(options.num_recycles)  # what runs, recorded as a number
     current = {"name": folding_model.name, "weights_sha256": folding_model.weights_sha256,
-               "num_recycles": options.num_recycles, "source": folding_model.source}
+               "num_recycles": recycles, "source": folding_model.source}
     stored = atlas.get_meta("build_model")
-    if stored is None:
-        atlas.set_meta("build_model", current)
+    if stored is None or (stored.get("num_recycles") is None and stored.get("weights_sha256")
+                          == current["weights_sha256"] and recycles == folding_model.default_num_recycles):
+        atlas.set_meta("build_model", current)  # new, or an atlas of before 0.1 that stored null for the default
         return
     if stored.get("weights_sha256") != current["weights_sha256"]:
         raise OutputConflictError(
             f"{atlas.folder} holds predictions of model '{stored.get('name')}' (weights "
             f"{str(stored.get('weights_sha256'))[:12]}); build with the same model or use a new atlas "
             f"for '{folding_model.name}'")
-    if stored.get("num_recycles") != options.num_recycles:
+    if stored.get("num_recycles") != recycles:
         raise OutputConflictError(f"{atlas.folder} was built with num_recycles={stored.get('num_recycles')}; "
                                   f"use the same value or a new atlas")
 
@@ -125,7 +127,7 @@ def prediction_entry(prediction, embedding, folding_model, options: BuildOptions
         description=rec.description, source=options.source,
         provenance={"foldatlas_version": __version__, "model": folding_model.name,
                     "model_source": folding_model.source, "model_revision": folding_model.revision,
-                    "num_recycles": options.num_recycles, "seconds": round(seconds, 3), "batch_size": batch_size,
+                    "num_recycles": prediction.num_recycles, "seconds": round(seconds, 3), "batch_size": batch_size,
                     "substitutions": [list(s) for s in rec.substitutions]})
 
 

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(Path("predictions"), "--output", "-o", help="Output folder (created)."),
         model: str = typer.Option(DEFAULT_FOLD_MODEL, "--model", "-m",
                                   help="Registered name, hub id (local cache) or checkpoint folder."),
-        num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0,
+        num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, max=24,  # engine.MAX_RECYCLES
                                                    help="Recycles after the first pass (default: the model's own)."),
         chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=0,
                                                  help="Triangle-attention chunk; 0 = none (default: automatic)."),

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         fold_workers: Optional[int] = typer.Option(None, "--fold-workers", min=1, help="Folds at once (default 1)."),
         embedding_model: Optional[str] = typer.Option(None, "--embedding-model", help="Language model of the "
                                                       "entries' embeddings; 'none' for none."),
+        num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, max=24,  # engine.MAX_RECYCLES
+                                                   help="Recycles of every "
+                                                   "fold (default $FOLDATLAS_NUM_RECYCLES, else the model's own)."),
         device: Optional[str] = typer.Option(None, "--device"),
         threads: Optional[int] = typer.Option(None, "--threads", min=1),
         log_level: str = typer.Option("info", "--log-level"),
@@ -38,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
         settings = ServiceSettings.from_env(atlas=atlas, model=model, max_length=max_length, queue_size=queue_size,
                                             fold_workers=fold_workers, embedding_model=embedding_model,
-                                            device=device, threads=threads)
+                                            device=device, threads=threads, num_recycles=num_recycles)
         typer.echo(f"foldatlas: serving http://{host}:{port}/ (API docs at /docs); model {settings.model}, "
                    f"atlas {settings.atlas or 'temporary'}", err=True)
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)

@@ -61,6 +61,16 @@ class FoldingModel:
         return self._sha256
 
     @property
+    def default_num_recycles(self) -> int:
+        """Recycles after the first trunk pass when none are asked for: the checkpoint's ``max_recycles`` passes in
+        all (transformers runs ``max_recycles`` passes for None and ``n + 1`` for ``n``; ESMFold v1: 3)."""
+        return int(self.model.config.esmfold_config.trunk.max_recycles) - 1
+
+    def recycles(self, requested: int | None) -> int:
+        """The recycles a fold actually runs: ``requested``, or :attr:`default_num_recycles` for None."""
+        return self.default_num_recycles if requested is None else int(requested)
+
+    @property
     def num_parameters(self) -> int:
         """Total parameter count."""
         return sum(p.numel() for p in self.model.parameters())

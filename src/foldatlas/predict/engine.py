@@ -18,7 +18,9 @@ from foldatlas.predict.prediction import Prediction
 from foldatlas.seq.complexes import Layout, layout
 from foldatlas.seq.records import Record
 
-__all__ = ["FoldOptions", "fold_batch"]
+__all__ = ["FoldOptions", "fold_batch", "MAX_RECYCLES"]
+
+MAX_RECYCLES = 24  # documented ceiling of --num-recycles and the API's num_recycles (ESMFold trained with up to 4)
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class FoldOptions:
     Attributes
     ----------
     num_recycles : int or None
-        Recycling iterations after the first trunk pass; None uses the model's
+        Recycling iterations after the first trunk pass, 0..:data:`MAX_RECYCLES`; None uses the model's
         own default (ESMFold v1: 3, i.e. 4 trunk passes, as in fair-esm).
     chunk_size : int or None
         Rows per chunk in the trunk's triangle attention; 0 disables chunking,
@@ -39,10 +41,12 @@ class FoldOptions:
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.num_recycles is not None and self.num_recycles < 0:
-            raise ValueError("num_recycles must be >= 0")
+        from foldatlas.errors import InvalidOptionError  # a ValueError too
+
+        if self.num_recycles is not None and not 0 <= self.num_recycles <= MAX_RECYCLES:
+            raise InvalidOptionError(f"num_recycles must be between 0 and {MAX_RECYCLES}")
         if self.chunk_size is not None and self.chunk_size < 0:
-            raise ValueError("chunk_size must be >= 0 (0 disables chunking)")
+            raise InvalidOptionError("chunk_size must be >= 0 (0 disables chunking)")
 
 
 def _collate(layouts: list[Layout]):
@@ -86,9 +90,10 @@ def fold_batch(folding_model, records: list[Record], options: FoldOptions = Fold
         chunk = auto_chunk_size(n, batch=len(records), device=folding_model.device)
     model.trunk.set_chunk_size(chunk or None)
     dev = folding_model.device
+    recycles = folding_model.recycles(options.num_recycles)  # recorded in every output: never "the default"
     with torch.inference_mode():
         out = model(aatype.to(dev), attention_mask=mask.to(dev), position_ids=residx.to(dev),
-                    num_recycles=options.num_recycles)
+                    num_recycles=recycles)
         atom37 = atom14_to_atom37(out["positions"][-1], out).float().cpu().numpy()
         atom_mask = out["atom37_atom_exists"].float().cpu().numpy()
         atom_plddt = (out["plddt"].float() * 100.0).cpu().numpy()  # transformers' 0-1 scale -> 0-100
@@ -115,6 +120,6 @@ def fold_batch(folding_model, records: list[Record], options: FoldOptions = Fold
             chain_index=chain_index,
             residue_number=residue_number,
             model_name=folding_model.name,
-            num_recycles=options.num_recycles,
+            num_recycles=recycles,
         ))
     return predictions

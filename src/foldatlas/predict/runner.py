@@ -49,8 +49,8 @@ class RunConfig:
     max_tokens_per_batch : int
         Padded residues per batch (fair-esm's default 1024); 0: one record per batch.
     max_length : int or None
-        Refuse records longer than this (residues, linkers included); None:
-        refuse those whose estimated memory exceeds what is available.
+        Refuse records longer than this (real residues over all chains; a complex's linker is not counted);
+        None: refuse those whose estimated memory exceeds what is available.
     plot : bool
         Write the pLDDT/PAE PNG of each record.
     """
@@ -138,11 +138,13 @@ def _manifest(folding_model, config: RunConfig, inputs: list[str], previous: dic
             raise OutputConflictError(
                 f"{config.output} holds predictions of model '{old.get('name')}' "
                 f"(weights {str(old.get('weights_sha256'))[:12]}); use a new output folder for '{model['name']}'")
-        if previous.get("options", {}).get("num_recycles") != config.num_recycles:
+        before = previous.get("options", {}).get("num_recycles")
+        before = folding_model.default_num_recycles if before is None else before  # manifests before 0.1 said null
+        if before != folding_model.recycles(config.num_recycles):
             raise OutputConflictError(
-                f"{config.output} was folded with num_recycles={previous['options'].get('num_recycles')}; "
-                f"use the same value or a new output folder")
+                f"{config.output} was folded with num_recycles={before}; use the same value or a new output folder")
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    options["num_recycles"] = folding_model.recycles(config.num_recycles)  # what ran, not "the model's default"
     runs = (previous or {}).get("runs", [])
     runs.append({"started": now, "inputs": inputs, "device": str(folding_model.device),
                  "dtype": str(folding_model.dtype).removeprefix("torch."), "threads": torch.get_num_threads()})
@@ -163,16 +165,17 @@ def length_problem(record: Record, max_length: int | None, chunk_size: int | Non
 
     ``available``: free memory in bytes, if the caller has read it already.
     """
-    n = _model_length(record)
-    if max_length is not None:
-        if n > max_length:
-            return f"{n} residues exceed the limit of {max_length} (--max-length)"
+    if max_length is not None:  # the user's limit counts the residues they gave, never the linker
+        if record.length > max_length:
+            return f"{record.length} residues exceed the limit of {max_length} (--max-length)"
         return None
+    n = _model_length(record)  # memory is what the model folds: the linker's positions included
     have = available_memory_bytes(device) if available is None else available
     chunk = chunk_size if chunk_size is not None else auto_chunk_size(n, available=have)
     need = estimate_peak_bytes(n, chunk_size=chunk)
     if need > have:
-        return (f"{n} residues need about {need / 2**30:.1f} GiB for the trunk, more than the "
+        linker = f" ({n} positions with the linkers between chains)" if n != record.length else ""
+        return (f"{record.length} residues{linker} need about {need / 2**30:.1f} GiB for the trunk, more than the "
                 f"{have / 2**30:.1f} GiB available; split the protein, or pass --max-length to try anyway")
     return None
 

@@ -103,7 +103,7 @@ class FoldWorker:
         """The replica's model identity (checked against the atlas) and process id."""
         emb = self.embedder
         return {"pid": os.getpid(), "name": self.model.name, "weights_sha256": self.model.weights_sha256,
-                "source": self.model.source, "embedder": None if emb is None else
+                "source": self.model.source, "default_num_recycles": self.model.default_num_recycles, "embedder": None if emb is None else
                 {"name": emb.name, "weights_sha256": emb.weights_sha256, "dim": emb.dim, "spec": emb.spec}}
 
     def fold(self, records: list) -> list[tuple[list[int], list | None, str | None]]:
@@ -135,8 +135,13 @@ class FoldWorker:
 class _Identity:
     """What the atlas' model checks read, from a worker's :meth:`FoldWorker.info`."""
 
+    def recycles(self, requested: int | None) -> int:
+        """As :meth:`foldatlas.models.FoldingModel.recycles`."""
+        return self.default_num_recycles if requested is None else int(requested)
+
     def __init__(self, info: dict) -> None:
         self.name, self.weights_sha256, self.source = info["name"], info["weights_sha256"], info["source"]
+        self.default_num_recycles = info["default_num_recycles"]
         emb = info["embedder"]
         self.embedder = None if emb is None else type("E", (), {**emb})()
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from foldatlas.errors import InvalidOptionError
 from foldatlas.models.registry import DEFAULT_FOLD_MODEL, DEFAULT_LM
+from foldatlas.predict.engine import MAX_RECYCLES
 
-__all__ = ["ServiceSettings", "memory_max_length"]
+__all__ = ["ServiceSettings", "memory_max_length", "MAX_RECYCLES"]
 
 
 def memory_max_length(available: int | None = None, fraction: float = 0.8, ceiling: int = 8192) -> int:
@@ -51,6 +52,8 @@ class ServiceSettings:
         ``none`` stores no embeddings.
     device, dtype : str
         As for ``foldatlas fold``.
+    num_recycles : int or None
+        Recycles of every fold (0..:data:`MAX_RECYCLES`); None: the model's own. The atlas remembers it.
     threads : int or None
         Torch CPU threads.
     max_length : int or None
@@ -78,6 +81,7 @@ class ServiceSettings:
     embedding_model: str | None = None
     device: str = "auto"
     dtype: str = "float32"
+    num_recycles: int | None = None
     threads: int | None = None
     max_length: int | None = None
     fold_workers: int = 1
@@ -95,6 +99,8 @@ class ServiceSettings:
             raise InvalidOptionError("queue_size must be >= 0")
         if self.max_length is not None and self.max_length < 1:
             raise InvalidOptionError("max_length must be >= 1")
+        if self.num_recycles is not None and not 0 <= self.num_recycles <= MAX_RECYCLES:
+            raise InvalidOptionError(f"num_recycles must be between 0 and {MAX_RECYCLES}")
         if self.fold_timeout <= 0 or self.max_body_bytes < 1024 or self.max_hits < 1 or self.jobs_kept < 1:
             raise InvalidOptionError("fold_timeout must be > 0, max_body_bytes >= 1024, max_hits and jobs_kept >= 1")
 
