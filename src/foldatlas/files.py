@@ -5,34 +5,42 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "sha256_file", "is_existing_file", "path_exists",
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "sha256_file", "is_existing_file", "path_exists",
            "check_output_path"]
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename.
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator:
+    """Open a temp file beside ``path``; on a clean exit fsync it and rename it onto ``path``, else remove it.
 
-    A reader (or a rerun after a crash) sees either the old file or the whole
-    new one, never a partial file.
+    A reader (or a rerun after a crash) sees either the old file or the whole new one, never a partial file. The
+    file gets the permissions a plain ``open()`` would give it (0666 less the umask), like every other output.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp creates the file 0600; give it the mode a plain open() would (0666 less the umask).
-        umask = os.umask(0)
+        umask = os.umask(0)  # mkstemp creates the file 0600
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import tarfile
-import tempfile
 from pathlib import Path
 
 from foldatlas import __version__
 from foldatlas.atlas.entry import AtlasEntry
 from foldatlas.atlas.store import Atlas
 from foldatlas.errors import InvalidOptionError
+from foldatlas.files import atomic_open
+from foldatlas.seq.fasta import fasta_header
 from foldatlas.seq.records import safe_names
 
 __all__ = ["export_fasta", "export_metadata", "export_structures", "confidence_bin", "METADATA_COLUMNS"]
@@ -27,33 +27,16 @@ METADATA_COLUMNS = ("id", "ptm", "plddt", "num_conf", "len", "sequenceChecksum",
                     "iptm", "mean_plddt", "num_chains", "md5", "model", "kind", "description", "source", "created")
 
 
-class _AtomicFile:
-    """A temp file in the destination folder, renamed onto the destination when closed without error."""
-
-    def __init__(self, path: str | Path, mode: str = "wb") -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.handle = os.fdopen(fd, mode)
-
-    def __enter__(self):
-        return self.handle
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.handle.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
-
-
 def export_fasta(atlas: Atlas, path: str | Path) -> int:
-    """Write every entry's sequence as FASTA (``>ID description``; ``:`` between chains); returns the count."""
+    """Write every entry's sequence as FASTA (``>ID description``, the ID once; ``:`` between chains); returns the count.
+
+    A description that is a FASTA header already (it starts with the ID) is written as it is, so that
+    export -> build -> export gives the same file.
+    """
     n = 0
-    with _AtomicFile(path, "w") as f:
+    with atomic_open(path, "w") as f:
         for m in atlas.iter_metadata(("id", "description", "sequence")):
-            desc = m["description"] if m["description"] and m["description"] != m["id"] else ""
-            f.write(f">{m['id']}{' ' + desc if desc else ''}\n{m['sequence']}\n")
+            f.write(f"{fasta_header(m['id'], m['description'])}\n{m['sequence']}\n")
             n += 1
     return n
 
@@ -83,7 +66,7 @@ def export_metadata(atlas: Atlas, path: str | Path) -> int:
     types = {"ptm": pa.float32(), "plddt": pa.float32(), "iptm": pa.float32(), "mean_plddt": pa.float32(),
              "num_conf": pa.int32(), "len": pa.int32(), "num_chains": pa.int16()}
     table = pa.table({c: pa.array(v, type=types.get(c, pa.string())) for c, v in data.items()})
-    with _AtomicFile(path) as f:
+    with atomic_open(path) as f:
         pq.write_table(table, f, compression="zstd")
     return table.num_rows
 
@@ -143,7 +126,7 @@ def export_structures(atlas: Atlas, folder: str | Path, fmt: str = "pdb", width:
         bins.setdefault(confidence_bin(m["ptm"], m["mean_plddt"], width), []).append((m["rowid"], name))
     counts = {}
     for stem, members in sorted(bins.items()):
-        with _AtomicFile(Path(folder) / f"{stem}.tar") as f, tarfile.open(fileobj=f, mode="w") as tar:
+        with atomic_open(Path(folder) / f"{stem}.tar") as f, tarfile.open(fileobj=f, mode="w") as tar:
             for rowid, name in members:
                 data = gzip.compress(_structure_text(atlas.get_rowid(rowid, pae=False, embedding=False), fmt), 6)
                 info = tarfile.TarInfo(f"{name}.{fmt}.gz")

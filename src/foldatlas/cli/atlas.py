@@ -51,7 +51,8 @@ def build(
                                                        f"atlas' own, else {DEFAULT_LM})."),
     no_embed: bool = typer.Option(False, "--no-embed", help="Store no embeddings."),
     no_pae: bool = typer.Option(False, "--no-pae", help="Store no PAE matrices (saves about L^2/3 bytes each)."),
-    num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0),
+    num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, max=24,  # engine.MAX_RECYCLES
+                                               help="Recycles after the first pass (default: the model's own)."),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=0),
     max_tokens_per_batch: int = typer.Option(1024, "--max-tokens-per-batch", min=0),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
@@ -160,6 +161,7 @@ def get(
     from foldatlas.atlas import open_atlas
     from foldatlas.errors import InvalidOptionError
     from foldatlas.files import atomic_write_bytes
+    from foldatlas.seq.fasta import fasta_header
 
     if fmt not in _FORMATS:
         raise InvalidOptionError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}")
@@ -180,7 +182,7 @@ def get(
         text = {"pdb": entry.to_pdb, "cif": entry.to_mmcif,
                 "json": lambda: json.dumps(entry.to_dict(include_pae=True, include_embedding=True)),
                 "pae": lambda: json.dumps(entry.pae_json(), separators=(",", ":")),
-                "fasta": lambda: f">{entry.id} {entry.description}\n{entry.sequence}\n"}[fmt]()
+                "fasta": lambda: f"{fasta_header(entry.id, entry.description)}\n{entry.sequence}\n"}[fmt]()
         data = text.encode() if text.endswith("\n") else (text + "\n").encode()
     if output is None:
         sys.stdout.buffer.write(data)

@@ -14,7 +14,7 @@ from foldatlas.errors import InvalidFileError, InvalidSequenceError
 from foldatlas.files import is_existing_file, path_exists
 from foldatlas.seq.records import Record, clean_sequence, make_record
 
-__all__ = ["parse_fasta", "read_fasta", "read_inputs"]
+__all__ = ["parse_fasta", "read_fasta", "read_inputs", "fasta_header"]
 
 
 def parse_fasta(text: str, source: str = "<input>") -> list[Record]:
@@ -128,6 +128,22 @@ def read_inputs(inputs: list[str], default_name: str = "query") -> list[Record]:
     if not records:
         raise InvalidFileError("no input records")
     return records
+
+
+def fasta_header(name: str, description: str = "") -> str:
+    """A FASTA header line naming ``name`` once: ``>name description``.
+
+    A description that starts with the name (a FASTA header kept whole, as builds store it) is used as it is.
+
+    Examples
+    --------
+    >>> fasta_header("P1", "P1 lysozyme"), fasta_header("P1", "lysozyme"), fasta_header("P1", "P1")
+    ('>P1 lysozyme', '>P1 lysozyme', '>P1')
+    """
+    words = " ".join(description.split())
+    if not words or words == name:
+        return f">{name}"
+    return f">{words}" if words.split()[0] == name else f">{name} {words}"
 
 
 def _is_file_like(item: str) -> bool:

@@ -129,18 +129,62 @@ def ca_trace(atoms) -> tuple[np.ndarray, str, np.ndarray]:
 
 
 def to_pdb_string(atoms, remarks: list[str] | None = None) -> str:
-    """Write an ``AtomArray`` as PDB text, with optional REMARK lines."""
+    """Write an ``AtomArray`` as PDB text: REMARK 250 lines (wrapped, never cut), the atoms, TER after each chain.
+
+    Parameters
+    ----------
+    atoms : biotite.structure.AtomArray
+    remarks : list of str, optional
+        Free text; a remark longer than a PDB line holds goes on over continuation lines.
+    """
     from biotite.structure.io import pdb
 
     f = pdb.PDBFile()
     f.set_structure(atoms)
     buf = _io.StringIO()
     f.write(buf)
-    body = buf.getvalue()
-    head = "".join(f"REMARK 250 {r[:68]}\n" for r in (remarks or []))
-    if not body.rstrip().endswith("END"):
-        body = body.rstrip("\n") + "\nEND\n"
-    return head + body
+    lines = [line for line in buf.getvalue().splitlines() if line.strip() and line.rstrip() != "END"]
+    return "".join(f"{line}\n" for line in _remark_lines(remarks or []) + _with_ter_records(lines) + ["END"])
+
+
+def _remark_lines(remarks: list[str], width: int = 69) -> list[str]:
+    """``REMARK 250`` lines of 80 columns; long remarks are wrapped, words longer than a line split, nothing cut."""
+    import textwrap
+
+    out = []
+    for remark in remarks:
+        pieces = textwrap.wrap(remark, width=width, break_long_words=True, break_on_hyphens=False) or [""]
+        out.extend(f"REMARK 250 {piece}" for piece in pieces)
+    return out
+
+
+def _with_ter_records(lines: list[str]) -> list[str]:
+    """Insert a TER record after the last ATOM of each chain, renumbering later atoms as the PDB format counts TER.
+
+    Left as they are when the file has CONECT records (they name atoms by serial number).
+    """
+    if any(line.startswith("CONECT") for line in lines):
+        return lines
+    out: list[str] = []
+    serial = 0
+    last_atom: str | None = None  # the previous ATOM line of the chain being written
+    for line in lines:
+        record = line[:6]
+        is_atom = record in ("ATOM  ", "HETATM")
+        if last_atom is not None and (record != "ATOM  " or line[21] != last_atom[21]):
+            serial += 1  # the chain ended: TER takes the next serial number
+            out.append(f"TER   {serial:>5d}      {last_atom[17:20]} {last_atom[21]}{last_atom[22:27]}")
+            last_atom = None
+        if is_atom:
+            serial += 1
+            line = f"{line[:6]}{serial % 100000:>5d}{line[11:]}"
+            if record == "ATOM  ":
+                last_atom = line
+        out.append(line)
+    if last_atom is not None:
+        serial += 1
+        out.append(f"TER   {serial:>5d}      {last_atom[17:20]} {last_atom[21]}{last_atom[22:27]}")
+    return out
 
 
 def to_mmcif_string(atoms, name: str = "structure", software: dict[str, str] | None = None) -> str:
