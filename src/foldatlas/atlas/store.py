@@ -11,7 +11,7 @@ Parquet files cannot be appended to transactionally; the atlas exports Parquet i
 Layout of an atlas folder::
 
     atlas.sqlite      entries (metadata), blobs (structure, pLDDT, PAE, embedding), aliases,
-                      failures, meta; write-ahead log mode
+                      failures, meta, jobs (the fold jobs of ``foldatlas serve``); write-ahead log mode
     seqindex/         the sequence-search index (:mod:`foldatlas.atlas.seqindex`)
 
 Metadata and payload live in two tables joined on the row id, so that scans over metadata (stats,
@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from foldatlas.atlas import codec
 from foldatlas.atlas.entry import AtlasEntry, NewEntry
 from foldatlas.errors import AtlasError, UnknownEntryError
 
-__all__ = ["Atlas", "open_atlas", "DB_NAME", "FORMAT_VERSION"]
+__all__ = ["Atlas", "open_atlas", "DB_NAME", "FORMAT_VERSION", "JOB_COLUMNS", "JOB_STATES"]
 
 DB_NAME = "atlas.sqlite"
 FORMAT_VERSION = 1
@@ -86,11 +87,32 @@ CREATE TABLE IF NOT EXISTS failures (
     source TEXT NOT NULL DEFAULT '',
     time TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    sequence TEXT NOT NULL,
+    substitutions TEXT NOT NULL DEFAULT '[]',
+    checksum TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    entry_id TEXT,
+    cached INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    submitted REAL NOT NULL DEFAULT 0,
+    started REAL NOT NULL DEFAULT 0,
+    finished REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
 
 _META_COLUMNS = ("rowid", "id", "checksum", "crc64", "length", "num_chains", "kind", "model", "model_version",
                  "mean_plddt", "ptm", "iptm", "max_pae", "num_conf", "description", "source", "provenance",
                  "created", "sequence")
+JOB_COLUMNS = ("id", "name", "description", "sequence", "substitutions", "checksum", "status", "entry_id", "cached",
+               "error", "attempts", "submitted", "started", "finished")
+JOB_STATES = ("queued", "running", "done", "failed")
+_FINISHED = "('done', 'failed')"
 
 
 def _now() -> str:
@@ -101,7 +123,7 @@ class Atlas:
     """An atlas folder opened for reading and writing.
 
     Use :func:`open_atlas` to open or create one. Safe to use from several threads (one SQLite
-    connection guarded by SQLite's own locking; writes are serialised).
+    connection guarded by SQLite's own locking; write transactions are serialised by a lock).
 
     Parameters
     ----------
@@ -121,6 +143,9 @@ class Atlas:
 
     def __init__(self, folder: str | Path, create: bool = False, readonly: bool = False) -> None:
         self.folder = Path(folder)
+        # One connection holds one transaction at a time: another thread's BEGIN would fail, and its
+        # single statements would join (and be rolled back with) the open transaction.
+        self._write_lock = threading.RLock()
         db = self.folder / DB_NAME
         if not db.is_file():
             if not create:
@@ -250,14 +275,108 @@ class Atlas:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction: committed on success, rolled back on any exception."""
-        cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
+        with self._write_lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    # -- fold jobs of the service ---------------------------------------------------------------------------
+
+    def put_job(self, job: Mapping[str, object]) -> None:
+        """Record a new fold job (one committed transaction).
+
+        Parameters
+        ----------
+        job : dict
+            Values of :data:`JOB_COLUMNS`; ``id``, ``name``, ``sequence``, ``checksum`` and ``status`` are
+            required, ``substitutions`` is a list of ``(chain, position, original, folded_as)``.
+
+        Raises
+        ------
+        AtlasError
+            If the job cannot be stored (unknown column or status, duplicate ID, database error).
+        """
+        row = self._job_values(job)
+        cols = list(row)
+        self._job_write(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                        [row[c] for c in cols])
+
+    def update_job(self, job_id: str, **changes: object) -> None:
+        """Change columns of a stored fold job (one committed transaction), e.g. ``status="running"``.
+
+        Raises
+        ------
+        AtlasError
+            If a column or status is unknown, the job is not stored, or the database fails.
+        """
+        row = self._job_values(changes)
+        if not row:
+            return
+        if self._job_write(f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in row)} WHERE id = ?",
+                           [*row.values(), job_id]) == 0:
+            raise AtlasError(f"no fold job '{job_id[:80]}' in the atlas {self.folder}")
+
+    def get_job(self, job_id: str) -> dict | None:
+        """A stored fold job (a dict of :data:`JOB_COLUMNS`), or None."""
+        rows = self._job_rows("WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    def unfinished_jobs(self) -> list[dict]:
+        """Stored fold jobs that are queued or running, oldest first."""
+        return self._job_rows(f"WHERE status NOT IN {_FINISHED}", ())
+
+    def prune_jobs(self, keep: int) -> int:
+        """Delete the oldest finished jobs until at most ``keep`` jobs are stored; unfinished ones stay.
+
+        Returns
+        -------
+        int
+            Jobs deleted.
+        """
+        # rowid order is insertion order: a rowid is one more than the largest one present
+        return self._job_write(
+            f"DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE status IN {_FINISHED} ORDER BY rowid "
+            f"LIMIT max(0, (SELECT COUNT(*) FROM jobs) - ?))", (max(0, int(keep)),))
+
+    @staticmethod
+    def _job_values(job: Mapping[str, object]) -> dict:
+        bad = [c for c in job if c not in JOB_COLUMNS]
+        if bad:
+            raise AtlasError(f"unknown fold-job columns: {bad}")
+        if "status" in job and job["status"] not in JOB_STATES:
+            raise AtlasError(f"unknown fold-job status {job['status']!r}; one of {', '.join(JOB_STATES)}")
+        row = dict(job)
+        if "substitutions" in row:
+            row["substitutions"] = json.dumps([list(s) for s in row["substitutions"]], separators=(",", ":"))
+        if "cached" in row:
+            row["cached"] = int(bool(row["cached"]))
+        return row
+
+    def _job_write(self, sql: str, params) -> int:
         try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
+            with self._transaction() as cur:
+                cur.execute(sql, params)
+                return cur.rowcount
+        except sqlite3.Error as e:
+            raise AtlasError(f"{self.folder}: cannot store a fold job ({e})") from e
+
+    def _job_rows(self, where: str, params) -> list[dict]:
+        try:
+            cur = self._conn.execute(f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs {where} ORDER BY rowid", params)
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # an atlas older than the jobs table, opened read-only
+                return []
+            raise AtlasError(f"{self.folder}: cannot read fold jobs ({e})") from e
+        rows = [dict(zip(JOB_COLUMNS, r)) for r in cur]
+        for row in rows:
+            row["substitutions"] = [tuple(s) for s in json.loads(row["substitutions"])]
+            row["cached"] = bool(row["cached"])
+        return rows
 
     # -- reading --------------------------------------------------------------------------------------------
 
