@@ -27,6 +27,7 @@ def _error(response, status: int, code: str) -> str:
     return body["error"]["message"]
 
 
+@pytest.mark.smoke
 def test_esm_fold_endpoint_answers_pdb_then_serves_it_from_the_atlas(client):
     first = client.post("/foldSequence/v1/pdb/", content=SEQ)
     assert first.status_code == 200, first.text
@@ -82,6 +83,7 @@ def test_fold_jobs_poll_until_done_and_link_their_entry(client):
     assert waited.status_code == 200 and waited.json()["cached"] is True
 
 
+@pytest.mark.smoke
 def test_fold_input_errors_are_422_naming_the_problem(client):
     assert "position 4" in _error(client.post("/foldSequence/v1/pdb/", content="MKTJAY"), 422, "invalid_sequence")
     assert "empty" in _error(client.post("/foldSequence/v1/pdb/", content="  \n"), 422, "invalid_sequence")
@@ -202,6 +204,7 @@ def test_sequence_search_finds_the_atlas_chain(client, atlas_dir):
     _error(client.post("/api/v1/search/sequence", json={"sequence": "MKT", "max_hits": 0}), 422, "invalid_request")
 
 
+@pytest.mark.smoke
 def test_structure_search_by_upload_gzip_and_entry(client):
     pdb = (DATA / "1FHG_A.pdb").read_bytes()
     by_file = client.post("/api/v1/search/structure", files={"file": ("query.pdb", pdb)}, data={"max_hits": "3"})
@@ -248,7 +251,7 @@ def test_map_points_are_the_entries_with_embeddings(client):
     grown = client.get("/api/v1/map").json()
     assert grown["total"] == 5
     assert client.get("/api/v1/map?max_points=2").json()["shown"] == 2
-    _error(client.get("/api/v1/map?max_points=0"), 422, "invalid_option")
+    _error(client.get("/api/v1/map?max_points=0"), 422, "invalid_request")
 
 
 def test_info_docs_and_pages(client):
@@ -291,3 +294,52 @@ def test_concurrent_folds_lookups_and_searches_all_succeed(client):
         assert [f.result() for f in folds] == [200, 200, 200]
         assert {c for r in reads for c in r.result()} == {200}
     assert client.get("/api/v1/info").json()["atlas_entries"] == 7
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("path, body, field, message", [
+    ("/api/v1/fold", {"sequence": SEQ, "num_recycles": 99}, "num_recycles", "less than or equal to 24"),
+    ("/api/v1/fold", {"sequence": SEQ, "num_recycles": -1}, "num_recycles", "greater than or equal to 0"),
+    ("/api/v1/fold", {"sequence": SEQ, "num_recycles": 7}, "num_recycles", "this server folds with"),
+    ("/api/v1/fold", {"sequence": SEQ, "recycles": 3}, "recycles", "unknown field"),
+    ("/api/v1/fold", {"sequence": SEQ, "wait": 601}, "wait", "less than or equal to 600"),
+    ("/api/v1/fold", {"sequence": "MKJT"}, "sequence", "invalid residue 'J' at position 3"),
+    ("/api/v1/fold", {"sequence": "A" * 401}, "sequence", "401 residues"),
+    ("/api/v1/fold", {"sequence": SEQ, "name": "x" * 201}, "name", "at most 200"),
+    ("/api/v1/search/sequence", {"sequence": SEQ, "max_hits": 1001}, "max_hits", "at most 1000"),
+    ("/api/v1/search/sequence", {"sequence": SEQ, "max_hits": 0}, "max_hits", "greater than or equal to 1"),
+    ("/api/v1/search/sequence", {"sequence": SEQ, "evalue": 0}, "evalue", "greater than 0"),
+    ("/api/v1/search/sequence", {"sequence": SEQ, "evalue": 1e9}, "evalue", "less than or equal to 1000"),
+])
+def test_out_of_range_values_are_422_naming_the_field(client, path, body, field, message):
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert message in error["message"] and error.get("field") == field, error
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"entry_id": "1AX8_A", "min_tm": "2"}, "min_tm"),
+    ({"entry_id": "1AX8_A", "min_tm": "nan"}, "min_tm"),
+    ({"entry_id": "1AX8_A", "tmalign": "999"}, "tmalign"),
+    ({"entry_id": "1AX8_A", "max_hits": "many"}, "max_hits"),
+    ({"entry_id": "1AX8_A", "chain": "Q"}, "chain"),
+    ({"entry_id": "NOPE"}, "entry_id"),
+    ({"entry_id": "1AX8_A", "minimum_tm": "0.5"}, "minimum_tm"),
+])
+def test_structure_search_form_fields_are_checked(client, fields, field):
+    response = client.post("/api/v1/search/structure", data=fields)
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    assert error["message"].startswith(f"{field}: "), error
+
+
+def test_info_lists_every_limit_and_the_recycles_folds_use(client):
+    info = client.get("/api/v1/info").json()
+    limits = info["limits"]
+    assert limits["fold"]["num_recycles_range"] == [0, 24] and limits["fold"]["max_length"] == 400
+    assert limits["fold"]["num_recycles"] == info["num_recycles"] >= 0  # a number, never null
+    assert limits["search"]["max_hits"] == [1, 1000] and limits["lm"]["max_residues"] == 4096
+    assert client.get("/api/v1/map?max_points=0").json()["error"]["field"] == "max_points"
+    ok = client.post("/api/v1/fold", json={"sequence": SEQ, "num_recycles": info["num_recycles"], "wait": 60})
+    assert ok.status_code == 200 and ok.json()["status"] == "done"

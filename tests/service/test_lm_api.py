@@ -46,21 +46,30 @@ def test_lm_endpoints_match_the_python_api(client, shipped_lm):
     assert filled["positions"][0]["position"] == 4 and len(filled["positions"][0]["candidates"]) == 2
 
 
-@pytest.mark.parametrize("path, body, status, message", [
-    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["A2G"]}, 422, "the sequence has K at 2, not A"),
-    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["K2"]}, 422, "not a mutation like A42G"),
-    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["K99A"]}, 422, "outside the sequence"),
-    ("/api/v1/lm/variants", {"sequence": SEQ}, 422, "give mutations or scan"),
-    ("/api/v1/lm/variants", {"sequence": SEQ, "scan": True, "methods": ["pll"]}, 422, "exceed this server's limit"),
-    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["K2A"], "methods": ["vae"]}, 422, "unknown scoring"),
-    ("/api/v1/lm/contacts", {"sequence": "MKT:GAV"}, 422, "a complex"),
-    ("/api/v1/lm/contacts", {"sequence": "A" * 1100}, 422, "at most 1022"),
-    ("/api/v1/lm/embed", {"sequences": []}, 422, "sequences"),
-    ("/api/v1/lm/embed", {"sequences": [SEQ], "layers": [40]}, 422, "layer 40 does not exist"),
-    ("/api/v1/lm/unmask", {"sequence": SEQ}, 422, "no masked position"),
-    ("/api/v1/lm/unmask", {"sequence": "MK_", "top_k": 50}, 422, "top_k"),
+@pytest.mark.parametrize("path, body, field, message", [
+    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["A2G"]}, "mutations", "the sequence has K at 2, not A"),
+    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["K2"]}, "mutations", "not a mutation like A42G"),
+    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["K99A"]}, "mutations", "outside the sequence"),
+    ("/api/v1/lm/variants", {"sequence": SEQ}, "mutations", "give mutations or scan"),
+    ("/api/v1/lm/variants", {"sequence": SEQ, "scan": True, "methods": ["pll"]}, "mutations",
+     "exceed this server's limit"),
+    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["K2A"], "methods": ["vae"]}, "methods.0", "'pll'"),
+    ("/api/v1/lm/variants", {"sequence": SEQ, "mutations": ["K2A"], "offset": 10**9}, "offset", "less than"),
+    ("/api/v1/lm/variants", {"sequence": "A" * 5000, "scan": True}, "sequence", "at most 4096"),
+    ("/api/v1/lm/variants", {"sequence": SEQ, "scan": True, "oofset": 3}, "oofset", "unknown field"),
+    ("/api/v1/lm/contacts", {"sequence": "MKT:GAV"}, "sequence", "a complex"),
+    ("/api/v1/lm/contacts", {"sequence": "A" * 1100}, "sequence", "at most 1022"),
+    ("/api/v1/lm/embed", {"sequences": []}, "sequences", "at least 1"),
+    ("/api/v1/lm/embed", {"sequences": [SEQ], "layers": [40]}, "layers", "layer 40 does not exist"),
+    ("/api/v1/lm/embed", {"sequences": [SEQ], "layers": [400]}, "layers.0", "less than or equal to 64"),
+    ("/api/v1/lm/embed", {"sequences": [SEQ, "MKJ"]}, "sequences[1]", "invalid residue 'J'"),
+    ("/api/v1/lm/embed", {"sequences": [SEQ, "A" * 4097]}, "sequences[1]", "at most 4096"),
+    ("/api/v1/lm/unmask", {"sequence": SEQ}, "sequence", "no masked position"),
+    ("/api/v1/lm/unmask", {"sequence": "MK_", "top_k": 50}, "top_k", "less than or equal to 20"),
 ])
-def test_lm_endpoint_errors(client, path, body, status, message):
+def test_lm_endpoint_errors_are_422_naming_the_field(client, path, body, field, message):
     response = client.post(path, json=body)
-    assert response.status_code == status, response.text
-    assert message in response.json()["error"]["message"]
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert message in error["message"] and error.get("field") == field, error
+    assert error["message"].startswith(f"{field}: "), error

@@ -81,12 +81,12 @@ class Prediction:
                                      self.chain_index, self.residue_number)
 
     def _remarks(self) -> list[str]:
-        lines = [f"foldatlas prediction of {self.name}" + (f" ({self.record.description})" if self.record.description
-                                                             and self.record.description != self.name else ""),
-                 f"model {self.model_name}, num_recycles {self.num_recycles}",
-                 f"mean pLDDT {self.mean_plddt:.2f}  pTM {self.ptm:.4f}"
-                 + (f"  ipTM {self.iptm:.4f}" if self.iptm is not None else ""),
-                 "B-factor column: per-atom pLDDT on the 0-100 scale"]
+        lines = [f"foldatlas prediction of {self.name} by model {self.model_name}, num_recycles {self.num_recycles}"]
+        if self.record.description and self.record.description != self.name:
+            lines.append(f"record: {self.record.description}")
+        lines.append(f"mean pLDDT {self.mean_plddt:.2f}  pTM {self.ptm:.4f}"
+                     + (f"  ipTM {self.iptm:.4f}" if self.iptm is not None else ""))
+        lines.append("B-factor column: per-atom pLDDT on the 0-100 scale")
         return lines
 
     def to_pdb(self) -> str:

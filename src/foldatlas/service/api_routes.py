@@ -5,47 +5,83 @@ from __future__ import annotations
 import gzip
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from foldatlas import __version__
 from foldatlas.errors import InvalidFileError, InvalidOptionError
-from foldatlas.service.common import FORMATS, context, parse_sequence, render_entry, wait_for
+from foldatlas.service.common import (
+    FORMATS,
+    context,
+    field_error,
+    parse_sequence,
+    render_entry,
+    request_field,
+    wait_for,
+)
+from foldatlas.service.settings import MAX_RECYCLES
 
 router = APIRouter(prefix="/api/v1", tags=["JSON API"])
 
 _UPLOAD_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
+MAX_WAIT = 600.0  # seconds a fold request may wait for its result
+MAX_EVALUE = 1000.0
+MAX_TMALIGN = 200  # candidates a structure search may TM-align per query
+MAX_MAP_POINTS = 200_000
 
 
 class FoldRequest(BaseModel):
-    """A fold: a raw sequence (``:`` between chains) or one FASTA record."""
+    """A fold: a raw sequence (``:`` between chains) or one FASTA record. Unknown fields are refused (422)."""
 
+    model_config = ConfigDict(extra="forbid")
     sequence: str = Field(..., max_length=200_000, description="Raw sequence or one FASTA record")
     name: str = Field("query", max_length=200, description="Name (the FASTA header wins when one is given)")
-    wait: float = Field(0.0, ge=0.0, le=600.0, description="Seconds to wait for the result before answering 202")
+    wait: float = Field(0.0, ge=0.0, le=MAX_WAIT, description="Seconds to wait for the result before answering 202")
+    num_recycles: int | None = Field(None, ge=0, le=MAX_RECYCLES, description="Must equal the server's "
+                                     "(GET /api/v1/info: limits.num_recycles): its atlas holds folds of one setting")
 
 
 class SequenceSearchRequest(BaseModel):
     """A sequence search of the atlas."""
 
+    model_config = ConfigDict(extra="forbid")
     sequence: str = Field(..., max_length=200_000)
-    max_hits: int = Field(50, ge=1)
-    evalue: float = Field(1e-3, gt=0)
+    max_hits: int = Field(50, ge=1, description="At most the server's max_hits (GET /api/v1/info)")
+    evalue: float = Field(1e-3, gt=0, le=MAX_EVALUE)
+
+
+def limits(ctx) -> dict:
+    """Every limit a request is checked against, as ``GET /api/v1/info`` lists them."""
+    from foldatlas.service import lm_routes
+
+    return {
+        "fold": {"max_length": ctx.max_length, "num_recycles": ctx.folds.num_recycles,
+                 "num_recycles_range": [0, MAX_RECYCLES], "wait_seconds": [0, MAX_WAIT],
+                 "queue_size": ctx.settings.queue_size, "fold_workers": ctx.settings.fold_workers,
+                 "timeout_seconds": ctx.settings.fold_timeout, "name_max_chars": 200},
+        "search": {"max_hits": [1, ctx.settings.max_hits], "evalue": [0, MAX_EVALUE], "min_tm": [0.0, 1.0],
+                   "tmalign": [0, MAX_TMALIGN]},
+        "map": {"max_points": [1, MAX_MAP_POINTS]},
+        "lm": lm_routes.limits(),
+        "max_body_bytes": ctx.settings.max_body_bytes,
+    }
 
 
 @router.get("/info")
 async def info(request: Request) -> dict:
-    """Version, model, limits and atlas size."""
+    """Version, model, limits (every range a request is checked against) and atlas size."""
     ctx = context(request)
     model = ctx.folds.model
     return {"version": __version__, "model": model.name, "model_source": model.source,
             "weights_sha256": model.weights_sha256, "max_length": ctx.max_length,
+            "num_recycles": ctx.folds.num_recycles,
             "fold_workers": ctx.settings.fold_workers, "queue_size": ctx.settings.queue_size,
             "pending_folds": ctx.folds.pending, "atlas_entries": len(ctx.atlas),
             "embedding_model": (ctx.atlas.get_meta("embedding_model") or {}).get("name"),
-            "max_body_bytes": ctx.settings.max_body_bytes, "max_hits": ctx.settings.max_hits}
+            "max_body_bytes": ctx.settings.max_body_bytes, "max_hits": ctx.settings.max_hits,
+            "limits": limits(ctx)}
 
 
 def _job_answer(job, status: int | None = None) -> JSONResponse:
@@ -66,7 +102,12 @@ async def submit_fold(req: FoldRequest, request: Request) -> JSONResponse:
     503 with ``Retry-After`` when the queue is full; 422 for an invalid or over-long sequence.
     """
     ctx = context(request)
-    job = ctx.folds.submit(parse_sequence(req.sequence, name=req.name or "query"))
+    if req.num_recycles is not None and req.num_recycles != ctx.folds.num_recycles:
+        raise field_error("num_recycles", InvalidOptionError(
+            f"this server folds with {ctx.folds.num_recycles} recycles (its atlas holds folds of one setting; "
+            f"serve --num-recycles sets it)"))
+    with request_field("sequence"):
+        job = ctx.folds.submit(parse_sequence(req.sequence, name=req.name or "query"))
     if req.wait > 0:
         await wait_for(job, min(req.wait, ctx.settings.fold_timeout))
     return _job_answer(job)
@@ -116,8 +157,12 @@ async def search_sequence(req: SequenceSearchRequest, request: Request) -> dict:
     from foldatlas.atlas.seqsearch import SearchOptions, search_sequences
 
     ctx = context(request)
-    record = parse_sequence(req.sequence)
-    options = SearchOptions(evalue=req.evalue, max_hits=min(req.max_hits, ctx.settings.max_hits), threads=1)
+    if req.max_hits > ctx.settings.max_hits:
+        raise field_error("max_hits", InvalidOptionError(f"at most {ctx.settings.max_hits} on this server "
+                                                         f"(FOLDATLAS_MAX_HITS)"))
+    with request_field("sequence"):
+        record = parse_sequence(req.sequence)
+    options = SearchOptions(evalue=req.evalue, max_hits=req.max_hits, threads=1)
     start = time.perf_counter()
 
     def run():
@@ -172,17 +217,26 @@ def _atoms_of(upload: tuple[str, bytes]):
     return read_structure(text=text, name=base)
 
 
-def _int_field(fields: dict, key: str, default: int, lo: int, hi: int) -> int:
+def _number_field(fields: dict, key: str, default, lo, hi, kind=int):
+    """A multipart form field as a number in ``[lo, hi]`` (422 naming the field otherwise)."""
     raw = fields.get(key)
     if raw in (None, ""):
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise InvalidOptionError(f"{key}: not an integer: {raw[:20]!r}") from None
-    if not lo <= value <= hi:
-        raise InvalidOptionError(f"{key}: must be between {lo} and {hi}")
+        raise field_error(key, InvalidOptionError(f"not {'an integer' if kind is int else 'a number'}: "
+                                                  f"{raw[:20]!r}")) from None
+    if not lo <= value <= hi:  # NaN fails this too
+        raise field_error(key, InvalidOptionError(f"must be between {lo} and {hi}"))
     return value
+
+
+def _check_fields(fields: dict, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise field_error(unknown[0][:40], InvalidOptionError(f"unknown field; this endpoint takes "
+                                                              f"{', '.join(allowed)}"))
 
 
 @router.post("/search/structure")
@@ -194,22 +248,23 @@ async def search_structure(request: Request) -> dict:
 
     ctx = context(request)
     fields, upload = await _upload(request)
-    max_hits = _int_field(fields, "max_hits", 50, 1, ctx.settings.max_hits)
-    tmalign = _int_field(fields, "tmalign", 20, 0, 200)
-    try:
-        min_tm = float(fields.get("min_tm") or 0.0)
-    except ValueError:
-        raise InvalidOptionError("min_tm: not a number") from None
+    _check_fields(fields, ("file", "entry_id", "chain", "max_hits", "min_tm", "tmalign"))
+    max_hits = _number_field(fields, "max_hits", 50, 1, ctx.settings.max_hits)
+    tmalign = _number_field(fields, "tmalign", 20, 0, MAX_TMALIGN)
+    min_tm = _number_field(fields, "min_tm", 0.0, 0.0, 1.0, kind=float)
     options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, tmalign=tmalign)
     chain = fields.get("chain") or None
     if upload is not None:
-        atoms, name = await run_in_threadpool(_atoms_of, upload), upload[0].split(".")[0][:80] or "upload"
+        with request_field("file"):
+            atoms, name = await run_in_threadpool(_atoms_of, upload), upload[0].split(".")[0][:80] or "upload"
     elif fields.get("entry_id"):
-        stored = await run_in_threadpool(ctx.atlas.get, fields["entry_id"], False, False)
+        with request_field("entry_id"):
+            stored = await run_in_threadpool(ctx.atlas.get, fields["entry_id"], False, False)
         atoms, name = codec.decode_structure(stored.structure_blob), stored.id
     else:
-        raise InvalidFileError("send a structure file ('file') or an atlas entry ID ('entry_id')")
-    queries = chains_of(atoms, name, chain)
+        raise field_error("file", InvalidFileError("send a structure file ('file') or an atlas entry ID ('entry_id')"))
+    with request_field("chain"):
+        queries = chains_of(atoms, name, chain)
     if not queries:
         raise InvalidFileError(f"{name}: no protein chain to search with")
     start = time.perf_counter()
@@ -235,6 +290,7 @@ async def superpose(request: Request) -> dict:
 
     ctx = context(request)
     fields, upload = await _upload(request)
+    _check_fields(fields, ("file", "entry_id", "chain"))
     if upload is None or not fields.get("entry_id"):
         raise InvalidFileError("send the entry ('entry_id') and an experimental structure file ('file')")
 
@@ -250,13 +306,11 @@ async def superpose(request: Request) -> dict:
 
 
 @router.get("/map")
-async def atlas_map(request: Request, max_points: int = 20000) -> dict:
+async def atlas_map(request: Request, max_points: int = Query(20000, ge=1, le=MAX_MAP_POINTS)) -> dict:
     """The atlas map: entries' mean embeddings projected to 2D (PCA), with mean pLDDT and length."""
     from foldatlas.atlas.mapping import embedding_map
 
     ctx = context(request)
-    if not 1 <= max_points <= 200000:
-        raise InvalidOptionError("max_points must be between 1 and 200000")
     key = (ctx.atlas.max_rowid(), len(ctx.atlas), max_points)
     cached = ctx.map_cache
     if cached is not None and cached[0] == key:

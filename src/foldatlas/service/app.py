@@ -51,9 +51,14 @@ _STATUS = [  # most specific first
 ]
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    """The service's one error shape."""
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def error_response(status: int, code: str, message: str, headers: dict | None = None,
+                   field: str | None = None) -> JSONResponse:
+    """The service's one error shape: ``{"error": {"code", "message"[, "field"]}}`` (``field``: the request field at
+    fault, when one is)."""
+    error = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 class ServiceContext:
@@ -138,7 +143,12 @@ def _open_context(settings: ServiceSettings, folding_model=None, embedder=None) 
             embedder = None
         max_length = settings.max_length or memory_max_length()
         folds = FoldService(atlas, folding_model, embedder, max_length, settings.fold_workers, settings.queue_size,
-                            settings.jobs_kept)
+                            settings.jobs_kept, num_recycles=settings.num_recycles)
+        try:
+            folds.resume()  # the jobs a stopped or killed server left queued or running (none in a temporary atlas)
+        except BaseException:
+            folds.close()
+            raise
     except BaseException:
         atlas.close()
         if temp is not None:
@@ -233,16 +243,21 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
         for kind, status, code in _STATUS:
             if isinstance(exc, kind):
                 headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServiceBusyError) else None
-                return error_response(status, code, str(exc), headers)
-        return error_response(400, "bad_request", str(exc))
+                return error_response(status, code, str(exc), headers, getattr(exc, "field", None))
+        return error_response(400, "bad_request", str(exc), field=getattr(exc, "field", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        problems = []
+        problems, fields = [], []
         for err in exc.errors()[:5]:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return error_response(422, "invalid_request", "; ".join(problems) or "invalid request")
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")) or "request"
+            message = err.get("msg", "invalid")
+            if err.get("type") == "extra_forbidden":
+                message = "unknown field (see the API docs at /docs)"
+            problems.append(f"{where}: {message}")
+            fields.append(where)
+        return error_response(422, "invalid_request", "; ".join(problems) or "invalid request",
+                              field=fields[0] if fields else None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import contextmanager
 
 import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from foldatlas.errors import InvalidOptionError, InvalidSequenceError
+from foldatlas.errors import FoldatlasError, InvalidOptionError, InvalidSequenceError
 from foldatlas.seq.records import Record
 
-__all__ = ["context", "render_entry", "FORMATS", "wait_for", "parse_sequence", "fold_failure"]
+__all__ = ["context", "render_entry", "FORMATS", "wait_for", "parse_sequence", "fold_failure", "request_field",
+           "field_error"]
 
 FORMATS = {  # name -> media type
     "pdb": "chemical/x-pdb",
@@ -24,6 +26,24 @@ FORMATS = {  # name -> media type
     "embedding.json": "application/json",
     "embedding.bin": "application/octet-stream",
 }
+
+
+def field_error(name: str, error: FoldatlasError) -> FoldatlasError:
+    """``error``, naming the request field behind it: its message starts with ``name:`` and the JSON error's
+    ``field`` says it (the service's 422s name the field, as pydantic's validation errors do)."""
+    if getattr(error, "field", None) is None:
+        error.field = name
+        error.args = (f"{name}: {error}", *error.args[1:])
+    return error
+
+
+@contextmanager
+def request_field(name: str):
+    """Name the request field behind any user error raised inside (see :func:`field_error`)."""
+    try:
+        yield
+    except FoldatlasError as e:
+        raise field_error(name, e)
 
 
 def context(request: Request):
@@ -38,7 +58,9 @@ def _render(atlas, key: str, fmt: str) -> tuple[str, bytes]:
     if fmt == "cif":
         return entry.id, entry.to_mmcif().encode()
     if fmt == "fasta":
-        return entry.id, f">{entry.id} {entry.description}\n{entry.sequence}\n".encode()
+        from foldatlas.seq.fasta import fasta_header
+
+        return entry.id, f"{fasta_header(entry.id, entry.description)}\n{entry.sequence}\n".encode()
     if fmt in ("pae", "confidence"):
         if entry.pae is None:
             from foldatlas.errors import UnknownEntryError
