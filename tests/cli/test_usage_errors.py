@@ -87,14 +87,22 @@ REFUSALS = [
     (["atlas", "export", "--atlas", "new", "--fasta", "x.fa", "--bin-width", "0"], "--bin-width"),
     (["atlas", "search", "--atlas", "new", "--sequence", "MKT", "--evalue", "-1"], "--evalue"),
     (["compare", "afile", "afile", "--superposed", "x.txt"], "--superposed"),
+    (["serve", "--atlas", "afile"], "--atlas afile"),
+    (["serve", "--atlas", "new", "--device", "tpu"], "device"),
+    (["serve", "--atlas", "new", "--log-level", "loud"], "--log-level"),
+]
+MODEL_REFUSALS = [  # exit 3: a model problem; the atlas folder the service would have made is not left behind
+    (["serve", "--atlas", "new", "--embedding-model", "no/such-model", "--port", "1"], "no/such-model"),
+    (["serve", "--atlas", "new", "--model", "nope", "--port", "1"], "unknown model 'nope'"),
 ]
 
 
-@pytest.mark.parametrize("args, names", REFUSALS, ids=[" ".join(a) for a, _ in REFUSALS])
-def test_bad_option_values_are_refused_before_anything_is_made(run_cli, tmp_path, args, names):
+@pytest.mark.parametrize("args, names, code", [(a, n, 2) for a, n in REFUSALS] + [(a, n, 3) for a, n in MODEL_REFUSALS],
+                         ids=[" ".join(a) for a, _ in REFUSALS + MODEL_REFUSALS])
+def test_bad_option_values_are_refused_before_anything_is_made(run_cli, tmp_path, args, names, code):
     (tmp_path / "afile").write_text("not a folder\n")
     result = run_cli(*args, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.strip("\n").split("\n")[-1]
     assert last.startswith("error: ") and names in last, result.stderr

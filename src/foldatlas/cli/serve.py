@@ -37,11 +37,25 @@ def register(app: typer.Typer) -> None:
         """Serve the fold API (ESM Atlas-compatible and JSON), the atlas and the web page."""
         import uvicorn
 
+        from foldatlas.errors import InvalidOptionError
+        from foldatlas.files import check_output_path
+        from foldatlas.models.loading import check_device_options
         from foldatlas.service import ServiceSettings, create_app
+        from foldatlas.service.app import open_service
 
         settings = ServiceSettings.from_env(atlas=atlas, model=model, max_length=max_length, queue_size=queue_size,
                                             fold_workers=fold_workers, embedding_model=embedding_model,
                                             device=device, threads=threads, num_recycles=num_recycles)
+        levels = ("critical", "error", "warning", "info", "debug", "trace")
+        if log_level.lower() not in levels:
+            raise InvalidOptionError(f"--log-level must be one of {', '.join(levels)}, not {log_level!r}")
+        if settings.atlas is not None:
+            check_output_path(settings.atlas, "--atlas", folder=True)
+        check_device_options(settings.device, settings.dtype)
+        # Atlas, models and resumed jobs open here, before the server: a problem is one error line, not a
+        # failed ASGI start-up with a traceback.
+        context = open_service(settings)
         typer.echo(f"foldatlas: serving http://{host}:{port}/ (API docs at /docs); model {settings.model}, "
                    f"atlas {settings.atlas or 'temporary'}", err=True)
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(create_app(settings, context=context), host=host, port=port, log_level=log_level,
+                    access_log=False)

@@ -34,7 +34,7 @@ from foldatlas.errors import (
 )
 from foldatlas.service.settings import ServiceSettings, memory_max_length
 
-__all__ = ["create_app", "ServiceContext", "error_response"]
+__all__ = ["create_app", "open_service", "ServiceContext", "error_response"]
 
 log = logging.getLogger("foldatlas.service")
 
@@ -117,23 +117,38 @@ class ServiceContext:
             self._temp.cleanup()
 
 
+def open_service(settings: ServiceSettings, folding_model=None, embedder=None) -> ServiceContext:
+    """Open what the service runs on (the atlas, the models, the fold queue with its resumed jobs).
+
+    ``foldatlas serve`` calls it before the server starts, so that a bad atlas folder, model or device is one
+    ``error:`` line from the CLI rather than a failed ASGI start-up with a traceback.
+
+    Raises
+    ------
+    FoldatlasError
+        An atlas, model, device or option problem (e.g. OutputConflictError for an atlas of other weights).
+    """
+    return _open_context(settings, folding_model, embedder)
+
+
 def _open_context(settings: ServiceSettings, folding_model=None, embedder=None) -> ServiceContext:
     from foldatlas.atlas import open_atlas
     from foldatlas.models.registry import DEFAULT_LM
     from foldatlas.service.jobs import FoldService
 
+    if folding_model is None:  # before the atlas folder is created: a model that does not load leaves nothing
+        from foldatlas.models.loading import load_folding_model
+
+        folding_model = load_folding_model(settings.model, device=settings.device, dtype=settings.dtype,
+                                           threads=settings.threads)
     temp = None
     folder = settings.atlas
     if folder is None:
         temp = tempfile.TemporaryDirectory(prefix="foldatlas-serve-")
         folder = Path(temp.name) / "atlas"
+    created = not Path(folder).exists()
     atlas = open_atlas(folder, create=True)
     try:
-        if folding_model is None:
-            from foldatlas.models.loading import load_folding_model
-
-            folding_model = load_folding_model(settings.model, device=settings.device, dtype=settings.dtype,
-                                               threads=settings.threads)
         if embedder is None and (settings.embedding_model or "").lower() != "none":
             from foldatlas.models.embedding import load_embedder
 
@@ -153,6 +168,10 @@ def _open_context(settings: ServiceSettings, folding_model=None, embedder=None) 
         atlas.close()
         if temp is not None:
             temp.cleanup()
+        elif created:  # refused (other weights, an embedder that does not load): leave nothing behind
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     return ServiceContext(settings, atlas, folds, max_length, temp)
 
@@ -202,7 +221,7 @@ class _BodyTooLarge(Exception):
 
 
 def create_app(settings: ServiceSettings | None = None, folding_model=None, embedder=None,
-               language_model=None) -> FastAPI:
+               language_model=None, context: ServiceContext | None = None) -> FastAPI:
     """The service as an ASGI application.
 
     Parameters
@@ -215,6 +234,9 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
         An already loaded embedder; False: store no embeddings; default: per ``settings.embedding_model``.
     language_model : foldatlas.lm.LanguageModel, optional
         The model of the ``/api/v1/lm`` tools; default: ``settings.lm_model``, loaded on first use.
+    context : ServiceContext, optional
+        Already opened by :func:`open_service` (the CLI does, to report start-up errors in one line); the
+        application closes it at shutdown.
 
     Returns
     -------
@@ -227,8 +249,9 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.ctx = _open_context(settings, folding_model, embedder)
-        app.state.ctx._lm = language_model
+        app.state.ctx = context or _open_context(settings, folding_model, embedder)
+        if language_model is not None:
+            app.state.ctx._lm = language_model
         try:
             yield
         finally:
