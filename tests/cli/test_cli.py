@@ -18,6 +18,7 @@ def _run(args, capsys):
     return code, captured.err
 
 
+@pytest.mark.smoke
 def test_fold_raw_sequence_and_complex(tmp_path, tiny_checkpoint, capsys):
     out = tmp_path / "out"
     code, err = _run(["fold", "MKTAYIAKQR:GSHMLE", "-m", str(tiny_checkpoint), "-o", str(out), "-q",
@@ -120,6 +121,7 @@ def test_unwritable_output_is_one_line(tmp_path, tiny_checkpoint, capsys):
     assert code == 2 and err.startswith("error: --output") and err.count("\n") == 1
 
 
+@pytest.mark.smoke
 def test_default_model_folds_offline_names_itself_and_says_so_once(tmp_path, tiny_checkpoint, capsys, monkeypatch):
     """No --model: the shipped foldatlas-fold-small folds a real protein with no network."""
     from foldatlas.models import DEFAULT_FOLD_MODEL

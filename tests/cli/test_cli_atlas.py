@@ -26,6 +26,7 @@ def built(tmp_path, tiny_checkpoint, capsys):
     return atlas
 
 
+@pytest.mark.smoke
 def test_build_get_stats_search_export(built, tmp_path, capsys, split_dir):
     a = ["--atlas", str(built)]
     code, out, _ = _run(["atlas", "get", "p2", *a], capsys)  # an alias

@@ -11,6 +11,8 @@ import json
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.smoke
+
 LONG = "".join(np.random.default_rng(7).choice(list("ACDEFGHIKLMNPQRSTVWY"), 2000))
 
 

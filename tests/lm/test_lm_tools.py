@@ -203,6 +203,7 @@ def test_writers_round_trip(lm, tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.mark.smoke
 def test_cli_commands(lm_dir, tmp_path, capsys):
     m = ["--model", str(lm_dir)]
     fasta = tmp_path / "in.fasta"
