@@ -122,7 +122,7 @@ def test_exported_files_get_the_permissions_of_other_outputs(tmp_path, tiny_chec
         os.umask(old)
 
 
-@pytest.mark.parametrize("args", [["--mutations", "M1A,K2G"], ["--scan"], ["--mutations", "M1A", "--methods", "pll"]])
+@pytest.mark.parametrize("args", [["--mutations", "M1A,K2G"], ["--mutations", "M1A", "--methods", "pll"]])
 def test_progress_bars_finish(run_cli, tmp_path, tiny_lm_checkpoint, args):
     result = run_cli("variants", "MKTAYIAKQR", *args, "-o", "v.csv", "--model", str(tiny_lm_checkpoint), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
