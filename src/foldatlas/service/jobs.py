@@ -346,6 +346,7 @@ class FoldService:
             for other in followers:
                 other.status, other.entry_id, other.error = job.status, job.entry_id, job.error
                 other.started = job.started
-                self._finish(other)
+                self._save_result(other)
+                other.done.set()
             self._prune()
             job.done.set()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from foldatlas.errors import InvalidOptionError, SequenceTooLongError
-from foldatlas.lm.model import MAX_RESIDUES
+from foldatlas.lm.model import MAX_RESIDUES, single_chain
 from foldatlas.service.common import context, field_error, parse_sequence, request_field
 
 router = APIRouter(prefix="/api/v1/lm", tags=["Language model"])
@@ -62,13 +62,17 @@ class UnmaskRequest(BaseModel):
     top_k: int = Field(5, ge=1, le=20)
 
 
-def _record(text: str, field: str, name: str = "query", max_residues: int = MAX_LM_RESIDUES):
-    """One single-chain record from a request field, within this server's length limit (422 naming the field)."""
+def _record(text: str, field: str, name: str = "query", max_residues: int = MAX_LM_RESIDUES,
+            single: str | None = None):
+    """One record from a request field, within this server's length limit (422 naming the field); ``single``: the
+    tool that takes one chain only, refusing complexes."""
     with request_field(field):
         record = parse_sequence(text, name=name)
         if record.length > max_residues:
             raise SequenceTooLongError(f"record '{record.name}': {record.length} residues; this server takes at "
                                        f"most {max_residues} here (GET /api/v1/info: limits.lm)")
+        if single is not None:
+            single_chain(record, single, max_residues=None)
     return record
 
 
@@ -108,11 +112,7 @@ async def contacts(req: SequenceRequest, request: Request) -> dict:
     """The contact probability map (L x L) and the top-L pairs (|i - j| >= 6)."""
     from foldatlas.lm import predict_contacts, top_contacts
 
-    from foldatlas.lm.model import single_chain
-
-    record = _record(req.sequence, "sequence", max_residues=MAX_RESIDUES)
-    with request_field("sequence"):
-        single_chain(record, "contact prediction")
+    record = _record(req.sequence, "sequence", max_residues=MAX_RESIDUES, single="contact prediction")
 
     def run(lm):
         probs = predict_contacts(lm, [record])[0]
@@ -126,14 +126,9 @@ async def contacts(req: SequenceRequest, request: Request) -> dict:
 async def variants(req: VariantsRequest, request: Request) -> dict:
     """Zero-shot scores of listed variants (``A42G``, ``A42G:B43C``) or of every single substitution."""
     from foldatlas.lm import parse_variants, score_variants, single_scan
-    from foldatlas.lm.model import single_chain
-    from foldatlas.lm.variants import check_methods
 
-    record = _record(req.sequence, "sequence", name="wild_type")
-    with request_field("sequence"):
-        wt = single_chain(record, "variant scoring", max_residues=None)  # beyond the context: windows
-    methods = tuple(dict.fromkeys(req.methods))
-    check_methods(methods)
+    wt = _record(req.sequence, "sequence", name="wild_type", single="variant scoring").chains[0]  # long: windows
+    methods = tuple(dict.fromkeys(req.methods))  # pydantic checked each against METHODS
     if not req.mutations and not req.scan:
         raise field_error("mutations", InvalidOptionError("give mutations or scan=true"))
     with request_field("mutations"):
