@@ -117,3 +117,127 @@ def write_random_esmfold(folder: str | Path, size: Size = "tiny", seed: int = 0)
     vocab.write_text("\n".join(ESM2_VOCAB) + "\n")
     EsmTokenizer(vocab_file=str(vocab)).save_pretrained(folder)
     return folder
+
+
+# The vocabulary every ESM C checkpoint shares (64 slots: the ESM-2 tokens in the same order, then unused ones).
+ESMC_VOCAB_SIZE = 64
+
+
+def esmc_config_dict(size: Size = "tiny") -> dict:
+    """``config.json`` content of an ESM C language model (``transformers.EsmcConfig``).
+
+    ``"tiny"``: 2 layers of width 32 (test fixtures). ``"full"``: ESM C 6B (80 layers of width 2560),
+    the language model inside ESMFold2.
+    """
+    if size == "full":
+        shape = dict(hidden_size=2560, intermediate_size=6912, num_hidden_layers=80, num_attention_heads=40)
+    elif size == "tiny":
+        shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    else:
+        raise ValueError(f"unknown size {size!r}: expected 'tiny' or 'full'")
+    return dict(model_type="esmc", vocab_size=ESMC_VOCAB_SIZE, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                mask_token_id=32, **shape)
+
+
+def _fill_zero_parameters(model, std: float = 0.02) -> None:
+    # Zero-initialised gates and heads would leave outputs constant; random values make the
+    # parity tests sensitive to every value.
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.ndim >= 2 and param.is_floating_point() and not torch.any(param):
+                param.normal_(0.0, std)
+
+
+def write_random_esmc(folder: str | Path, size: Size = "tiny", seed: int = 0) -> Path:
+    """Write a random-weight ESM C masked language model (``EsmcForMaskedLM``: config + safetensors)."""
+    import torch
+    from transformers import EsmcConfig, EsmcForMaskedLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = EsmcConfig(**{k: v for k, v in esmc_config_dict(size).items() if k != "model_type"})
+    config.architectures = ["EsmcForMaskedLM"]
+    model = EsmcForMaskedLM(config).eval()
+    _fill_zero_parameters(model)
+    model.save_pretrained(folder, safe_serialization=True, max_shard_size="2GB")
+    return folder
+
+
+def esmfold2_config_dict(size: Size = "tiny", num_samples: int | None = None) -> dict:
+    """``config.json`` content of an ESMFold2 model (``transformers.EsmFold2Config``).
+
+    ``"tiny"``: every part present at a width of 32-64 and one or two layers (test fixtures).
+    ``"full"``: the ESMFold2-Fast architecture: ESM C 6B, 24 folding-trunk blocks, no MSA encoder, and
+    transformers' defaults for every other part (those of the released checkpoints).
+    """
+    if size == "full":
+        cfg: dict = dict(folding_trunk_num_hidden_layers=24, msa_encoder=dict(enabled=False))
+    elif size == "tiny":
+        atom = dict(hidden_size=32, output_dim=48, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=64, num_spatial_rope_pairs_per_axis=1, num_uid_rope_pairs=4)
+        cfg = dict(
+            hidden_size=48, pairwise_hidden_size=32, single_inputs_size=48 + 67,
+            pair_transition_intermediate_size=64, num_loops=2, folding_trunk_num_hidden_layers=2,
+            parcae_num_coda_layers=1, atom_encoder=atom,
+            structure_head=dict(num_diffusion_samples=3, inference_num_steps=6, diffusion_module=dict(
+                hidden_size=64, fourier_dim=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                pair_intermediate_size=64, atom_encoder=dict(atom, output_dim=64))),
+            confidence_head=dict(num_hidden_layers=1), msa_encoder=dict(enabled=False),
+            lm_encoder=dict(num_hidden_layers=1))
+    else:
+        raise ValueError(f"unknown size {size!r}: expected 'tiny' or 'full'")
+    if num_samples is not None:
+        cfg.setdefault("structure_head", {})["num_diffusion_samples"] = int(num_samples)
+    cfg["esmc_config"] = esmc_config_dict(size)
+    return cfg
+
+
+def write_random_esmfold2(folder: str | Path, size: Size = "tiny", seed: int = 0, lm_dtype=None,
+                          num_samples: int | None = None) -> Path:
+    """Write a random-weight ESMFold2 checkpoint (config + safetensors), ESM C bundled as ``esmc.*``.
+
+    Parameters
+    ----------
+    folder : str or Path
+    size : {"tiny", "full"}
+        See :func:`esmfold2_config_dict`. The full size holds 6.6 B parameters: built one part at a
+        time in ``lm_dtype``, about 13 GB on disk in bfloat16.
+    seed : int
+    lm_dtype : torch.dtype, optional
+        Storage dtype of the whole checkpoint (the released ones are bfloat16); default float32 for
+        the tiny size, bfloat16 for the full one. transformers keeps its fp32-only modules in float32.
+    num_samples : int, optional
+        The checkpoint's default number of diffusion samples.
+
+    Returns
+    -------
+    Path
+    """
+    import torch
+    from transformers import EsmFold2Config, EsmFold2Model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = EsmFold2Config(**esmfold2_config_dict(size, num_samples))
+    config.architectures = ["EsmFold2Model"]
+    dtype = lm_dtype or (torch.bfloat16 if size == "full" else torch.float32)
+    previous = torch.get_default_dtype()
+    if dtype != torch.float32:
+        torch.set_default_dtype(dtype)  # built directly in 16 bits: no float32 copy of 6 B parameters
+    try:
+        model = EsmFold2Model(config).eval()
+    finally:
+        torch.set_default_dtype(previous)
+    _fill_zero_parameters(model)
+    with torch.no_grad():  # confidence logits wide enough that pTM and PAE differ between samples
+        head = model.confidence_head
+        for linear in (head.pae_head, head.pde_head):
+            linear.weight.normal_(0.0, 2.0 / linear.in_features**0.5)
+        for weight in (head.plddt_weight, head.resolved_weight):
+            weight.normal_(0.0, 2.0 / weight.shape[1]**0.5)
+    model.save_pretrained(folder, safe_serialization=True, max_shard_size="2GB")
+    return folder

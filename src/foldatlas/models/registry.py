@@ -29,7 +29,8 @@ class ModelSpec:
     name : str
         Short name used on the command line.
     kind : {"fold", "lm"}
-        A folding model (``EsmForProteinFolding``) or a language model.
+        A folding model (``EsmForProteinFolding`` or ``EsmFold2Model``) or a language model
+        (``EsmForMaskedLM`` or ``EsmcForMaskedLM``).
     hub_id : str or None
         Hugging Face repository, looked up in the local hub cache.
     package_path : str or None
@@ -58,6 +59,10 @@ REGISTRY: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("esmfold_v1", "fold", hub_id="facebook/esmfold_v1",
                   description="ESMFold v1 (ESM-2 3B + 48 folding blocks), Meta's released weights"),
+        ModelSpec("esmfold2", "fold", hub_id="biohub/ESMFold2",
+                  description="ESMFold2 (ESM C 6B + pair trunk + diffusion head, several samples), Biohub, MIT"),
+        ModelSpec("esmfold2_fast", "fold", hub_id="biohub/ESMFold2-Fast",
+                  description="ESMFold2-Fast (ESMFold2 without MSA input, fewer trunk blocks), Biohub, MIT"),
         ModelSpec(DEFAULT_FOLD_MODEL, "fold", package_path="weights/foldatlas-fold-small",
                   description="foldatlas' embedded folding model, trained by the project; small, "
                               "far less accurate than esmfold_v1"),
@@ -65,6 +70,9 @@ REGISTRY: dict[str, ModelSpec] = {
                   description="foldatlas' embedded ESM-2-architecture language model, trained by the project"),
         *(ModelSpec(name, "lm", hub_id=f"facebook/{name}", description=f"ESM-2 {size}, Meta's released weights")
           for name, size in _ESM2),
+        *(ModelSpec(f"esmc_{size.lower()}", "lm", hub_id=f"biohub/ESMC-{size}",
+                    description=f"ESM C {size}, Biohub's released weights (MIT)")
+          for size in ("300M", "600M", "6B")),
     )
 }
 
