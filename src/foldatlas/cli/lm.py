@@ -13,8 +13,10 @@ import typer
 
 from foldatlas.models.registry import DEFAULT_LM
 
-MODEL_OPTION = typer.Option(DEFAULT_LM, "--model", "-m", help="Language model: the embedded one, facebook/esm2_t* "
-                                                              "(local hub cache) or a folder.")
+MODEL_OPTION = typer.Option(DEFAULT_LM, "--model", "-m", help="Language model: the embedded one, ESM-2 (esm2_t*, "
+                                                              "facebook/esm2_t*) or ESM C (esmc_300m, esmc_600m, "
+                                                              "esmc_6b, biohub/ESMC-*) from the local hub cache, or "
+                                                              "a folder.")
 TOKENS_OPTION = typer.Option(4096, "--max-tokens-per-batch", min=1, help="Padded tokens per forward pass.")
 
 
@@ -90,7 +92,9 @@ def register(app: typer.Typer) -> None:
         max_tokens: int = TOKENS_OPTION,
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
-        """Contact probability maps from the model's attention: <name>.contacts.npy, .tsv (top-L pairs) and .png."""
+        """Contact probability maps from the model's attention: <name>.contacts.npy, .tsv (top-L pairs) and .png.
+
+        Needs a model with a contact head (ESM-2; not ESM C)."""
         import numpy as np
 
         from foldatlas.files import check_output_path
@@ -100,10 +104,13 @@ def register(app: typer.Typer) -> None:
         from foldatlas.seq.fasta import read_inputs
         from foldatlas.seq.records import safe_names
 
+        from foldatlas.models.language import language_family
+
         records = read_inputs(inputs)
         for record in records:  # one chain each, within the model's context: checked before the model loads
             single_chain(record, "contact prediction")
         check_output_path(output, "--output", folder=True)
+        language_family(model)[0].check_contact_head(model)  # from config.json: no weights loaded for a refusal
         lm = load_lm(model)
         with _bar(sum(r.length + 2 for r in records), quiet, "contacts") as bar:
             maps = predict_contacts(lm, records, max_tokens, progress=bar.update)

@@ -1,7 +1,9 @@
 """Language-model tools: embeddings, contact maps, masked prediction and zero-shot variant effects.
 
-Every tool takes any ESM-2-architecture masked LM (the embedded ``foldatlas-lm-small``, ``facebook/esm2_t*`` from
-the local hub cache, or a folder) loaded by :func:`load_lm`, and batches by a token budget.
+Every tool takes a masked protein LM loaded by :func:`load_lm` — ESM-2 (the embedded ``foldatlas-lm-small``,
+``facebook/esm2_t*``) or ESM C (``biohub/ESMC-*``, ``esmc_300m`` / ``esmc_600m`` / ``esmc_6b``), from the local hub
+cache or a folder — through the same code, and batches by a token budget. Contact maps need a contact head
+(ESM-2 only).
 """
 
 from foldatlas.lm.contacts import predict_contacts, top_contacts

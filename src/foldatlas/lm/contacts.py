@@ -1,5 +1,7 @@
 """Contact maps from a language model's attention (ESM-2's recipe: the attention maps of every layer and head,
-symmetrised and APC-corrected, through the model's logistic regression; transformers' ``predict_contacts``)."""
+symmetrised and APC-corrected, through the model's logistic regression; transformers' ``predict_contacts``).
+
+Only models with a contact head have them (ESM-2; ESM C has none and is refused with one line naming the model)."""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ def predict_contacts(lm: LanguageModel, records: list, max_tokens: int = 4096, p
 
     Raises
     ------
+    InvalidOptionError
+        If the model has no contact head (ESM C), before anything is computed.
     InvalidSequenceError, SequenceTooLongError
     """
+    lm.check_contact_head()
     sequences = [single_chain(r, "contact prediction") for r in records]
     maps: list[np.ndarray | None] = [None] * len(records)
     for i, out in forward(lm, [encode(s) for s in sequences], max_tokens, logits=False, attentions=True,

@@ -1,8 +1,9 @@
 """Per-residue and mean representations of proteins, from chosen layers; written as .npy, .npz or Parquet.
 
 Layers are numbered as in fair-esm's ``repr_layers``: 0 the token embeddings, ``num_layers`` the final layer
-(after ESM-2's final layer norm, the representation :mod:`foldatlas.models.embedding` averages), negative from the
-end. A chain longer than 1,022 residues is embedded in consecutive windows, each residue once; a complex one chain
+(after the final norm — ESM-2's ``emb_layer_norm_after``, ESM C's ``EsmcModel.norm`` — the representation
+:mod:`foldatlas.models.embedding` averages), negative from the end; layers in between are block outputs before any
+norm, in both families. A chain longer than 1,022 residues is embedded in consecutive windows, each residue once; a complex one chain
 at a time, its per-residue rows in chain order.
 """
 

@@ -1,7 +1,7 @@
 """Zero-shot variant effects from a masked language model (ESM-1v's scoring rules).
 
 For a variant with substitutions ``wt_i -> mt_i`` at positions ``i``, with ``log p`` the model's log-softmax
-over its vocabulary:
+over all its logits (ESM-2: 33, ESM C: 64), read at the amino acids' token ids (the same in both families):
 
 * **masked marginal**: ``sum_i log p(mt_i | x with i masked) - log p(wt_i | x with i masked)``, one forward pass
   per mutated position (ESM-1v's best rule; a multi-mutant sums its single-position terms);

@@ -1,10 +1,11 @@
-"""Mean language-model embeddings of proteins (ESM-2 architecture, through transformers).
+"""Mean language-model embeddings of proteins (ESM-2 or ESM C, through transformers).
 
 The mean embedding is ESM's usual per-protein representation: the last layer's hidden states
-(after ESM-2's final layer norm) averaged over the residues, ``<cls>``, ``<eos>`` and padding
+(after the final norm: ESM-2's ``emb_layer_norm_after``, ESM C's ``EsmcModel.norm``; the
+encoder's ``last_hidden_state``) averaged over the residues, ``<cls>``, ``<eos>`` and padding
 excluded. A complex is embedded one chain at a time (no linker) and averaged over all its
 residues. Chains longer than ``window`` residues are embedded in consecutive windows (ESM-2 was
-trained on crops of 1,022 residues), each residue once.
+trained on crops of 1,022 residues; ESM C uses the same windows), each residue once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foldatlas.models.language import LanguageModel, load_language_model, tokenize
+from foldatlas.models.language import LanguageModel, encoder_of, load_language_model, tokenize
 from foldatlas.seq.batching import token_batches
 
 __all__ = ["Embedder", "load_embedder", "mean_embeddings", "WINDOW"]
@@ -28,11 +29,15 @@ class Embedder(LanguageModel):
 
     def __call__(self, sequences: list[str], max_tokens_per_batch: int = 1024) -> np.ndarray:
         """Mean embeddings of sequences (``:`` between chains); see :func:`mean_embeddings`."""
-        return mean_embeddings(self.model, sequences, max_tokens_per_batch=max_tokens_per_batch)
+        return mean_embeddings(self, sequences, max_tokens_per_batch=max_tokens_per_batch)
 
 
 def load_embedder(name: str) -> Embedder:
-    """Load a language model for embeddings (the embedded model, ``facebook/esm2_*``, or a folder).
+    """Load a language model for embeddings: the embedded model, ESM-2 (``facebook/esm2_*``), ESM C
+    (``biohub/ESMC-*``, ``esmc_300m``, ...) or a folder.
+
+    The whole model is held in float32 (not streamed from 16-bit weights: the service's fold workers share one
+    embedder across threads).
 
     Raises
     ------
@@ -58,7 +63,8 @@ def mean_embeddings(model, sequences: list[str], max_tokens_per_batch: int = 102
 
     Parameters
     ----------
-    model : transformers.EsmForMaskedLM or EsmModel
+    model : LanguageModel, or a transformers masked LM or encoder
+        ``EsmForMaskedLM``, ``EsmModel``, ``EsmcForMaskedLM`` or ``EsmcModel``.
     sequences : list of str
         Validated sequences; ``:`` separates the chains of a complex.
     max_tokens_per_batch : int
@@ -80,16 +86,16 @@ def mean_embeddings(model, sequences: list[str], max_tokens_per_batch: int = 102
         for piece in _pieces(seq, window):
             pieces.append(piece)
             owner.append(k)
-    dim = int(model.config.hidden_size)
+    encoder = model.encoder if isinstance(model, LanguageModel) else encoder_of(model)
+    dim = int(encoder.config.hidden_size)
     sums = np.zeros((len(sequences), dim), dtype=np.float64)
     counts = np.zeros(len(sequences), dtype=np.int64)
-    encoder = model.esm if hasattr(model, "esm") else model
     device = next(encoder.parameters()).device
     for batch in token_batches([len(p) + 2 for p in pieces], max_tokens_per_batch):
         ids, mask = tokenize([pieces[i] for i in batch])
         with torch.inference_mode():
             hidden = encoder(input_ids=torch.from_numpy(ids).to(device),
-                             attention_mask=torch.from_numpy(mask).to(device)).last_hidden_state
+                             attention_mask=torch.from_numpy(mask).to(device)).last_hidden_state  # after the final norm
         hidden = hidden.float().cpu().numpy()  # [B, T, D]
         for row, i in enumerate(batch):
             n = len(pieces[i])

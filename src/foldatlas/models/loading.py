@@ -25,16 +25,23 @@ from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
 from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.models.registry import ResolvedModel, resolve_model
 
-__all__ = ["FoldingModel", "check_device_options", "load_folding_model", "weights_sha256", "stream_lm_layers"]
+__all__ = ["FoldingModel", "FoldingModelBase", "check_device_options", "load_folding_model", "weights_sha256", "stream_lm_layers"]
 
 
 @dataclass
-class FoldingModel:
-    """A loaded folding model and what the outputs need to name it.
+class FoldingModelBase:
+    """What every loaded folding model has; each family adds the folding interface.
+
+    The interface (all a runner, the atlas build, the service or a Ray worker uses):
+    ``check_options(FoldOptions)``, ``run_settings(FoldOptions) -> dict`` (what runs, every default
+    resolved, recorded in outputs), ``fold_batch(records, FoldOptions) -> list[Prediction]``,
+    ``batch_tokens(requested)``, ``model_length(record)``, ``estimate_peak_bytes(length, options)``,
+    ``default_num_recycles`` / ``recycles(requested)`` and ``precision_note``.
 
     Attributes
     ----------
-    model : transformers.EsmForProteinFolding
+    model : torch.nn.Module
+        The transformers model.
     name : str
     path : Path
     source : str
@@ -61,6 +68,18 @@ class FoldingModel:
         return self._sha256
 
     @property
+    def num_parameters(self) -> int:
+        """Total parameter count."""
+        return sum(p.numel() for p in self.model.parameters())
+
+
+@dataclass
+class FoldingModel(FoldingModelBase):
+    """A loaded ESMFold v1-architecture model (``transformers.EsmForProteinFolding``)."""
+
+    precision_note: str = ""
+
+    @property
     def default_num_recycles(self) -> int:
         """Recycles after the first trunk pass when none are asked for: the checkpoint's ``max_recycles`` passes in
         all (transformers runs ``max_recycles`` passes for None and ``n + 1`` for ``n``; ESMFold v1: 3)."""
@@ -70,10 +89,41 @@ class FoldingModel:
         """The recycles a fold actually runs: ``requested``, or :attr:`default_num_recycles` for None."""
         return self.default_num_recycles if requested is None else int(requested)
 
-    @property
-    def num_parameters(self) -> int:
-        """Total parameter count."""
-        return sum(p.numel() for p in self.model.parameters())
+    def check_options(self, options) -> None:
+        """Refuse the options of other model families (InvalidOptionError)."""
+        for option in ("num_samples", "num_steps", "num_loops", "seed"):
+            if getattr(options, option) is not None:
+                raise InvalidOptionError(f"{option} applies to ESMFold2 models (it draws samples by diffusion); "
+                                         f"'{self.name}' is an ESMFold v1 model")
+
+    def run_settings(self, options) -> dict:
+        """What a fold with ``options`` runs: ``{"num_recycles": n}``."""
+        self.check_options(options)
+        return {"num_recycles": self.recycles(options.num_recycles)}
+
+    def batch_tokens(self, max_tokens_per_batch: int) -> int:
+        """Padded residues per batch: as asked (records are independent in a padded batch)."""
+        return max_tokens_per_batch
+
+    def model_length(self, record) -> int:
+        """Positions the model folds: residues plus the glycine linkers between chains."""
+        from foldatlas.seq.complexes import LINKER
+
+        return record.length + len(LINKER) * (len(record.chains) - 1)
+
+    def estimate_peak_bytes(self, length: int, options=None) -> int:
+        """Trunk activation memory at ``length`` positions (see :mod:`foldatlas.predict.memory`)."""
+        from foldatlas.predict.memory import auto_chunk_size, estimate_peak_bytes
+
+        chunk = getattr(options, "chunk_size", None)
+        chunk = chunk if chunk is not None else auto_chunk_size(length, device=self.device)
+        return estimate_peak_bytes(length, chunk_size=chunk)
+
+    def fold_batch(self, records: list, options) -> list:
+        """Fold records in one padded batch (:func:`foldatlas.predict.engine.fold_esmfold_batch`)."""
+        from foldatlas.predict.engine import fold_esmfold_batch
+
+        return fold_esmfold_batch(self, records, options)
 
 
 def _hash_cache_file() -> Path:
@@ -114,8 +164,8 @@ def weights_sha256(folder: str | Path) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def stream_lm_layers(esm_model, compute_dtype) -> int:
-    """Run a 16-bit ESM-2 in ``compute_dtype`` one layer at a time.
+def stream_lm_layers(esm_model, compute_dtype, layers=None) -> int:
+    """Run a 16-bit ESM-2 (or ESM C) in ``compute_dtype`` one layer at a time.
 
     Small modules (embeddings, final layer norm, rotary buffers) are converted
     for good; each transformer layer's weights stay 16-bit and are converted
@@ -123,8 +173,10 @@ def stream_lm_layers(esm_model, compute_dtype) -> int:
 
     Parameters
     ----------
-    esm_model : transformers.EsmModel
+    esm_model : transformers.EsmModel or EsmcModel
     compute_dtype : torch.dtype
+    layers : sequence of torch.nn.Module, optional
+        The transformer layers to stream (default: ESM-2's ``encoder.layer``; ESM C's are ``layers``).
 
     Returns
     -------
@@ -132,7 +184,7 @@ def stream_lm_layers(esm_model, compute_dtype) -> int:
         The number of layers streamed (0 if the weights were already in
         ``compute_dtype``).
     """
-    layers = list(esm_model.encoder.layer)
+    layers = list(esm_model.encoder.layer if layers is None else layers)
     if not layers or next(layers[0].parameters()).dtype == compute_dtype:
         return 0
     layer_ids = {id(m) for layer in layers for m in layer.modules()}
@@ -201,9 +253,19 @@ def check_device_options(device: str, dtype: str):
     return dev, dtypes[dtype]
 
 
+def _model_type(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None  # reported as an unreadable config by the loader
+
+
 def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
                        threads: int | None = None, lean_trunk: bool = True) -> FoldingModel:
-    """Load an ESMFold-architecture model by name, hub id or folder.
+    """Load a folding model (ESMFold v1 or ESMFold2 architecture) by name, hub id or folder.
+
+    The architecture is read from ``config.json``'s ``model_type``: ``esmfold2`` loads through
+    :func:`foldatlas.models.esmfold2.load_esmfold2`, anything else as ESMFold v1.
 
     Parameters
     ----------
@@ -223,7 +285,7 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
 
     Returns
     -------
-    FoldingModel
+    FoldingModel or foldatlas.models.esmfold2.Esmfold2FoldingModel
 
     Raises
     ------
@@ -237,6 +299,10 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
     resolved: ResolvedModel = resolve_model(name)
     if threads:
         torch.set_num_threads(int(threads))
+    if _model_type(resolved.path) == "esmfold2":
+        from foldatlas.models.esmfold2 import load_esmfold2
+
+        return load_esmfold2(resolved, name, dev, torch_dtype)
     try:
         config = EsmConfig.from_pretrained(resolved.path)
     except (OSError, ValueError) as e:

@@ -1,9 +1,11 @@
-"""Running an ESMFold model on batches of records.
+"""Running a folding model on batches of records.
 
-The forward pass is ``transformers.EsmForProteinFolding.forward`` itself; this
-module builds its inputs the way fair-esm does (complex linkers, residue-index
-offsets), picks a chunk size, and turns outputs into :class:`Prediction` objects
-with the linker and padding removed.
+:func:`fold_batch` hands records to the loaded model's own ``fold_batch`` (ESMFold v1 or
+ESMFold2, see :mod:`foldatlas.models`). For ESMFold v1 the forward pass is
+``transformers.EsmForProteinFolding.forward`` itself; :func:`fold_esmfold_batch` builds its inputs
+the way fair-esm does (complex linkers, residue-index offsets), picks a chunk size, and turns
+outputs into :class:`Prediction` objects with the linker and padding removed. ESMFold2's
+counterpart is :mod:`foldatlas.predict.esmfold2`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from foldatlas.predict.prediction import Prediction
 from foldatlas.seq.complexes import Layout, layout
 from foldatlas.seq.records import Record
 
-__all__ = ["FoldOptions", "fold_batch", "MAX_RECYCLES"]
+__all__ = ["FoldOptions", "fold_batch", "fold_esmfold_batch", "MAX_RECYCLES", "MAX_SEED"]
 
 MAX_RECYCLES = 24  # documented ceiling of --num-recycles and the API's num_recycles (ESMFold trained with up to 4)
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes any 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,25 @@ class FoldOptions:
         own default (ESMFold v1: 3, i.e. 4 trunk passes, as in fair-esm).
     chunk_size : int or None
         Rows per chunk in the trunk's triangle attention; 0 disables chunking,
-        None chooses from the length and the free memory.
+        None chooses from the length and the free memory (ESMFold v1).
+    num_samples : int or None
+        Diffusion samples per record (ESMFold2); None: the checkpoint's own.
+    seed : int or None
+        Seed of each record's fold (ESMFold2); None: 0.
+    num_steps : int or None
+        Length of the diffusion noise schedule (ESMFold2); None: the checkpoint's own.
+    num_loops : int or None
+        Trunk loops (ESMFold2); None: the checkpoint's own.
+
+    Each model refuses the options of the other family (``check_options``).
     """
 
     num_recycles: int | None = None
     chunk_size: int | None = None
+    num_samples: int | None = None
+    seed: int | None = None
+    num_steps: int | None = None
+    num_loops: int | None = None
 
     def __post_init__(self) -> None:
         from foldatlas.errors import InvalidOptionError  # a ValueError too
@@ -47,6 +64,14 @@ class FoldOptions:
             raise InvalidOptionError(f"num_recycles must be between 0 and {MAX_RECYCLES}")
         if self.chunk_size is not None and self.chunk_size < 0:
             raise InvalidOptionError("chunk_size must be >= 0 (0 disables chunking)")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise InvalidOptionError("num_samples must be >= 1")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise InvalidOptionError(f"seed must be between 0 and {MAX_SEED}")
+        if self.num_steps is not None and self.num_steps < 1:
+            raise InvalidOptionError("num_steps must be >= 1")
+        if self.num_loops is not None and self.num_loops < 0:
+            raise InvalidOptionError("num_loops must be >= 0")
 
 
 def _collate(layouts: list[Layout]):
@@ -65,11 +90,11 @@ def _collate(layouts: list[Layout]):
 
 
 def fold_batch(folding_model, records: list[Record], options: FoldOptions = FoldOptions()) -> list[Prediction]:
-    """Fold records in one padded batch.
+    """Fold records with any loaded folding model (its own ``fold_batch``).
 
     Parameters
     ----------
-    folding_model : foldatlas.models.FoldingModel
+    folding_model : foldatlas.models.FoldingModel or foldatlas.models.esmfold2.Esmfold2FoldingModel
     records : list of Record
     options : FoldOptions
 
@@ -77,7 +102,18 @@ def fold_batch(folding_model, records: list[Record], options: FoldOptions = Fold
     -------
     list of Prediction
         In the order of ``records``.
+
+    Raises
+    ------
+    InvalidOptionError
+        If an option does not apply to the model.
     """
+    return folding_model.fold_batch(records, options)
+
+
+def fold_esmfold_batch(folding_model, records: list[Record], options: FoldOptions = FoldOptions()
+                       ) -> list[Prediction]:
+    """Fold records in one padded batch with an ESMFold v1-architecture model (see the module docstring)."""
     import torch
     from transformers.models.esm.openfold_utils.feats import atom14_to_atom37
 
@@ -90,7 +126,7 @@ def fold_batch(folding_model, records: list[Record], options: FoldOptions = Fold
         chunk = auto_chunk_size(n, batch=len(records), device=folding_model.device)
     model.trunk.set_chunk_size(chunk or None)
     dev = folding_model.device
-    recycles = folding_model.recycles(options.num_recycles)  # recorded in every output: never "the default"
+    recycles = folding_model.run_settings(options)["num_recycles"]  # recorded in every output: never "the default"
     with torch.inference_mode():
         out = model(aatype.to(dev), attention_mask=mask.to(dev), position_ids=residx.to(dev),
                     num_recycles=recycles)

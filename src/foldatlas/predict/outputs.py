@@ -1,5 +1,9 @@
 """Writing a prediction's files: PDB, mmCIF, JSON, PAE JSON and PNG, atomically.
 
+A model that predicts the distance error (ESMFold2) adds ``{name}.pde.json``; one that
+draws several samples keeps each as ``{name}_sample_{k}.pdb``, ``.cif``, ``.pae.json`` and
+``.json`` (k as transformers numbers the samples, from 0), the best one also being ``{name}.*``.
+
 The record's ``{name}.json`` is written last: its presence marks the record as
 done, so a rerun skips it and a crash leaves no record half-marked.
 """
@@ -42,6 +46,15 @@ def write_prediction(prediction: Prediction, folder: str | Path, stem: str, plot
     atomic_write_text(paths["pdb"], prediction.to_pdb())
     atomic_write_text(paths["cif"], prediction.to_mmcif())
     atomic_write_text(paths["pae"], json.dumps(prediction.pae_json(), separators=(",", ":")))
+    if prediction.pde is not None:
+        atomic_write_text(folder / f"{stem}.pde.json", json.dumps(prediction.pde_json(), separators=(",", ":")))
+    for sample in prediction.samples:
+        sample_stem = f"{stem}_sample_{sample.extra['sample']}"
+        atomic_write_text(folder / f"{sample_stem}.pdb", sample.to_pdb())
+        atomic_write_text(folder / f"{sample_stem}.cif", sample.to_mmcif())
+        atomic_write_text(folder / f"{sample_stem}.pae.json", json.dumps(sample.pae_json(), separators=(",", ":")))
+        atomic_write_text(folder / f"{sample_stem}.json", json.dumps(sample.to_dict(include_pae=False),
+                                                                    separators=(",", ":")))
     if plot:
         paths["png"] = folder / f"{stem}.png"
         atomic_write_bytes(paths["png"], confidence_png(prediction))

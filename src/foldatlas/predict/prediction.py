@@ -40,6 +40,13 @@ class Prediction:
         1-based residue number within each chain.
     model_name : str
     num_recycles : int or None
+        Recycles that ran (ESMFold v1); None for models that do not recycle.
+    extra : dict
+        More keys for the JSON (ESMFold2: seed, samples, steps, loops, ranking score, ...).
+    pde : ndarray of float32, shape (L, L), or None
+        Predicted distance error (Å), where the model predicts it (ESMFold2).
+    samples : list of Prediction
+        Every sample of a model that draws several (ESMFold2), this one included; empty otherwise.
     """
 
     record: Record
@@ -57,6 +64,8 @@ class Prediction:
     model_name: str
     num_recycles: int | None = None
     extra: dict = field(default_factory=dict)
+    pde: np.ndarray | None = None
+    samples: list = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -81,7 +90,10 @@ class Prediction:
                                      self.chain_index, self.residue_number)
 
     def _remarks(self) -> list[str]:
-        lines = [f"foldatlas prediction of {self.name} by model {self.model_name}, num_recycles {self.num_recycles}"]
+        settings = (f"num_recycles {self.num_recycles}" if self.num_recycles is not None else
+                    ", ".join(f"{k} {self.extra[k]}" for k in ("seed", "num_samples", "sample", "num_steps", "num_loops")
+                              if k in self.extra))
+        lines = [f"foldatlas prediction of {self.name} by model {self.model_name}, {settings}"]
         if self.record.description and self.record.description != self.name:
             lines.append(f"record: {self.record.description}")
         lines.append(f"mean pLDDT {self.mean_plddt:.2f}  pTM {self.ptm:.4f}"
@@ -109,6 +121,10 @@ class Prediction:
         return [{"predicted_aligned_error": np.round(self.pae.astype(np.float64), 2).tolist(),
                  "max_predicted_aligned_error": self.max_pae}]
 
+    def pde_json(self) -> dict:
+        """The predicted distance error matrix as JSON (``predicted_distance_error``, Å)."""
+        return {"predicted_distance_error": np.round(self.pde.astype(np.float64), 2).tolist()}
+
     def to_dict(self, include_pae: bool = True) -> dict:
         """Confidence and provenance as a JSON-ready dict."""
         rec = self.record
@@ -121,12 +137,13 @@ class Prediction:
             "chains": [{"id": cid, "sequence": seq, "length": len(seq)} for cid, seq in zip(rec.chain_ids, rec.chains)],
             "substitutions": [{"chain": c, "position": p, "original": o, "folded_as": f}
                               for c, p, o, f in rec.substitutions],
-            "num_recycles": self.num_recycles,
             "mean_plddt": round(self.mean_plddt, 3),
             "ptm": round(self.ptm, 5),
             "iptm": None if self.iptm is None else round(self.iptm, 5),
             "plddt": np.round(self.plddt.astype(np.float64), 2).tolist(),
         }
+        if self.num_recycles is not None:  # models that recycle (ESMFold v1); ESMFold2 records its loops in extra
+            out["num_recycles"] = self.num_recycles
         out.update(self.extra)
         if include_pae:
             out.update(self.pae_json()[0])

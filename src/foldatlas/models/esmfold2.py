@@ -1,0 +1,235 @@
+"""ESMFold2 checkpoints through ``transformers.EsmFold2Model``, behind foldatlas' folding-model interface.
+
+``biohub/ESMFold2``, ``biohub/ESMFold2-Fast``, a local folder, and the tests' random checkpoints
+load through :func:`load_esmfold2`. What differs from transformers' own path:
+
+* **No float32 copy at load.** The weights are loaded in the dtype they are stored in (read from the
+  safetensors headers), not the dtype ``config.json`` names, so a 16-bit checkpoint never passes
+  through a float32 copy of its 6 B-parameter language model. The trunk and heads (a few hundred
+  million parameters) are then cast to the requested precision.
+* **CPUs.** ESM C's 16-bit layers are computed in float32 one layer at a time
+  (:func:`foldatlas.models.loading.stream_lm_layers`): the same values as a float32 copy, at half
+  its memory. Without native bfloat16 arithmetic (AVX2-only CPUs) bfloat16 is emulated and slower
+  than float32; with it (AVX-512 BF16, AMX) float32 is still the default, for results that match
+  a float32 reference; ``--dtype bfloat16`` trades that for speed.
+* **Missing language-model weights are an error**, not a silently random language model.
+* **Seeds.** Every record is folded alone after ``torch.manual_seed(seed)``, so its samples depend
+  only on its sequence, the model, the options and the seed: never on batching, resume or the
+  other records. A one-record run equals ``torch.manual_seed(seed); model.infer_protein(seq)``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
+from foldatlas.models.loading import FoldingModelBase, stream_lm_layers
+from foldatlas.models.registry import ResolvedModel
+
+__all__ = ["Esmfold2FoldingModel", "load_esmfold2", "stored_dtypes", "MAX_SAMPLES", "MAX_STEPS", "MAX_LOOPS",
+           "cpu_has_native_bf16"]
+
+MAX_SAMPLES = 64  # --num-samples ceiling (the confidence head holds one pair representation per sample)
+MAX_STEPS = 1000  # --num-steps ceiling (length of the noise schedule before its cap)
+MAX_LOOPS = 48  # --num-loops ceiling (the released checkpoints run 10)
+_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
+# Bytes per token pair per pair-representation channel at the peak, for the memory check: the trunk's
+# pair state and temporaries (about 8 pair-sized float32 tensors) plus, per sample, the confidence
+# head's pair copy, its update and the PAE/PDE logits.
+_PAIR_TENSORS_FIXED = 8
+_PAIR_TENSORS_PER_SAMPLE = 4
+
+
+def stored_dtypes(folder: str | Path) -> dict[str, str]:
+    """Each tensor's stored dtype (``"bfloat16"``, ...), read from the safetensors headers only."""
+    out: dict[str, str] = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size))
+        for key, meta in header.items():
+            if key != "__metadata__":
+                out[key] = _DTYPES.get(meta.get("dtype"), str(meta.get("dtype")).lower())
+    return out
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class Esmfold2FoldingModel(FoldingModelBase):
+    """A loaded ``EsmFold2Model`` (see :class:`foldatlas.models.loading.FoldingModelBase`)."""
+
+    precision_note: str = ""
+
+    # -- the folding-model interface -------------------------------------------------------------
+    @property
+    def default_num_recycles(self) -> None:
+        """ESMFold2 does not recycle: its trunk runs ``num_loops`` loops (see :meth:`run_settings`)."""
+        return None
+
+    def recycles(self, requested: int | None) -> None:
+        """None: ESMFold2 has no recycles (``--num-loops`` sets its trunk loops)."""
+        return None
+
+    @property
+    def default_num_samples(self) -> int:
+        """The checkpoint's own number of diffusion samples."""
+        return int(self.model.config.structure_head.num_diffusion_samples)
+
+    def check_options(self, options) -> None:
+        """Refuse options ESMFold2 does not have (InvalidOptionError)."""
+        if options.num_recycles is not None:
+            raise InvalidOptionError("num_recycles applies to ESMFold v1; ESMFold2 runs trunk loops: use "
+                                     "--num-loops (num_loops in the API)")
+        if options.chunk_size is not None:
+            raise InvalidOptionError("chunk_size applies to ESMFold v1's triangle attention; ESMFold2 chunks its "
+                                     "pair updates itself")
+        for option, value, top in (("num_samples", options.num_samples, MAX_SAMPLES),
+                                   ("num_steps", options.num_steps, MAX_STEPS),
+                                   ("num_loops", options.num_loops, MAX_LOOPS)):
+            low = 0 if option == "num_loops" else 1
+            if value is not None and not low <= value <= top:
+                raise InvalidOptionError(f"{option} must be between {low} and {top}")
+
+    def run_settings(self, options) -> dict:
+        """What a fold with ``options`` runs, every default resolved to a number (recorded in every output)."""
+        self.check_options(options)
+        config = self.model.config
+        return {"seed": int(options.seed or 0),
+                "num_samples": int(options.num_samples or self.default_num_samples),
+                "num_steps": int(options.num_steps if options.num_steps is not None
+                                 else config.structure_head.inference_num_steps),
+                "num_loops": int(options.num_loops if options.num_loops is not None else config.num_loops)}
+
+    def batch_tokens(self, max_tokens_per_batch: int) -> int:
+        """0: one record per forward pass (the seed is set per record; samples are the batch)."""
+        return 0
+
+    def model_length(self, record) -> int:
+        """Tokens the model folds: one per residue, no linker."""
+        return record.length
+
+    def estimate_peak_bytes(self, length: int, options=None) -> int:
+        """Activation memory of one fold (weights excluded), dominated by pair-sized float32 tensors."""
+        samples = self.run_settings(options)["num_samples"] if options is not None else self.default_num_samples
+        pair = length * length * int(self.model.config.pairwise_hidden_size) * 4
+        return (_PAIR_TENSORS_FIXED + _PAIR_TENSORS_PER_SAMPLE * samples) * pair
+
+    def fold_batch(self, records: list, options) -> list:
+        """Fold each record alone, seeded; the best sample first-class, every sample in ``samples``."""
+        import torch
+
+        from foldatlas.predict.esmfold2 import best_sample, predictions_from_output, protein_features
+
+        settings = self.run_settings(options)
+        out = []
+        for record in records:
+            features = protein_features(record, device=self.device)
+            torch.manual_seed(settings["seed"])
+            with torch.inference_mode():
+                output = self.model.fold(**features, num_diffusion_samples=settings["num_samples"],
+                                         num_sampling_steps=settings["num_steps"], num_loops=settings["num_loops"])
+            samples = predictions_from_output(record, output, self.name, settings)
+            best = best_sample(samples)
+            summary = [{"sample": p.extra["sample"], "ranking_score": p.extra["ranking_score"],
+                        "ptm": round(p.ptm, 5), "iptm": None if p.iptm is None else round(p.iptm, 5),
+                        "mean_plddt": round(p.mean_plddt, 3)} for p in samples]
+            for p in samples:
+                p.extra["best_sample"] = best
+            chosen = samples[best]
+            chosen.extra["samples"] = summary
+            chosen.samples = samples
+            out.append(chosen)
+        return out
+
+
+def _load_dtype(folder: Path, name: str):
+    import torch
+
+    dtypes = stored_dtypes(folder)
+    lm = {d for k, d in dtypes.items() if k.startswith("esmc.")}
+    if not lm:
+        raise WeightsIntegrityError(
+            f"model '{name}': {folder} has no language-model weights (esmc.*): ESMFold2 folds from ESM C's "
+            f"representations, and without them transformers would fill the language model with random values "
+            f"and predict wrong structures; use a checkpoint that bundles ESM C")
+    stored = next((d for d in ("bfloat16", "float16") if d in lm), "float32")
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[stored]
+
+
+def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype) -> Esmfold2FoldingModel:
+    """Load an ``EsmFold2Model`` checkpoint (see the module docstring).
+
+    Parameters
+    ----------
+    resolved : ResolvedModel
+    name : str
+        What the user named it, for messages.
+    dev : torch.device
+    torch_dtype : torch.dtype
+        Precision of the trunk and heads; float32 casts them up, a 16-bit dtype loads the whole
+        checkpoint in it (transformers keeps its float32-only modules in float32).
+
+    Raises
+    ------
+    WeightsIntegrityError
+        Unreadable config or weights, missing language-model weights, or any weight missing.
+    """
+    import torch
+    from transformers import EsmFold2Config, EsmFold2Model
+    from transformers.utils import logging as hf_logging
+
+    try:
+        config = EsmFold2Config.from_pretrained(resolved.path)
+    except (OSError, ValueError, TypeError) as e:
+        raise WeightsIntegrityError(f"model '{name}': unreadable ESMFold2 config.json in {resolved.path} "
+                                    f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
+    stored = _load_dtype(resolved.path, name)
+    load_dtype = stored if torch_dtype == torch.float32 else torch_dtype  # never a float32 copy of 16-bit weights
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, info = EsmFold2Model.from_pretrained(resolved.path, config=config, dtype=load_dtype,
+                                                        use_safetensors=True, output_loading_info=True)
+    except Exception as e:  # safetensors, torch and transformers raise many types on bad files
+        raise WeightsIntegrityError(f"model '{name}': cannot load weights from {resolved.path} "
+                                    f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise WeightsIntegrityError(f"model '{name}': {len(missing)} weights missing from {resolved.path} "
+                                    f"(first: {missing[0]}); transformers would fill them with random values")
+    model.eval()
+    model.requires_grad_(False)
+    model.to(dev)
+    if torch_dtype == torch.float32:
+        for child_name, child in model.named_children():
+            if child_name != "esmc":
+                child.to(torch.float32)
+    lm_dtype = next(model.esmc.parameters()).dtype
+    note = ""
+    if dev.type == "cpu" and lm_dtype != torch.float32 and torch_dtype == torch.float32:
+        stream_lm_layers(model.esmc, torch.float32, layers=model.esmc.layers)
+        why = ("this CPU has native bfloat16, but float32 matches a float32 reference; --dtype bfloat16 is faster"
+               if cpu_has_native_bf16() else
+               "this CPU has no native bfloat16 (no AVX-512 BF16 or AMX), so bfloat16 arithmetic would be emulated "
+               "and slower than float32")
+        note = (f"precision: ESM C's {str(lm_dtype).removeprefix('torch.')} weights are computed in float32, one "
+                f"layer at a time (exact values, half the memory of a float32 copy); {why}")
+    return Esmfold2FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
+                                revision=resolved.revision, device=dev, dtype=torch_dtype, precision_note=note)
