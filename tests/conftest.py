@@ -51,6 +51,14 @@ def tiny_lm_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_esmc_checkpoint(tmp_path_factory):
+    """A 2-layer random ESM C masked LM folder (hidden 32, 64-slot vocabulary whose first 33 are ESM-2's)."""
+    from foldatlas.models.random_checkpoint import write_random_esmc
+
+    return write_random_esmc(tmp_path_factory.mktemp("tiny_esmc"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
     """The tiny checkpoint loaded through foldatlas' loader on the CPU."""
     from foldatlas.models.loading import load_folding_model

@@ -25,8 +25,9 @@ def load_model(model: str = DEFAULT_FOLD_MODEL, device: str = "auto", dtype: str
 
 def fold(sequences: str | Record | list[str | Record], model: str = DEFAULT_FOLD_MODEL, *,
          num_recycles: int | None = None, chunk_size: int | None = None, max_length: int | None = None,
-         device: str = "auto", dtype: str = "float32", names: list[str] | None = None
-         ) -> Prediction | list[Prediction]:
+         device: str = "auto", dtype: str = "float32", names: list[str] | None = None,
+         num_samples: int | None = None, seed: int | None = None, num_steps: int | None = None,
+         num_loops: int | None = None) -> Prediction | list[Prediction]:
     """Fold one or more sequences.
 
     Parameters
@@ -45,6 +46,10 @@ def fold(sequences: str | Record | list[str | Record], model: str = DEFAULT_FOLD
         See :func:`foldatlas.models.load_folding_model`.
     names : list of str, optional
         Names of raw sequences (default ``seq_1``, ``seq_2``, ...).
+    num_samples, seed, num_steps, num_loops : int, optional
+        ESMFold2's diffusion samples, seed (default 0), noise-schedule length and trunk loops
+        (defaults: the checkpoint's own). The best sample is returned; all of them are in its
+        ``samples``.
 
     Returns
     -------
@@ -52,7 +57,7 @@ def fold(sequences: str | Record | list[str | Record], model: str = DEFAULT_FOLD
 
     Raises
     ------
-    InvalidSequenceError, SequenceTooLongError, UnknownModelError, WeightsNotFoundError
+    InvalidSequenceError, SequenceTooLongError, UnknownModelError, WeightsNotFoundError, InvalidOptionError
 
     Examples
     --------
@@ -66,12 +71,14 @@ def fold(sequences: str | Record | list[str | Record], model: str = DEFAULT_FOLD
     items = [sequences] if single else list(sequences)
     records = [item if isinstance(item, Record) else
                make_record(names[i] if names else f"seq_{i + 1}", item) for i, item in enumerate(items)]
+    options = FoldOptions(num_recycles=num_recycles, chunk_size=chunk_size, num_samples=num_samples, seed=seed,
+                          num_steps=num_steps, num_loops=num_loops)
     folding_model = load_model(model, device, dtype)
+    folding_model.check_options(options)
     for record in records:
-        problem = length_problem(record, max_length, chunk_size, folding_model.device)
+        problem = length_problem(record, max_length, folding_model, options)
         if problem:
             raise SequenceTooLongError(f"record '{record.name}': {problem}")
-    options = FoldOptions(num_recycles=num_recycles, chunk_size=chunk_size)
     predictions = [fold_batch(folding_model, [record], options)[0] for record in records]
     return predictions[0] if single else predictions
 

@@ -9,8 +9,10 @@
 * A record whose ID is already in the atlas with the same sequence is skipped; with another
   sequence it fails (IDs are unique). Failures (too long, out of memory, ...) are recorded with
   the reason in the atlas and retried by the next run.
-* An atlas remembers the folding model (weights SHA-256 and recycles) and the embedding model it
-  was built with; adding predictions of other weights is refused.
+* An atlas remembers the folding model (weights SHA-256 and what it ran: recycles, or ESMFold2's
+  seed, samples, steps and loops) and the embedding model it was built with; adding predictions
+  of other weights or settings is refused. ESMFold2 entries are the best sample; every sample's
+  scores are in the entry's provenance.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class BuildOptions:
 
     Attributes
     ----------
-    num_recycles, chunk_size, max_tokens_per_batch, max_length
+    num_recycles, chunk_size, max_tokens_per_batch, max_length, num_samples, seed, num_steps, num_loops
         As for ``foldatlas fold`` (:class:`foldatlas.predict.RunConfig`).
     store_pae : bool
         Store each entry's PAE matrix (the largest part of an entry: about L^2 / 3 bytes).
@@ -49,6 +51,10 @@ class BuildOptions:
     max_length: int | None = None
     store_pae: bool = True
     source: str = ""
+    num_samples: int | None = None
+    seed: int | None = None
+    num_steps: int | None = None
+    num_loops: int | None = None
 
     def __post_init__(self) -> None:
         from foldatlas.predict.runner import check_bulk_options
@@ -94,13 +100,16 @@ def check_embedding_model(atlas: Atlas, embedder) -> None:
 
 
 def check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> None:
-    """Record the atlas' folding model, or refuse other weights or recycles (OutputConflictError)."""
-    recycles = folding_model.recycles(options.num_recycles)  # what runs, recorded as a number
-    current = {"name": folding_model.name, "weights_sha256": folding_model.weights_sha256,
-               "num_recycles": recycles, "source": folding_model.source}
+    """Record the atlas' folding model and what it runs, or refuse other weights or settings (OutputConflictError)."""
+    from foldatlas.predict.runner import fold_options
+
+    settings = folding_model.run_settings(fold_options(options))  # what runs, every default a number
+    current = {"name": folding_model.name, "weights_sha256": folding_model.weights_sha256, **settings,
+               "source": folding_model.source}
     stored = atlas.get_meta("build_model")
-    if stored is None or (stored.get("num_recycles") is None and stored.get("weights_sha256")
-                          == current["weights_sha256"] and recycles == folding_model.default_num_recycles):
+    if stored is None or (stored.get("num_recycles") is None and "num_recycles" in settings and
+                          stored.get("weights_sha256") == current["weights_sha256"] and
+                          settings["num_recycles"] == folding_model.default_num_recycles):
         atlas.set_meta("build_model", current)  # new, or an atlas of before 0.1 that stored null for the default
         return
     if stored.get("weights_sha256") != current["weights_sha256"]:
@@ -108,9 +117,16 @@ def check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> N
             f"{atlas.folder} holds predictions of model '{stored.get('name')}' (weights "
             f"{str(stored.get('weights_sha256'))[:12]}); build with the same model or use a new atlas "
             f"for '{folding_model.name}'")
-    if stored.get("num_recycles") != recycles:
-        raise OutputConflictError(f"{atlas.folder} was built with num_recycles={stored.get('num_recycles')}; "
-                                  f"use the same value or a new atlas")
+    for key, value in settings.items():
+        if stored.get(key) != value:
+            raise OutputConflictError(f"{atlas.folder} was built with {key}={stored.get(key)}; "
+                                      f"use the same value or a new atlas")
+
+
+# What an ESMFold2 entry's provenance keeps of its prediction: how it was drawn, which sample it is, every
+# sample's scores, and the complex's per-chain-pair ipTM.
+_SAMPLING_KEYS = ("seed", "num_samples", "num_steps", "num_loops", "sample", "best_sample", "ranking_score", "samples",
+                  "chain_pair_iptm")
 
 
 def prediction_entry(prediction, embedding, folding_model, options: BuildOptions, seconds: float,
@@ -127,7 +143,9 @@ def prediction_entry(prediction, embedding, folding_model, options: BuildOptions
         description=rec.description, source=options.source,
         provenance={"foldatlas_version": __version__, "model": folding_model.name,
                     "model_source": folding_model.source, "model_revision": folding_model.revision,
-                    "num_recycles": prediction.num_recycles, "seconds": round(seconds, 3), "batch_size": batch_size,
+                    **({"num_recycles": prediction.num_recycles} if prediction.num_recycles is not None else {}),
+                    **{k: prediction.extra[k] for k in _SAMPLING_KEYS if k in prediction.extra},
+                    "seconds": round(seconds, 3), "batch_size": batch_size,
                     "substitutions": [list(s) for s in rec.substitutions]})
 
 
@@ -249,9 +267,8 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
 
     from foldatlas.atlas.seqindex import update_sequence_index
     from foldatlas.atlas.structindex import update_structure_index
-    from foldatlas.predict.engine import FoldOptions
     from foldatlas.predict.memory import available_memory_bytes
-    from foldatlas.predict.runner import fold_in_batches, length_problem
+    from foldatlas.predict.runner import fold_in_batches, fold_options, length_problem
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     check_folding_model(atlas, folding_model, options)
@@ -260,17 +277,16 @@ def build_atlas(atlas: Atlas, records: list[Record], folding_model, embedder=Non
     todo: list[list[Record]] = []
     available = available_memory_bytes(folding_model.device)
     for group in groups:
-        problem = length_problem(group[0], options.max_length, options.chunk_size, folding_model.device, available)
+        problem = length_problem(group[0], options.max_length, folding_model, fold_options(options), available)
         if problem:
             store_batch(atlas, [group], None, f"skipped: {problem}", options, result, log)
         else:
             todo.append(group)
 
-    fold_options = FoldOptions(options.num_recycles, options.chunk_size)
     primaries = [group[0] for group in todo]
     bar = tqdm(total=sum(r.length for r in primaries), unit="res", disable=not progress or not primaries,
                desc="folding", file=sys.stderr, dynamic_ncols=True)
-    for outcome in fold_in_batches(folding_model, primaries, fold_options, options.max_tokens_per_batch):
+    for outcome in fold_in_batches(folding_model, primaries, fold_options(options), options.max_tokens_per_batch):
         groups_done = [todo[j] for j in outcome.indices]
         entries = None if outcome.error is not None else \
             batch_entries(outcome.predictions, folding_model, embedder, options, outcome.seconds)

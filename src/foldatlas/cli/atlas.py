@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from foldatlas.models.registry import DEFAULT_FOLD_MODEL, DEFAULT_LM
+from foldatlas.cli.fold import NUM_LOOPS_OPTION, NUM_SAMPLES_OPTION, NUM_STEPS_OPTION, SEED_OPTION
 
 atlas_app = typer.Typer(no_args_is_help=True, help="A store of predicted and imported structures: build, import, "
                                                    "get, stats, export, search.")
@@ -52,7 +53,12 @@ def build(
     no_embed: bool = typer.Option(False, "--no-embed", help="Store no embeddings."),
     no_pae: bool = typer.Option(False, "--no-pae", help="Store no PAE matrices (saves about L^2/3 bytes each)."),
     num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, max=24,  # engine.MAX_RECYCLES
-                                               help="Recycles after the first pass (default: the model's own)."),
+                                               help="ESMFold v1: recycles after the first pass (default: the "
+                                                    "model's own)."),
+    num_samples: Optional[int] = NUM_SAMPLES_OPTION,
+    seed: Optional[int] = SEED_OPTION,
+    num_steps: Optional[int] = NUM_STEPS_OPTION,
+    num_loops: Optional[int] = NUM_LOOPS_OPTION,
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=0),
     max_tokens_per_batch: int = typer.Option(1024, "--max-tokens-per-batch", min=0),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
@@ -78,7 +84,8 @@ def build(
     # Everything is checked before a model loads or the atlas folder is created: a refused command leaves nothing.
     records = read_inputs(inputs, default_name=name)
     options = BuildOptions(num_recycles=num_recycles, chunk_size=chunk_size, max_tokens_per_batch=max_tokens_per_batch,
-                           max_length=max_length, store_pae=not no_pae, source=" ".join(inputs)[:500])
+                           max_length=max_length, store_pae=not no_pae, source=" ".join(inputs)[:500],
+                           num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops)
     check_output_path(atlas_dir, "--atlas", folder=True)
     check_device_options(device, dtype)
     if ray is not None:
@@ -92,11 +99,16 @@ def build(
     else:
         from foldatlas.models.loading import load_folding_model
 
+        from foldatlas.predict.runner import fold_options
+
         folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+        folding_model.check_options(fold_options(options))  # before the atlas folder exists
         if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
             from foldatlas.cli.fold import DEFAULT_MODEL_NOTICE
 
             _log(DEFAULT_MODEL_NOTICE)
+        if folding_model.precision_note:
+            _log(f"note: {folding_model.precision_note}")
         with open_atlas(atlas_dir, create=True) as atlas:
             result = build_atlas(atlas, records, folding_model, _embedder(atlas, embedding_model, not no_embed),
                                  options, progress=not quiet, log=_log)

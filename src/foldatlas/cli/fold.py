@@ -17,6 +17,17 @@ DEFAULT_MODEL_NOTICE = (
     f"(fetch the weights once with: hf download facebook/esmfold_v1)")
 
 
+# ESMFold2's sampling options, shared by fold and atlas build (ESMFold v1 models refuse them).
+NUM_SAMPLES_OPTION = typer.Option(None, "--num-samples", min=1, max=64,  # models.esmfold2.MAX_SAMPLES
+                                  help="ESMFold2: diffusion samples per record (default: the checkpoint's own).")
+SEED_OPTION = typer.Option(None, "--seed", min=0, max=2**63 - 1,  # engine.MAX_SEED
+                           help="ESMFold2: seed of every record's fold (default 0).")
+NUM_STEPS_OPTION = typer.Option(None, "--num-steps", min=1, max=1000,  # models.esmfold2.MAX_STEPS
+                                help="ESMFold2: diffusion noise-schedule length (default: the checkpoint's own).")
+NUM_LOOPS_OPTION = typer.Option(None, "--num-loops", min=0, max=48,  # models.esmfold2.MAX_LOOPS
+                                help="ESMFold2: trunk loops (default: the checkpoint's own).")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``fold`` command to ``app``."""
 
@@ -27,7 +38,12 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(DEFAULT_FOLD_MODEL, "--model", "-m",
                                   help="Registered name, hub id (local cache) or checkpoint folder."),
         num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, max=24,  # engine.MAX_RECYCLES
-                                                   help="Recycles after the first pass (default: the model's own)."),
+                                                   help="ESMFold v1: recycles after the first pass (default: the "
+                                                        "model's own)."),
+        num_samples: Optional[int] = NUM_SAMPLES_OPTION,
+        seed: Optional[int] = SEED_OPTION,
+        num_steps: Optional[int] = NUM_STEPS_OPTION,
+        num_loops: Optional[int] = NUM_LOOPS_OPTION,
         chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=0,
                                                  help="Triangle-attention chunk; 0 = none (default: automatic)."),
         max_tokens_per_batch: int = typer.Option(1024, "--max-tokens-per-batch", min=0,
@@ -51,13 +67,17 @@ def register(app: typer.Typer) -> None:
         # Everything is checked before a model loads or the output folder is created.
         records = read_inputs(inputs, default_name=name)
         config = RunConfig(output=output, num_recycles=num_recycles, chunk_size=chunk_size,
-                           max_tokens_per_batch=max_tokens_per_batch, max_length=max_length, plot=not no_plot)
+                           max_tokens_per_batch=max_tokens_per_batch, max_length=max_length, plot=not no_plot,
+                           num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops)
         check_output_path(output, "--output", folder=True)
         check_device_options(device, dtype)
 
         folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+        folding_model.check_options(config.fold_options())  # before the output folder exists
         if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
             print(DEFAULT_MODEL_NOTICE, file=sys.stderr)
+        if folding_model.precision_note:
+            print(f"note: {folding_model.precision_note}", file=sys.stderr)
         if folding_model.device.type == "cpu" and dtype != "float32":
             print(f"warning: {dtype} on a CPU is usually far slower than float32", file=sys.stderr)
         result = run_fold(records, config, folding_model, inputs=list(inputs), progress=not quiet)

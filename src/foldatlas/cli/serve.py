@@ -30,6 +30,11 @@ def register(app: typer.Typer) -> None:
         num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, max=24,  # engine.MAX_RECYCLES
                                                    help="Recycles of every "
                                                    "fold (default $FOLDATLAS_NUM_RECYCLES, else the model's own)."),
+        num_samples: Optional[int] = typer.Option(None, "--num-samples", min=1, max=64,  # esmfold2.MAX_SAMPLES
+                                                  help="ESMFold2 samples per fold (default $FOLDATLAS_NUM_SAMPLES, "
+                                                  "else the checkpoint's own)."),
+        seed: Optional[int] = typer.Option(None, "--seed", min=0, help="ESMFold2 seed of every fold (default "
+                                           "$FOLDATLAS_SEED, else 0)."),
         device: Optional[str] = typer.Option(None, "--device"),
         threads: Optional[int] = typer.Option(None, "--threads", min=1),
         log_level: str = typer.Option("info", "--log-level"),
@@ -45,7 +50,8 @@ def register(app: typer.Typer) -> None:
 
         settings = ServiceSettings.from_env(atlas=atlas, model=model, max_length=max_length, queue_size=queue_size,
                                             fold_workers=fold_workers, embedding_model=embedding_model,
-                                            device=device, threads=threads, num_recycles=num_recycles)
+                                            device=device, threads=threads, num_recycles=num_recycles,
+                                            num_samples=num_samples, seed=seed)
         levels = ("critical", "error", "warning", "info", "debug", "trace")
         if log_level.lower() not in levels:
             raise InvalidOptionError(f"--log-level must be one of {', '.join(levels)}, not {log_level!r}")

@@ -119,7 +119,7 @@ class Esmfold2FoldingModel(FoldingModelBase):
         """Tokens the model folds: one per residue, no linker."""
         return record.length
 
-    def estimate_peak_bytes(self, length: int, options=None) -> int:
+    def estimate_peak_bytes(self, length: int, options=None, available: int | None = None) -> int:
         """Activation memory of one fold (weights excluded), dominated by pair-sized float32 tensors."""
         samples = self.run_settings(options)["num_samples"] if options is not None else self.default_num_samples
         pair = length * length * int(self.model.config.pairwise_hidden_size) * 4

@@ -111,12 +111,13 @@ class FoldingModel(FoldingModelBase):
 
         return record.length + len(LINKER) * (len(record.chains) - 1)
 
-    def estimate_peak_bytes(self, length: int, options=None) -> int:
-        """Trunk activation memory at ``length`` positions (see :mod:`foldatlas.predict.memory`)."""
+    def estimate_peak_bytes(self, length: int, options=None, available: int | None = None) -> int:
+        """Trunk activation memory at ``length`` positions (see :mod:`foldatlas.predict.memory`), with the
+        chunk size ``options`` give or the automatic one for ``available`` bytes (default: free now)."""
         from foldatlas.predict.memory import auto_chunk_size, estimate_peak_bytes
 
         chunk = getattr(options, "chunk_size", None)
-        chunk = chunk if chunk is not None else auto_chunk_size(length, device=self.device)
+        chunk = chunk if chunk is not None else auto_chunk_size(length, device=self.device, available=available)
         return estimate_peak_bytes(length, chunk_size=chunk)
 
     def fold_batch(self, records: list, options) -> list:

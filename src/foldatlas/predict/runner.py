@@ -24,14 +24,13 @@ from foldatlas.errors import OutputConflictError
 from foldatlas.files import atomic_write_text
 from foldatlas.seq.batching import token_batches
 from foldatlas.predict.engine import FoldOptions, fold_batch
-from foldatlas.predict.memory import auto_chunk_size, available_memory_bytes, estimate_peak_bytes
+from foldatlas.predict.memory import available_memory_bytes
 from foldatlas.predict.outputs import load_done, write_prediction
 from foldatlas.predict.prediction import Prediction
-from foldatlas.seq.complexes import LINKER
 from foldatlas.seq.records import Record, safe_names
 
 __all__ = ["RunConfig", "RunResult", "run_fold", "length_problem", "fold_in_batches", "BatchOutcome",
-           "check_bulk_options", "SUMMARY_COLUMNS"]
+           "check_bulk_options", "fold_options", "SUMMARY_COLUMNS"]
 
 _SUMMARY_INTERVAL_S = 10.0
 SUMMARY_COLUMNS = ("name", "file", "length", "chains", "mean_plddt", "ptm", "iptm", "status", "seconds", "error")
@@ -45,7 +44,7 @@ class RunConfig:
     ----------
     output : Path
         Output folder (created).
-    num_recycles, chunk_size : see :class:`FoldOptions`.
+    num_recycles, chunk_size, num_samples, seed, num_steps, num_loops : see :class:`FoldOptions`.
     max_tokens_per_batch : int
         Padded residues per batch (fair-esm's default 1024); 0: one record per batch.
     max_length : int or None
@@ -61,9 +60,17 @@ class RunConfig:
     max_tokens_per_batch: int = 1024
     max_length: int | None = None
     plot: bool = True
+    num_samples: int | None = None
+    seed: int | None = None
+    num_steps: int | None = None
+    num_loops: int | None = None
 
     def __post_init__(self) -> None:
         check_bulk_options(self)
+
+    def fold_options(self) -> FoldOptions:
+        """The :class:`FoldOptions` of this run."""
+        return fold_options(self)
 
 
 def check_bulk_options(options) -> None:
@@ -79,7 +86,14 @@ def check_bulk_options(options) -> None:
         raise ValueError("max_tokens_per_batch must be >= 0")
     if options.max_length is not None and options.max_length < 1:
         raise ValueError("max_length must be >= 1")
-    FoldOptions(options.num_recycles, options.chunk_size)  # validates
+    fold_options(options)  # validates
+
+
+def fold_options(options) -> FoldOptions:
+    """The :class:`FoldOptions` of a run's settings (:class:`RunConfig` or the atlas build's options)."""
+    return FoldOptions(num_recycles=options.num_recycles, chunk_size=options.chunk_size,
+                       num_samples=getattr(options, "num_samples", None), seed=getattr(options, "seed", None),
+                       num_steps=getattr(options, "num_steps", None), num_loops=getattr(options, "num_loops", None))
 
 
 @dataclass
@@ -95,10 +109,6 @@ class RunResult:
     def ok(self) -> bool:
         """True when no record failed."""
         return self.failed == 0
-
-
-def _model_length(record: Record) -> int:
-    return record.length + len(LINKER) * (len(record.chains) - 1)
 
 
 def _is_oom(error: BaseException) -> bool:
@@ -128,6 +138,7 @@ def _manifest(folding_model, config: RunConfig, inputs: list[str], previous: dic
 
     from foldatlas import __version__
 
+    settings = folding_model.run_settings(config.fold_options())
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     model = {"name": folding_model.name, "source": folding_model.source, "path": str(folding_model.path),
              "revision": folding_model.revision, "weights_sha256": folding_model.weights_sha256,
@@ -138,13 +149,15 @@ def _manifest(folding_model, config: RunConfig, inputs: list[str], previous: dic
             raise OutputConflictError(
                 f"{config.output} holds predictions of model '{old.get('name')}' "
                 f"(weights {str(old.get('weights_sha256'))[:12]}); use a new output folder for '{model['name']}'")
-        before = previous.get("options", {}).get("num_recycles")
-        before = folding_model.default_num_recycles if before is None else before  # manifests before 0.1 said null
-        if before != folding_model.recycles(config.num_recycles):
-            raise OutputConflictError(
-                f"{config.output} was folded with num_recycles={before}; use the same value or a new output folder")
+        old_options = previous.get("options", {})
+        if old_options.get("num_recycles") is None and "num_recycles" in settings:
+            old_options = {**old_options, "num_recycles": folding_model.default_num_recycles}  # before 0.1: null
+        for key, value in settings.items():
+            if old_options.get(key) != value:
+                raise OutputConflictError(f"{config.output} was folded with {key}={old_options.get(key)}; use the "
+                                          f"same value or a new output folder")
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    options["num_recycles"] = folding_model.recycles(config.num_recycles)  # what ran, not "the model's default"
+    options.update(settings)  # what ran, every default resolved to a number
     runs = (previous or {}).get("runs", [])
     runs.append({"started": now, "inputs": inputs, "device": str(folding_model.device),
                  "dtype": str(folding_model.dtype).removeprefix("torch."), "threads": torch.get_num_threads()})
@@ -159,25 +172,45 @@ def _manifest(folding_model, config: RunConfig, inputs: list[str], previous: dic
     }
 
 
-def length_problem(record: Record, max_length: int | None, chunk_size: int | None, device,
+def length_problem(record: Record, max_length: int | None, folding_model, options: FoldOptions | None = None,
                    available: int | None = None) -> str | None:
     """Why a record is too long to fold here, or None.
 
-    ``available``: free memory in bytes, if the caller has read it already.
+    Parameters
+    ----------
+    record : Record
+    max_length : int or None
+        The user's limit (residues they gave, never a linker); None: check the memory estimate.
+    folding_model : loaded folding model
+        Its ``model_length`` and ``estimate_peak_bytes`` give the memory a fold needs.
+    options : FoldOptions, optional
+    available : int, optional
+        Free memory in bytes, if the caller has read it already.
     """
-    if max_length is not None:  # the user's limit counts the residues they gave, never the linker
+    if max_length is not None:
         if record.length > max_length:
             return f"{record.length} residues exceed the limit of {max_length} (--max-length)"
         return None
-    n = _model_length(record)  # memory is what the model folds: the linker's positions included
-    have = available_memory_bytes(device) if available is None else available
-    chunk = chunk_size if chunk_size is not None else auto_chunk_size(n, available=have)
-    need = estimate_peak_bytes(n, chunk_size=chunk)
+    n = folding_model.model_length(record)  # memory is what the model folds: a linker's positions included
+    have = available_memory_bytes(folding_model.device) if available is None else available
+    need = folding_model.estimate_peak_bytes(n, options, have)
     if need > have:
+        fits = _longest_fitting(folding_model, options, have)
         linker = f" ({n} positions with the linkers between chains)" if n != record.length else ""
-        return (f"{record.length} residues{linker} need about {need / 2**30:.1f} GiB for the trunk, more than the "
-                f"{have / 2**30:.1f} GiB available; split the protein, or pass --max-length to try anyway")
+        return (f"{record.length} residues{linker} need about {need / 2**30:.1f} GiB for the model's activations, more "
+                f"than the {have / 2**30:.1f} GiB available (about {fits} positions would fit); split the protein, "
+                f"or pass --max-length to try anyway")
     return None
+
+
+def _longest_fitting(folding_model, options, available: int) -> int:
+    low, high = 0, 1
+    while folding_model.estimate_peak_bytes(high, options, available) <= available and high < 1 << 20:
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if folding_model.estimate_peak_bytes(mid, options, available) <= available else (low, mid)
+    return low
 
 
 def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: list[str] | None = None,
@@ -218,6 +251,7 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
 
     stems = safe_names([r.name for r in records])
+    options = config.fold_options()
     result = RunResult()
     rows: dict[int, dict] = {}
     todo: list[int] = []
@@ -228,7 +262,7 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
             rows[i] = _ok_row(stem, done)
             result.skipped += 1
             continue
-        problem = length_problem(record, config.max_length, config.chunk_size, folding_model.device, available)
+        problem = length_problem(record, config.max_length, folding_model, options, available)
         if problem:
             rows[i] = _failure_row(record, stem, problem)
             result.failed += 1
@@ -248,7 +282,6 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
             last_flush = time.monotonic()
 
     flush(force=True)
-    options = FoldOptions(config.num_recycles, config.chunk_size)
     bar = tqdm(total=sum(records[i].length for i in todo), unit="res", disable=not progress or not todo,
                desc="folding", file=sys.stderr, dynamic_ncols=True)
     for outcome in fold_in_batches(folding_model, [records[i] for i in todo], options, config.max_tokens_per_batch):
@@ -306,17 +339,19 @@ def fold_in_batches(folding_model, records: list[Record], options: FoldOptions,
 
     Parameters
     ----------
-    folding_model : foldatlas.models.FoldingModel
+    folding_model : loaded folding model
     records : list of Record
     options : FoldOptions
     max_tokens_per_batch : int
-        Padded residues per batch; 0: one record per batch.
+        Padded residues per batch; 0: one record per batch (the model may ask for less: ESMFold2 folds
+        one record at a time).
 
     Yields
     ------
     BatchOutcome
     """
-    batches = token_batches([_model_length(r) for r in records], max_tokens_per_batch)
+    batches = token_batches([folding_model.model_length(r) for r in records],
+                            folding_model.batch_tokens(max_tokens_per_batch))
     queue = deque(batches)
     while queue:
         batch = queue.popleft()

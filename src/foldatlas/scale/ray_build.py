@@ -101,27 +101,28 @@ class FoldWorker:
 
     def info(self) -> dict:
         """The replica's model identity (checked against the atlas) and process id."""
+        from foldatlas.predict.runner import fold_options
+
         emb = self.embedder
         return {"pid": os.getpid(), "name": self.model.name, "weights_sha256": self.model.weights_sha256,
-                "source": self.model.source, "default_num_recycles": self.model.default_num_recycles, "embedder": None if emb is None else
+                "source": self.model.source, "default_num_recycles": self.model.default_num_recycles,
+                "run_settings": self.model.run_settings(fold_options(self.options)), "embedder": None if emb is None else
                 {"name": emb.name, "weights_sha256": emb.weights_sha256, "dim": emb.dim, "spec": emb.spec}}
 
     def fold(self, records: list) -> list[tuple[list[int], list | None, str | None]]:
         """Fold records (primaries of their groups); per sub-batch: positions, entries or None, error."""
         from foldatlas.atlas.build import batch_entries
-        from foldatlas.predict.engine import FoldOptions
-        from foldatlas.predict.runner import fold_in_batches, length_problem
+        from foldatlas.predict.runner import fold_in_batches, fold_options, length_problem
 
         out: list[tuple[list[int], list | None, str | None]] = []
         todo = []
         for k, rec in enumerate(records):
-            problem = length_problem(rec, self.options.max_length, self.options.chunk_size, self.model.device)
+            problem = length_problem(rec, self.options.max_length, self.model, fold_options(self.options))
             if problem:
                 out.append(([k], None, f"skipped: {problem}"))
             else:
                 todo.append(k)
-        fold_options = FoldOptions(self.options.num_recycles, self.options.chunk_size)
-        for outcome in fold_in_batches(self.model, [records[k] for k in todo], fold_options,
+        for outcome in fold_in_batches(self.model, [records[k] for k in todo], fold_options(self.options),
                                        self.options.max_tokens_per_batch):
             positions = [todo[j] for j in outcome.indices]
             if outcome.error is not None:
@@ -139,9 +140,14 @@ class _Identity:
         """As :meth:`foldatlas.models.FoldingModel.recycles`."""
         return self.default_num_recycles if requested is None else int(requested)
 
+    def run_settings(self, options) -> dict:
+        """What the workers run for the build's options (they resolved them when they loaded the model)."""
+        return dict(self._settings)
+
     def __init__(self, info: dict) -> None:
         self.name, self.weights_sha256, self.source = info["name"], info["weights_sha256"], info["source"]
         self.default_num_recycles = info["default_num_recycles"]
+        self._settings = info["run_settings"]
         emb = info["embedder"]
         self.embedder = None if emb is None else type("E", (), {**emb})()
 

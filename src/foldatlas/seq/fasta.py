@@ -51,6 +51,7 @@ def parse_fasta(text: str, source: str = "<input>") -> list[Record]:
         if header is None:
             return
         name = header.split()[0] if header.split() else ""
+        _refuse_non_protein(name, source)
         if not "".join(chunks).strip():
             raise InvalidFileError(f"{source}: record '{name or header}' has no sequence")
         chains, subs = clean_sequence("".join(chunks), record=name or f"#{len(records) + 1}")
@@ -71,6 +72,19 @@ def parse_fasta(text: str, source: str = "<input>") -> list[Record]:
             chunks.append(stripped)
     flush()
     return records
+
+
+# Molecule types a header may declare in the Boltz / AlphaFold 3-style "name|type" notation.
+_NON_PROTEIN = {"dna", "rna", "smiles", "ccd", "ligand"}
+
+
+def _refuse_non_protein(name: str, source: str) -> None:
+    """Refuse a record whose header declares a nucleic acid or a ligand (``>A|dna``, ``>L|smiles``, ...)."""
+    kinds = sorted({field.lower() for field in name.split("|")[1:]} & _NON_PROTEIN)
+    if kinds:
+        kind = kinds[0].upper() if kinds[0] in ("dna", "rna") else kinds[0]
+        raise InvalidSequenceError(f"{source}: record '{name}' declares a {kind} chain; foldatlas folds protein "
+                                   f"chains only (nucleic acids and ligands are not supported)")
 
 
 def read_fasta(path: str | Path) -> list[Record]:

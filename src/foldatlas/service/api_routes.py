@@ -21,7 +21,7 @@ from foldatlas.service.common import (
     request_field,
     wait_for,
 )
-from foldatlas.service.settings import MAX_RECYCLES
+from foldatlas.service.settings import MAX_RECYCLES, MAX_SAMPLES, MAX_SEED
 
 router = APIRouter(prefix="/api/v1", tags=["JSON API"])
 
@@ -41,6 +41,10 @@ class FoldRequest(BaseModel):
     wait: float = Field(0.0, ge=0.0, le=MAX_WAIT, description="Seconds to wait for the result before answering 202")
     num_recycles: int | None = Field(None, ge=0, le=MAX_RECYCLES, description="Must equal the server's "
                                      "(GET /api/v1/info: limits.num_recycles): its atlas holds folds of one setting")
+    num_samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="ESMFold2 samples; must equal the "
+                                    "server's (GET /api/v1/info: limits.fold.num_samples)")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="ESMFold2 seed; must equal the server's "
+                             "(GET /api/v1/info: limits.fold.seed)")
 
 
 class SequenceSearchRequest(BaseModel):
@@ -58,6 +62,8 @@ def limits(ctx) -> dict:
 
     return {
         "fold": {"max_length": ctx.max_length, "num_recycles": ctx.folds.num_recycles,
+                 "num_samples": ctx.folds.settings.get("num_samples"), "seed": ctx.folds.settings.get("seed"),
+                 "settings": ctx.folds.settings,
                  "num_recycles_range": [0, MAX_RECYCLES], "wait_seconds": [0, MAX_WAIT],
                  "queue_size": ctx.settings.queue_size, "fold_workers": ctx.settings.fold_workers,
                  "timeout_seconds": ctx.settings.fold_timeout, "name_max_chars": 200},
@@ -102,10 +108,12 @@ async def submit_fold(req: FoldRequest, request: Request) -> JSONResponse:
     503 with ``Retry-After`` when the queue is full; 422 for an invalid or over-long sequence.
     """
     ctx = context(request)
-    if req.num_recycles is not None and req.num_recycles != ctx.folds.num_recycles:
-        raise field_error("num_recycles", InvalidOptionError(
-            f"this server folds with {ctx.folds.num_recycles} recycles (its atlas holds folds of one setting; "
-            f"serve --num-recycles sets it)"))
+    for option, flag in (("num_recycles", "--num-recycles"), ("num_samples", "--num-samples"), ("seed", "--seed")):
+        asked, runs = getattr(req, option), ctx.folds.settings.get(option)
+        if asked is not None and asked != runs:
+            raise field_error(option, InvalidOptionError(
+                f"this server folds with {option}={runs} (its atlas holds folds of one setting; serve {flag} sets it)"
+                if runs is not None else f"{option} does not apply to this server's model {ctx.folds.model.name}"))
     with request_field("sequence"):
         job = ctx.folds.submit(parse_sequence(req.sequence, name=req.name or "query"))
     if req.wait > 0:

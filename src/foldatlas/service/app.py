@@ -156,9 +156,13 @@ def _open_context(settings: ServiceSettings, folding_model=None, embedder=None) 
             embedder = load_embedder(settings.embedding_model or stored.get("load") or DEFAULT_LM)
         elif embedder is False:
             embedder = None
-        max_length = settings.max_length or memory_max_length()
+        from foldatlas.predict.engine import FoldOptions
+
+        options = FoldOptions(num_recycles=settings.num_recycles, num_samples=settings.num_samples, seed=settings.seed)
+        max_length = settings.max_length or memory_max_length(folding_model=folding_model, options=options)
         folds = FoldService(atlas, folding_model, embedder, max_length, settings.fold_workers, settings.queue_size,
-                            settings.jobs_kept, num_recycles=settings.num_recycles)
+                            settings.jobs_kept, num_recycles=settings.num_recycles, num_samples=settings.num_samples,
+                            seed=settings.seed)
         try:
             folds.resume()  # the jobs a stopped or killed server left queued or running (none in a temporary atlas)
         except BaseException:

@@ -138,7 +138,11 @@ class FoldService:
         See :class:`foldatlas.service.ServiceSettings`. ``jobs_kept`` bounds the jobs remembered in memory and
         the finished jobs kept in the atlas (unfinished ones are never dropped).
     num_recycles : int or None
-        Recycles of every fold; None: the model's own. :attr:`num_recycles` holds the number that runs.
+        Recycles of every fold (ESMFold v1); None: the model's own. :attr:`num_recycles` holds the number that
+        runs (None for ESMFold2).
+    num_samples, seed : int or None
+        ESMFold2's samples and seed of every fold; None: the checkpoint's samples, seed 0.
+        :attr:`settings` holds what every fold runs.
 
     Raises
     ------
@@ -152,10 +156,15 @@ class FoldService:
     """
 
     def __init__(self, atlas, folding_model, embedder, max_length: int, fold_workers: int = 1,
-                 queue_size: int = 16, jobs_kept: int = 10000, num_recycles: int | None = None) -> None:
+                 queue_size: int = 16, jobs_kept: int = 10000, num_recycles: int | None = None,
+                 num_samples: int | None = None, seed: int | None = None) -> None:
+        from foldatlas.predict.engine import FoldOptions
+
         self.atlas = atlas
         self.model = folding_model
-        self.num_recycles = folding_model.recycles(num_recycles)  # a number, as every output records it
+        self.fold_options = FoldOptions(num_recycles=num_recycles, num_samples=num_samples, seed=seed)
+        self.settings = folding_model.run_settings(self.fold_options)  # numbers, as every output records them
+        self.num_recycles = self.settings.get("num_recycles")
         self.embedder = embedder
         self.max_length = max_length
         self.capacity = fold_workers + queue_size
@@ -166,7 +175,8 @@ class FoldService:
         self._inflight: dict[str, FoldJob] = {}  # checksum -> the job folding it
         self._followers: dict[str, list[FoldJob]] = {}  # checksum -> resumed jobs waiting on its inflight job
         self._seconds_per_residue = 0.05  # running estimate, for Retry-After
-        self._options = BuildOptions(source="foldatlas serve", num_recycles=self.num_recycles)
+        self._options = BuildOptions(source="foldatlas serve", num_recycles=num_recycles, num_samples=num_samples,
+                                     seed=seed)
         with self.write_lock:
             check_folding_model(atlas, folding_model, self._options)
             check_embedding_model(atlas, embedder)
@@ -315,13 +325,13 @@ class FoldService:
         job.done.set()
 
     def _run(self, job: FoldJob) -> None:
-        from foldatlas.predict.engine import FoldOptions, fold_batch
+        from foldatlas.predict.engine import fold_batch
 
         job.status, job.started, job.attempts = "running", time.time(), job.attempts + 1
         self._save(job, "status", "started", "attempts")
         try:
             start = time.perf_counter()
-            prediction = fold_batch(self.model, [job.record()], FoldOptions(num_recycles=self.num_recycles))[0]
+            prediction = fold_batch(self.model, [job.record()], self.fold_options)[0]
             seconds = time.perf_counter() - start
             entry = batch_entries([prediction], self.model, self.embedder, self._options, seconds)[0]
             with self.write_lock:

@@ -1,7 +1,8 @@
 """The language-model tools over HTTP (``/api/v1/lm/...``): embeddings, contacts, variant scores, unmasking.
 
-The language model (``FOLDATLAS_LM_MODEL``, default the embedded one) loads on the first request; requests run
-one at a time in a worker thread, and their size is bounded (sequences per request, forward passes per request).
+The language model (``FOLDATLAS_LM_MODEL``, default the embedded one; ESM-2 or ESM C) loads on the first request;
+requests run one at a time in a worker thread, and their size is bounded (sequences per request, forward passes per
+request).
 """
 
 from __future__ import annotations
@@ -109,12 +110,16 @@ async def embed(req: EmbedRequest, request: Request) -> dict:
 
 @router.post("/contacts")
 async def contacts(req: SequenceRequest, request: Request) -> dict:
-    """The contact probability map (L x L) and the top-L pairs (|i - j| >= 6)."""
+    """The contact probability map (L x L) and the top-L pairs (|i - j| >= 6).
+
+    Needs a language model with a contact head (ESM-2): with an ESM C model the answer is 422, field ``model``."""
     from foldatlas.lm import predict_contacts, top_contacts
 
     record = _record(req.sequence, "sequence", max_residues=MAX_RESIDUES, single="contact prediction")
 
     def run(lm):
+        with request_field("model"):  # the server's language model (FOLDATLAS_LM_MODEL): ESM C has no contact head
+            lm.check_contact_head()
         probs = predict_contacts(lm, [record])[0]
         return {"model": lm.name, "length": record.length, "contacts": probs.round(4).tolist(),
                 "top": [list(t) for t in top_contacts(probs)]}

@@ -8,25 +8,34 @@ from pathlib import Path
 
 from foldatlas.errors import InvalidOptionError
 from foldatlas.models.registry import DEFAULT_FOLD_MODEL, DEFAULT_LM
-from foldatlas.predict.engine import MAX_RECYCLES
+from foldatlas.models.esmfold2 import MAX_SAMPLES
+from foldatlas.predict.engine import MAX_RECYCLES, MAX_SEED
 
-__all__ = ["ServiceSettings", "memory_max_length", "MAX_RECYCLES"]
+__all__ = ["ServiceSettings", "memory_max_length", "MAX_RECYCLES", "MAX_SAMPLES", "MAX_SEED"]
 
 
-def memory_max_length(available: int | None = None, fraction: float = 0.8, ceiling: int = 8192) -> int:
-    """The longest input (residues) whose trunk activations fit in ``fraction`` of the free memory.
+def memory_max_length(available: int | None = None, fraction: float = 0.8, ceiling: int = 8192,
+                      folding_model=None, options=None) -> int:
+    """The longest input (residues) whose activations fit in ``fraction`` of the free memory.
 
-    Uses the same estimate as the CLI's refusal of over-long inputs
+    Uses the same estimate as the CLI's refusal of over-long inputs: the model's own
+    ``estimate_peak_bytes`` with ``options`` when a model is given, else ESMFold v1's
     (:func:`foldatlas.predict.memory.estimate_peak_bytes`, with the automatic chunk size).
     """
     from foldatlas.predict.memory import auto_chunk_size, available_memory_bytes, estimate_peak_bytes
 
     have = available_memory_bytes() if available is None else available
     budget = have * fraction
+
+    def need(length: int) -> int:
+        if folding_model is not None:
+            return folding_model.estimate_peak_bytes(length, options, have)
+        return estimate_peak_bytes(length, chunk_size=auto_chunk_size(length, available=have))
+
     lo, hi = 16, ceiling
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if estimate_peak_bytes(mid, chunk_size=auto_chunk_size(mid, available=have)) <= budget:
+        if need(mid) <= budget:
             lo = mid
         else:
             hi = mid - 1
@@ -54,6 +63,10 @@ class ServiceSettings:
         As for ``foldatlas fold``.
     num_recycles : int or None
         Recycles of every fold (0..:data:`MAX_RECYCLES`); None: the model's own. The atlas remembers it.
+        ESMFold v1 only.
+    num_samples, seed : int or None
+        ESMFold2's diffusion samples (default: the checkpoint's) and seed (default 0) of every fold; the atlas
+        remembers them. ESMFold2 only.
     threads : int or None
         Torch CPU threads.
     max_length : int or None
@@ -82,6 +95,8 @@ class ServiceSettings:
     device: str = "auto"
     dtype: str = "float32"
     num_recycles: int | None = None
+    num_samples: int | None = None
+    seed: int | None = None
     threads: int | None = None
     max_length: int | None = None
     fold_workers: int = 1
@@ -101,6 +116,10 @@ class ServiceSettings:
             raise InvalidOptionError("max_length must be >= 1")
         if self.num_recycles is not None and not 0 <= self.num_recycles <= MAX_RECYCLES:
             raise InvalidOptionError(f"num_recycles must be between 0 and {MAX_RECYCLES}")
+        if self.num_samples is not None and not 1 <= self.num_samples <= MAX_SAMPLES:
+            raise InvalidOptionError(f"num_samples must be between 1 and {MAX_SAMPLES}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise InvalidOptionError(f"seed must be between 0 and {MAX_SEED}")
         if self.fold_timeout <= 0 or self.max_body_bytes < 1024 or self.max_hits < 1 or self.jobs_kept < 1:
             raise InvalidOptionError("fold_timeout must be > 0, max_body_bytes >= 1024, max_hits and jobs_kept >= 1")
 
