@@ -59,6 +59,33 @@ def tiny_esmc_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_fold2_checkpoint(tmp_path_factory):
+    """A tiny random ESMFold2 checkpoint (every part, 1-2 layers of width 32-64, 3 samples), float32."""
+    from foldatlas.models.random_checkpoint import write_random_esmfold2
+
+    return write_random_esmfold2(tmp_path_factory.mktemp("tiny_esmfold2"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_fold2_bf16_checkpoint(tmp_path_factory):
+    """The tiny ESMFold2 checkpoint stored in bfloat16, as the released ones are."""
+    import torch
+
+    from foldatlas.models.random_checkpoint import write_random_esmfold2
+
+    return write_random_esmfold2(tmp_path_factory.mktemp("tiny_esmfold2_bf16"), size="tiny", seed=0,
+                                 lm_dtype=torch.bfloat16)
+
+
+@pytest.fixture(scope="session")
+def tiny_fold2_model(tiny_fold2_checkpoint):
+    """The tiny ESMFold2 checkpoint loaded through foldatlas' loader on the CPU."""
+    from foldatlas.models.loading import load_folding_model
+
+    return load_folding_model(str(tiny_fold2_checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
     """The tiny checkpoint loaded through foldatlas' loader on the CPU."""
     from foldatlas.models.loading import load_folding_model
