@@ -3,8 +3,8 @@
 Layers are numbered as in fair-esm's ``repr_layers``: 0 the token embeddings, ``num_layers`` the final layer
 (after the final norm — ESM-2's ``emb_layer_norm_after``, ESM C's ``EsmcModel.norm`` — the representation
 :mod:`foldatlas.models.embedding` averages), negative from the end; layers in between are block outputs before any
-norm, in both families. A chain longer than 1,022 residues is embedded in consecutive windows, each residue once; a complex one chain
-at a time, its per-residue rows in chain order.
+norm, in both families. A chain longer than 1,022 residues is embedded in consecutive windows, each residue once; a
+complex one chain at a time, its per-residue rows in chain order.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ FAMILIES: dict[str, LanguageFamily] = {
 }
 _BY_ARCHITECTURE = {f.architecture: f for f in FAMILIES.values()}
 _FOLDING_TYPES = ("esmfold2",)
-_FOLDING_ARCHITECTURES = ("EsmForProteinFolding", "EsmFold2Model", "EsmFold2ForProteinFolding")
+_FOLDING_ARCHITECTURES = ("EsmForProteinFolding", "EsmFold2Model")
 
 
 def family_of(config: dict, name: str = "model") -> LanguageFamily:
