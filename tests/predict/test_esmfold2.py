@@ -188,3 +188,36 @@ def test_memory_check_refuses_with_the_length_that_fits(tiny_fold2_model):
     # more samples need more memory
     assert tiny_fold2_model.estimate_peak_bytes(500, FoldOptions(num_samples=8)) > \
         tiny_fold2_model.estimate_peak_bytes(500, FoldOptions(num_samples=1))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_fold2_checkpoint", "tiny_fold2_bf16_checkpoint"])
+def test_language_model_on_disk_gives_the_same_fold(request, fixture):
+    from foldatlas.models.loading import load_folding_model
+
+    folder = request.getfixturevalue(fixture)
+    on_disk = load_folding_model(str(folder), device="cpu", lm_offload=True)
+    in_memory = load_folding_model(str(folder), device="cpu", lm_offload=False)
+    assert all(p.is_meta for p in on_disk.model.esmc.layers.parameters())  # never loaded
+    assert "on disk" in on_disk.precision_note
+    record = make_record("q", SEQ + ":" + SEQ_B)
+    a = fold_batch(on_disk, [record], FoldOptions(seed=1))[0]
+    b = fold_batch(in_memory, [record], FoldOptions(seed=1))[0]
+    np.testing.assert_allclose(a.positions, b.positions, atol=1e-5)
+    np.testing.assert_allclose(a.pae, b.pae, atol=1e-5)
+    assert all(p.is_meta for p in on_disk.model.esmc.layers.parameters())  # dropped after use
+
+
+def test_concurrent_folds_equal_sequential_ones(tiny_fold2_bf16_checkpoint):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from foldatlas.models.loading import load_folding_model
+
+    model = load_folding_model(str(tiny_fold2_bf16_checkpoint), device="cpu")  # streamed 16-bit ESM C
+    records = [make_record(f"r{k}", seq) for k, seq in enumerate((SEQ, SEQ_B, SEQ[5:], SEQ_B * 2))]
+    sequential = [fold_batch(model, [r], FoldOptions(seed=k))[0] for k, r in enumerate(records)]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(lambda kr: fold_batch(model, [kr[1]], FoldOptions(seed=kr[0]))[0],
+                                   enumerate(records)))
+    for a, b in zip(sequential, concurrent):
+        np.testing.assert_array_equal(a.positions, b.positions)
+    assert next(model.model.esmc.layers[0].parameters()).dtype == torch.bfloat16  # stored weights restored

@@ -12,6 +12,12 @@ load through :func:`load_esmfold2`. What differs from transformers' own path:
   its memory. Without native bfloat16 arithmetic (AVX2-only CPUs) bfloat16 is emulated and slower
   than float32; with it (AVX-512 BF16, AMX) float32 is still the default, for results that match
   a float32 reference; ``--dtype bfloat16`` trades that for speed.
+* **ESM C on disk.** When ESM C's stored weights would take more than :data:`LM_IN_MEMORY_FRACTION`
+  of the free memory (ESM C 6B: 12.7 GB in bfloat16), its layers are not loaded at all: each is read
+  from the safetensors files when it runs (:class:`foldatlas.models.tensorfiles.TensorFiles`), in
+  float32, and dropped after. Resident memory is then the trunk and heads (0.76 GB in float32 for
+  ESMFold2-Fast), one layer and the activations; the cost is reading the layers once per fold (from
+  the page cache after the first). ``FOLDATLAS_LM_OFFLOAD=1`` (or ``0``) forces the choice.
 * **Missing language-model weights are an error**, not a silently random language model.
 * **Seeds.** Every record is folded alone after ``torch.manual_seed(seed)``, so its samples depend
   only on its sequence, the model, the options and the seed: never on batching, resume or the
@@ -20,14 +26,16 @@ load through :func:`load_esmfold2`. What differs from transformers' own path:
 
 from __future__ import annotations
 
-import json
+import os
+import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
-from foldatlas.models.loading import FoldingModelBase, stream_lm_layers
+from foldatlas.models.loading import FoldingModelBase, convert_outside_layers, install_layer_weights, stream_lm_layers
 from foldatlas.models.registry import ResolvedModel
+from foldatlas.models.tensorfiles import TensorFiles
 
 __all__ = ["Esmfold2FoldingModel", "load_esmfold2", "stored_dtypes", "MAX_SAMPLES", "MAX_STEPS", "MAX_LOOPS",
            "cpu_has_native_bf16"]
@@ -35,7 +43,7 @@ __all__ = ["Esmfold2FoldingModel", "load_esmfold2", "stored_dtypes", "MAX_SAMPLE
 MAX_SAMPLES = 64  # --num-samples ceiling (the confidence head holds one pair representation per sample)
 MAX_STEPS = 1000  # --num-steps ceiling (length of the noise schedule before its cap)
 MAX_LOOPS = 48  # --num-loops ceiling (the released checkpoints run 10)
-_DTYPES = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
+LM_IN_MEMORY_FRACTION = 0.4  # on a CPU, ESM C stays on disk when its stored weights exceed this share of free memory
 # Bytes per token pair per pair-representation channel at the peak, for the memory check: the trunk's
 # pair state and temporaries (about 8 pair-sized float32 tensors) plus, per sample, the confidence
 # head's pair copy, its update and the PAE/PDE logits.
@@ -45,15 +53,8 @@ _PAIR_TENSORS_PER_SAMPLE = 4
 
 def stored_dtypes(folder: str | Path) -> dict[str, str]:
     """Each tensor's stored dtype (``"bfloat16"``, ...), read from the safetensors headers only."""
-    out: dict[str, str] = {}
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            size = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(size))
-        for key, meta in header.items():
-            if key != "__metadata__":
-                out[key] = _DTYPES.get(meta.get("dtype"), str(meta.get("dtype")).lower())
-    return out
+    files = TensorFiles(folder)
+    return {key: files.dtype(key) for key in files.keys()}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -70,6 +71,9 @@ class Esmfold2FoldingModel(FoldingModelBase):
     """A loaded ``EsmFold2Model`` (see :class:`foldatlas.models.loading.FoldingModelBase`)."""
 
     precision_note: str = ""
+    # torch's global generator seeds each fold: folds of one model run one at a time, so that threads
+    # (the service's fold workers) cannot interleave their draws
+    _fold_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # -- the folding-model interface -------------------------------------------------------------
     @property
@@ -135,8 +139,8 @@ class Esmfold2FoldingModel(FoldingModelBase):
         out = []
         for record in records:
             features = protein_features(record, device=self.device)
-            torch.manual_seed(settings["seed"])
-            with torch.inference_mode():
+            with self._fold_lock, torch.inference_mode():
+                torch.manual_seed(settings["seed"])
                 output = self.model.fold(**features, num_diffusion_samples=settings["num_samples"],
                                          num_sampling_steps=settings["num_steps"], num_loops=settings["num_loops"])
             samples = predictions_from_output(record, output, self.name, settings)
@@ -153,11 +157,10 @@ class Esmfold2FoldingModel(FoldingModelBase):
         return out
 
 
-def _load_dtype(folder: Path, name: str):
+def _load_dtype(files: TensorFiles, folder: Path, name: str):
     import torch
 
-    dtypes = stored_dtypes(folder)
-    lm = {d for k, d in dtypes.items() if k.startswith("esmc.")}
+    lm = {files.dtype(k) for k in files.keys() if k.startswith("esmc.")}
     if not lm:
         raise WeightsIntegrityError(
             f"model '{name}': {folder} has no language-model weights (esmc.*): ESMFold2 folds from ESM C's "
@@ -167,7 +170,76 @@ def _load_dtype(folder: Path, name: str):
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[stored]
 
 
-def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype) -> Esmfold2FoldingModel:
+def _lm_on_disk(files: TensorFiles, dev, torch_dtype, forced: bool | None) -> bool:
+    """Whether ESM C's layers stay on disk: forced, ``FOLDATLAS_LM_OFFLOAD``, else by their size on a CPU."""
+    import torch
+
+    if dev.type != "cpu" or torch_dtype != torch.float32:
+        return False
+    if forced is None and os.environ.get("FOLDATLAS_LM_OFFLOAD", "") in ("0", "1"):
+        forced = os.environ["FOLDATLAS_LM_OFFLOAD"] == "1"
+    if forced is not None:
+        return forced
+    from foldatlas.predict.memory import available_memory_bytes
+
+    return files.nbytes("esmc.layers.") > LM_IN_MEMORY_FRACTION * available_memory_bytes()
+
+
+def _load_lm_on_disk(files: TensorFiles, config, name: str, folder: Path):
+    """Build the model with everything but ESM C's layers read into float32, those layers read when they run."""
+    import torch
+    from transformers import EsmFold2Model
+
+    with torch.device("meta"):
+        model = EsmFold2Model(config)
+    layers = list(model.esmc.layers)
+    layer_ids = {id(m) for layer in layers for m in layer.modules()}
+    missing = []
+    for module_name, module in model.named_modules():
+        if id(module) in layer_ids:
+            continue
+        prefix = f"{module_name}." if module_name else ""
+        for pname, param in list(module.named_parameters(recurse=False)):
+            if prefix + pname not in files:
+                missing.append(prefix + pname)
+                continue
+            module._parameters[pname] = torch.nn.Parameter(
+                files.read(prefix + pname, torch.float32 if param.is_floating_point() else None), requires_grad=False)
+        for bname, buf in list(module.named_buffers(recurse=False)):
+            if bname in module._non_persistent_buffers_set:
+                continue  # computed by the module's constructor, rebuilt below
+            if prefix + bname not in files:
+                missing.append(prefix + bname)
+                continue
+            module._buffers[bname] = files.read(prefix + bname, torch.float32 if buf.is_floating_point() else None)
+    model.esmc.rotary_emb = type(model.esmc.rotary_emb)(model.esmc.config)  # its tables are not stored
+    leftover = [f"{n}.{b}" for n, m in model.named_modules() for b, t in m.named_buffers(recurse=False)
+                if t.is_meta and id(m) not in layer_ids]
+    per_layer = []
+    for index, layer in enumerate(layers):
+        entries = []
+        for sub_name, sub in layer.named_modules():
+            for pname, param in sub.named_parameters(recurse=False):
+                key = f"esmc.layers.{index}.{sub_name + '.' if sub_name else ''}{pname}"
+                if key not in files:
+                    missing.append(key)
+                entries.append((sub, pname, key))
+        per_layer.append(entries)
+    if missing or leftover:
+        first = (missing or leftover)[0]
+        raise WeightsIntegrityError(f"model '{name}': {len(missing) + len(leftover)} weights missing from {folder} "
+                                    f"(first: {first}); transformers would fill them with random values")
+
+    def weights(index: int):
+        return [(sub, pname, files.read(key, torch.float32)) for sub, pname, key in per_layer[index]]
+
+    convert_outside_layers(model.esmc, layers, torch.float32)
+    install_layer_weights(layers, weights, torch.float32)
+    return model
+
+
+def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
+                  lm_offload: bool | None = None) -> Esmfold2FoldingModel:
     """Load an ``EsmFold2Model`` checkpoint (see the module docstring).
 
     Parameters
@@ -179,6 +251,8 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype) -> Esmfo
     torch_dtype : torch.dtype
         Precision of the trunk and heads; float32 casts them up, a 16-bit dtype loads the whole
         checkpoint in it (transformers keeps its float32-only modules in float32).
+    lm_offload : bool, optional
+        Keep ESM C's layers on disk (CPU, float32 only); None decides by their size (module docstring).
 
     Raises
     ------
@@ -194,7 +268,17 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype) -> Esmfo
     except (OSError, ValueError, TypeError) as e:
         raise WeightsIntegrityError(f"model '{name}': unreadable ESMFold2 config.json in {resolved.path} "
                                     f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
-    stored = _load_dtype(resolved.path, name)
+    files = TensorFiles(resolved.path)
+    stored = _load_dtype(files, resolved.path, name)
+    if _lm_on_disk(files, dev, torch_dtype, lm_offload):
+        model = _load_lm_on_disk(files, config, name, resolved.path)
+        model.eval()
+        size = files.nbytes("esmc.layers.") / 2**30
+        note = (f"ESM C stays on disk: each of its {len(model.esmc.layers)} layers ({size:.1f} GiB in all) is read "
+                f"and computed in float32 when it runs (exact values; --device cuda or more free memory keeps it "
+                f"in memory)")
+        return Esmfold2FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
+                                    revision=resolved.revision, device=dev, dtype=torch_dtype, precision_note=note)
     load_dtype = stored if torch_dtype == torch.float32 else torch_dtype  # never a float32 copy of 16-bit weights
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()

@@ -25,7 +25,8 @@ from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
 from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.models.registry import ResolvedModel, resolve_model
 
-__all__ = ["FoldingModel", "FoldingModelBase", "check_device_options", "load_folding_model", "weights_sha256", "stream_lm_layers"]
+__all__ = ["FoldingModel", "FoldingModelBase", "check_device_options", "load_folding_model", "weights_sha256",
+           "stream_lm_layers", "install_layer_weights", "convert_outside_layers"]
 
 
 @dataclass
@@ -170,7 +171,7 @@ def stream_lm_layers(esm_model, compute_dtype, layers=None) -> int:
 
     Small modules (embeddings, final layer norm, rotary buffers) are converted
     for good; each transformer layer's weights stay 16-bit and are converted
-    just before the layer runs and dropped right after.
+    just before the layer runs and dropped right after (:func:`install_layer_weights`).
 
     Parameters
     ----------
@@ -188,8 +189,21 @@ def stream_lm_layers(esm_model, compute_dtype, layers=None) -> int:
     layers = list(esm_model.encoder.layer if layers is None else layers)
     if not layers or next(layers[0].parameters()).dtype == compute_dtype:
         return 0
+    convert_outside_layers(esm_model, layers, compute_dtype)
+    stored = [[(sub, name, param) for sub in layer.modules() for name, param in sub.named_parameters(recurse=False)]
+              for layer in layers]
+
+    def weights(index: int):
+        return [(sub, name, param.detach().to(compute_dtype)) for sub, name, param in stored[index]]
+
+    return install_layer_weights(layers, weights, compute_dtype)
+
+
+def convert_outside_layers(model, layers, compute_dtype) -> None:
+    """Convert for good every parameter and floating buffer of ``model`` outside ``layers``, and the floating
+    buffers inside them (rotary tables), to ``compute_dtype``."""
     layer_ids = {id(m) for layer in layers for m in layer.modules()}
-    for module in esm_model.modules():
+    for module in model.modules():
         if id(module) in layer_ids:
             continue
         for pname, param in module.named_parameters(recurse=False):
@@ -197,30 +211,67 @@ def stream_lm_layers(esm_model, compute_dtype, layers=None) -> int:
         for bname, buf in module.named_buffers(recurse=False):
             if buf.is_floating_point():
                 setattr(module, bname, buf.to(compute_dtype))
-    # Rotary tables inside the layers are buffers: convert those for good too.
     for layer in layers:
         for module in layer.modules():
             for bname, buf in module.named_buffers(recurse=False):
                 if buf.is_floating_point():
                     setattr(module, bname, buf.to(compute_dtype))
 
-    def upcast(module, args, kwargs):
-        module._foldatlas_stored = [(p, p.data) for p in module.parameters()]
-        for p, data in module._foldatlas_stored:
-            p.data = data.to(compute_dtype)
-        cast = tuple(a.to(compute_dtype) if hasattr(a, "is_floating_point") and a.is_floating_point() else a
-                     for a in args)
-        return cast, kwargs
 
-    def restore(module, args, kwargs, output):
-        for p, data in module._foldatlas_stored:
-            p.data = data
-        del module._foldatlas_stored
-        return output
+def install_layer_weights(layers, weights, compute_dtype) -> int:
+    """Give each layer its compute weights only while it runs.
 
-    for layer in layers:
-        layer.register_forward_pre_hook(upcast, with_kwargs=True)
-        layer.register_forward_hook(restore, with_kwargs=True)
+    Parameters
+    ----------
+    layers : sequence of torch.nn.Module
+    weights : callable
+        ``weights(index)`` returns ``[(submodule, parameter name, tensor)]``: the tensors the layer at
+        ``index`` computes with (converted from 16-bit storage, or read from disk).
+    compute_dtype : torch.dtype
+        Floating positional inputs of a layer are cast to it.
+
+    Returns
+    -------
+    int
+        The number of layers.
+
+    Notes
+    -----
+    Thread-safe: threads running the same layer at once share one set of compute weights (a count
+    per layer, under a lock), which go back to the stored parameters when the last one leaves, even
+    if the forward raised.
+    """
+    import threading
+
+    import torch
+
+    for index, layer in enumerate(layers):
+        state = {"count": 0, "saved": None, "lock": threading.Lock()}
+
+        def enter(module, args, kwargs, index=index, state=state):
+            with state["lock"]:
+                if state["count"] == 0:
+                    saved = []
+                    for sub, name, tensor in weights(index):
+                        saved.append((sub, name, sub._parameters[name]))
+                        sub._parameters[name] = torch.nn.Parameter(tensor, requires_grad=False)
+                    state["saved"] = saved
+                state["count"] += 1
+            cast = tuple(a.to(compute_dtype) if hasattr(a, "is_floating_point") and a.is_floating_point() else a
+                         for a in args)
+            return cast, kwargs
+
+        def leave(module, args, kwargs, output, state=state):
+            with state["lock"]:
+                state["count"] -= 1
+                if state["count"] == 0:
+                    for sub, name, param in state["saved"]:
+                        sub._parameters[name] = param
+                    state["saved"] = None
+            return output
+
+        layer.register_forward_pre_hook(enter, with_kwargs=True)
+        layer.register_forward_hook(leave, with_kwargs=True, always_call=True)
     return len(layers)
 
 
@@ -262,7 +313,7 @@ def _model_type(folder: Path) -> str | None:
 
 
 def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
-                       threads: int | None = None, lean_trunk: bool = True) -> FoldingModel:
+                       threads: int | None = None, lean_trunk: bool = True, lm_offload: bool | None = None) -> FoldingModel:
     """Load a folding model (ESMFold v1 or ESMFold2 architecture) by name, hub id or folder.
 
     The architecture is read from ``config.json``'s ``model_type``: ``esmfold2`` loads through
@@ -283,6 +334,9 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
         Run the trunk blocks with :func:`foldatlas.models.trunk.lean_block_forward`
         (same outputs, about half the activation memory). False keeps
         transformers' own block forward.
+    lm_offload : bool, optional
+        ESMFold2 on a CPU: keep ESM C's layers on disk and read each when it runs; None decides by
+        their size against the free memory (see :mod:`foldatlas.models.esmfold2`).
 
     Returns
     -------
@@ -303,7 +357,7 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
     if _model_type(resolved.path) == "esmfold2":
         from foldatlas.models.esmfold2 import load_esmfold2
 
-        return load_esmfold2(resolved, name, dev, torch_dtype)
+        return load_esmfold2(resolved, name, dev, torch_dtype, lm_offload=lm_offload)
     try:
         config = EsmConfig.from_pretrained(resolved.path)
     except (OSError, ValueError) as e:
