@@ -18,6 +18,6 @@ def register(app: typer.Typer) -> None:
             try:
                 where = str(resolve_model(spec.name).path)
             except FoldatlasError:
-                where = "not available"
+                where = f"not here (fetch once: hf download {spec.hub_id})" if spec.hub_id else "not available"
             default = " (default)" if spec.name in (DEFAULT_FOLD_MODEL, DEFAULT_LM) else ""
             typer.echo(f"{spec.name}{default}\t{spec.kind}\t{spec.description}\t{where}")
