@@ -12,6 +12,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_server(seeded_atlas, tmp_path_factory, tiny_model, lm_embedder):
+@contextmanager
+def _serve(seeded_atlas, tmp_path_factory, folding_model, embedder):
     """A uvicorn server on a free loopback port over a copy of the seeded atlas; yields its base URL."""
     import uvicorn
 
@@ -45,7 +46,7 @@ def live_server(seeded_atlas, tmp_path_factory, tiny_model, lm_embedder):
 
     atlas = tmp_path_factory.mktemp("browser") / "atlas"
     shutil.copytree(seeded_atlas, atlas)
-    app = create_app(ServiceSettings(atlas=atlas, max_length=400), folding_model=tiny_model, embedder=lm_embedder)
+    app = create_app(ServiceSettings(atlas=atlas, max_length=400), folding_model=folding_model, embedder=embedder)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -55,9 +56,25 @@ def live_server(seeded_atlas, tmp_path_factory, tiny_model, lm_embedder):
             break
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def live_server(seeded_atlas, tmp_path_factory, tiny_model, lm_embedder):
+    """The service on the tiny ESMFold checkpoint, live; yields its base URL."""
+    with _serve(seeded_atlas, tmp_path_factory, tiny_model, lm_embedder) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def fold2_server(seeded_atlas, tmp_path_factory, tiny_fold2_model, lm_embedder):
+    """The service on the tiny ESMFold2 checkpoint (3 samples per fold), live; yields its base URL."""
+    with _serve(seeded_atlas, tmp_path_factory, tiny_fold2_model, lm_embedder) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +101,21 @@ def page(browser, request):
     assert not errors, errors
 
 
-def _api(base: str, path: str):
+def _api(base: str, path: str, body: dict | None = None):
     import json
     import urllib.request
 
-    with urllib.request.urlopen(base + path, timeout=30) as r:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=90) as r:
         return json.loads(r.read())
+
+
+def _text(base: str, path: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(base + path, timeout=30) as r:
+        return r.read().decode()
 
 
 def _coloured_fraction(png: bytes) -> float:
@@ -189,3 +215,43 @@ def test_api_docs_render_offline(live_server, page):
     page.wait_for_selector("#swagger-ui .info .title", timeout=30_000)
     assert "foldatlas" in page.text_content("#swagger-ui .info .title")
     assert page.locator("text=/foldSequence/v1/pdb/").count() >= 1
+
+
+_FIRST_ATOM = ("(() => { const a = window.foldatlas.viewer.getModel(0).selectedAtoms({})[0]; "
+               "return [a.x, a.y, a.z]; })()")  # the first atom of the model the viewer shows
+
+
+def _first_atom(pdb: str) -> list[float]:
+    line = next(line for line in pdb.splitlines() if line.startswith("ATOM"))
+    return [float(line[30:38]), float(line[38:46]), float(line[46:54])]
+
+
+def test_stepping_through_the_samples_of_an_esmfold2_entry(fold2_server, page):
+    job = _api(fold2_server, "/api/v1/fold", {"sequence": SEQ, "name": "stepper", "wait": 60})
+    assert job["status"] == "done", job
+    samples = _api(fold2_server, job["links"]["samples"])
+    best, listed = samples["best_sample"], samples["samples"]
+    assert len(listed) == 3
+    page.goto(fold2_server + job["links"]["page"])
+    page.wait_for_selector("#sample-stepper:not([hidden])", timeout=30_000)
+    label = page.locator("#sample-label")
+    first = listed[best]
+    assert label.text_content().startswith(f"Sample {best + 1} of 3, pTM {first['ptm']:.3f}, "
+                                           f"mean pLDDT {first['mean_plddt']:.2f}")
+    assert page.locator("#sample-label .best-badge").count() == 1
+    assert page.evaluate(_FIRST_ATOM) == pytest.approx(_first_atom(_text(fold2_server, first["links"]["pdb"])),
+                                                       abs=1e-3)
+    step, target = ("#sample-next", best + 1) if best < 2 else ("#sample-prev", best - 1)
+    assert page.is_disabled("#sample-next") == (best == 2) and page.is_disabled("#sample-prev") == (best == 0)
+    page.click(step)
+    page.wait_for_function(f"window.foldatlas.shownSample === {target}", timeout=30_000)
+    chosen = listed[target]
+    assert label.text_content() == (f"Sample {target + 1} of 3, pTM {chosen['ptm']:.3f}, "
+                                    f"mean pLDDT {chosen['mean_plddt']:.2f}")
+    assert page.locator("#sample-label .best-badge").count() == 0
+    shown = page.evaluate(_FIRST_ATOM)
+    assert shown == pytest.approx(_first_atom(_text(fold2_server, chosen["links"]["pdb"])), abs=1e-3)
+    assert shown != pytest.approx(_first_atom(_text(fold2_server, first["links"]["pdb"])), abs=1e-3)
+    assert page.get_attribute("#dl-sample-pdb", "href").endswith(f"/samples/{target}/structure.pdb?download=true")
+    page.wait_for_timeout(500)  # the viewer draws on the next animation frame
+    assert _coloured_fraction(page.locator("#viewer").screenshot()) > 0.01

@@ -12,7 +12,8 @@
 * An atlas remembers the folding model (weights SHA-256 and what it ran: recycles, or ESMFold2's
   seed, samples, steps and loops) and the embedding model it was built with; adding predictions
   of other weights or settings is refused. ESMFold2 entries are the best sample; every sample's
-  scores are in the entry's provenance.
+  scores are in the entry's provenance, and every sample's structure, pLDDT and scores are stored
+  with the entry (:meth:`Atlas.samples`, :meth:`Atlas.get_sample`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from foldatlas.atlas import codec
-from foldatlas.atlas.entry import NewEntry
+from foldatlas.atlas.entry import EntrySample, NewEntry
 from foldatlas.atlas.store import Atlas
 from foldatlas.errors import OutputConflictError
 from foldatlas.seq.records import Record
@@ -129,16 +130,31 @@ _SAMPLING_KEYS = ("seed", "num_samples", "num_steps", "num_loops", "sample", "be
                   "chain_pair_iptm")
 
 
+def _entry_samples(prediction, structure: bytes) -> tuple[EntrySample, ...]:
+    """Every sample of a prediction to store with its entry (``structure``: the prediction's own, encoded)."""
+    out = []
+    for k, sample in enumerate(prediction.samples):
+        blob = structure if sample is prediction else codec.encode_structure(sample.to_atoms())
+        ranking = sample.extra.get("ranking_score")
+        out.append(EntrySample(sample=int(sample.extra.get("sample", k)), structure=blob, plddt=sample.plddt,
+                               ptm=None if sample.ptm is None else float(sample.ptm),
+                               iptm=None if sample.iptm is None else float(sample.iptm),
+                               ranking_score=None if ranking is None else float(ranking)))
+    return tuple(out)
+
+
 def prediction_entry(prediction, embedding, folding_model, options: BuildOptions, seconds: float,
                      batch_size: int) -> NewEntry:
-    """The atlas entry of a prediction (its record's name is the ID), with provenance."""
+    """The atlas entry of a prediction (its record's name is the ID), with provenance and, for a model that
+    draws several samples (ESMFold2), every sample (:class:`~foldatlas.atlas.entry.EntrySample`)."""
     from foldatlas import __version__
 
     rec = prediction.record
+    structure = codec.encode_structure(prediction.to_atoms())
     return NewEntry(
         id=rec.name, sequence=rec.sequence, kind="predicted", model=folding_model.name,
-        model_version=folding_model.weights_sha256, structure=codec.encode_structure(prediction.to_atoms()),
-        plddt=prediction.plddt, ptm=prediction.ptm, iptm=prediction.iptm,
+        model_version=folding_model.weights_sha256, structure=structure,
+        samples=_entry_samples(prediction, structure), plddt=prediction.plddt, ptm=prediction.ptm, iptm=prediction.iptm,
         pae=prediction.pae if options.store_pae else None, max_pae=prediction.max_pae, embedding=embedding,
         description=rec.description, source=options.source,
         provenance={"foldatlas_version": __version__, "model": folding_model.name,

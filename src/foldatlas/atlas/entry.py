@@ -9,9 +9,64 @@ import numpy as np
 
 from foldatlas.atlas import codec
 
-__all__ = ["NewEntry", "AtlasEntry", "ENTRY_KINDS"]
+__all__ = ["NewEntry", "AtlasEntry", "EntrySample", "SampleScores", "ENTRY_KINDS"]
 
 ENTRY_KINDS = ("predicted", "imported")
+
+
+@dataclass(frozen=True)
+class EntrySample:
+    """One sample of a prediction that draws several (ESMFold2's diffusion samples), to store with its entry.
+
+    Attributes
+    ----------
+    sample : int
+        The sample's index in the prediction (``Prediction.extra["sample"]``), 0-based.
+    structure : bytes
+        :func:`foldatlas.atlas.codec.encode_structure` of the sample's structure (pLDDT B-factors).
+    plddt : ndarray of float, shape (L,), or None
+        Per-residue pLDDT (0-100).
+    ptm, iptm, ranking_score : float or None
+        The sample's pTM, interface pTM (complexes) and the score the best sample was chosen by.
+    """
+
+    sample: int
+    structure: bytes
+    plddt: np.ndarray | None = None
+    ptm: float | None = None
+    iptm: float | None = None
+    ranking_score: float | None = None
+
+    @property
+    def mean_plddt(self) -> float | None:
+        """Mean per-residue pLDDT, or None."""
+        return None if self.plddt is None or len(self.plddt) == 0 else float(np.mean(self.plddt))
+
+
+@dataclass(frozen=True)
+class SampleScores:
+    """A stored sample's scores, as :meth:`foldatlas.atlas.Atlas.samples` lists them (no structure).
+
+    Attributes
+    ----------
+    sample : int
+        The sample's index in its prediction.
+    mean_plddt, ptm, iptm, ranking_score : float or None
+    """
+
+    sample: int
+    mean_plddt: float | None
+    ptm: float | None
+    iptm: float | None
+    ranking_score: float | None
+
+    def to_dict(self) -> dict:
+        """The scores as a JSON-ready dict, rounded as an entry's are."""
+        return {"sample": self.sample,
+                "ptm": None if self.ptm is None else round(self.ptm, 5),
+                "iptm": None if self.iptm is None else round(self.iptm, 5),
+                "mean_plddt": None if self.mean_plddt is None else round(self.mean_plddt, 3),
+                "ranking_score": None if self.ranking_score is None else round(self.ranking_score, 5)}
 
 
 @dataclass(frozen=True)
@@ -41,6 +96,9 @@ class NewEntry:
         FASTA header or file name; where the entry came from (input file).
     provenance : dict
         JSON-ready details (foldatlas version, recycles, timing, substitutions, ...).
+    samples : tuple of EntrySample
+        Every sample of a prediction that draws several (ESMFold2), this entry's own one included; empty for
+        ESMFold v1 and imports.
     """
 
     id: str
@@ -58,6 +116,7 @@ class NewEntry:
     description: str = ""
     source: str = ""
     provenance: dict = field(default_factory=dict)
+    samples: tuple[EntrySample, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ENTRY_KINDS:
@@ -67,6 +126,14 @@ class NewEntry:
             raise ValueError(f"entry {self.id}: {len(self.plddt)} pLDDT values for {n} residues")
         if self.pae is not None and np.shape(self.pae) != (n, n):
             raise ValueError(f"entry {self.id}: PAE of shape {np.shape(self.pae)} for {n} residues")
+        object.__setattr__(self, "samples", tuple(self.samples))
+        indices = [s.sample for s in self.samples]
+        if len(set(indices)) != len(indices) or any(k < 0 for k in indices):
+            raise ValueError(f"entry {self.id}: sample indices must be distinct and >= 0, not {indices}")
+        for s in self.samples:
+            if s.plddt is not None and len(s.plddt) != n:
+                raise ValueError(f"entry {self.id}: sample {s.sample} has {len(s.plddt)} pLDDT values for "
+                                 f"{n} residues")
 
     @property
     def length(self) -> int:
@@ -105,6 +172,9 @@ class AtlasEntry:
         Whether the atlas stores a PAE matrix for the entry.
     structure_blob : bytes
         The stored structure (see :mod:`foldatlas.atlas.codec`).
+    sample : int or None
+        Set on what :meth:`foldatlas.atlas.Atlas.get_sample` reads: the entry with one stored sample's structure
+        and scores in place of its own (no PAE, no embedding). None for the entry itself.
     """
 
     id: str
@@ -128,6 +198,7 @@ class AtlasEntry:
     created: str
     has_pae: bool = False
     structure_blob: bytes = field(repr=False, default=b"")
+    sample: int | None = None
 
     @property
     def chains(self) -> list[str]:
@@ -140,6 +211,8 @@ class AtlasEntry:
 
     def _remarks(self) -> list[str]:
         what = f"foldatlas atlas entry {self.id}: {self.kind} by {self.model}"
+        if self.sample is not None:
+            what += f", sample {self.sample}"
         lines = [what]
         if self.mean_plddt is not None:
             lines.append(f"mean pLDDT {self.mean_plddt:.2f}" + (f"  pTM {self.ptm:.4f}" if self.ptm is not None else "")
@@ -158,9 +231,11 @@ class AtlasEntry:
         from foldatlas import __version__
         from foldatlas.structure.io import to_mmcif_string
 
+        which = "" if self.sample is None else f", sample {self.sample}"
         software = {"name": "foldatlas", "version": __version__, "classification": "model building" if
-                    self.kind == "predicted" else "other", "description": f"{self.kind} by {self.model}"}
-        return to_mmcif_string(self.atoms(), name=self.id, software=software)
+                    self.kind == "predicted" else "other", "description": f"{self.kind} by {self.model}{which}"}
+        name = self.id if self.sample is None else f"{self.id}_sample{self.sample}"
+        return to_mmcif_string(self.atoms(), name=name, software=software)
 
     def to_bcif(self) -> bytes:
         """BinaryCIF bytes, as stored."""
@@ -187,6 +262,8 @@ class AtlasEntry:
             "has_pae": self.has_pae,
             "provenance": self.provenance,
         }
+        if self.sample is not None:
+            out["sample"] = self.sample
         if include_pae and self.pae is not None:
             out.update(self.pae_json()[0])
         if include_embedding and self.embedding is not None:

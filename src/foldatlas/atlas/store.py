@@ -10,13 +10,19 @@ Parquet files cannot be appended to transactionally; the atlas exports Parquet i
 
 Layout of an atlas folder::
 
-    atlas.sqlite      entries (metadata), blobs (structure, pLDDT, PAE, embedding), aliases,
-                      failures, meta, jobs (the fold jobs of ``foldatlas serve``); write-ahead log mode
+    atlas.sqlite      entries (metadata), blobs (structure, pLDDT, PAE, embedding), samples (every
+                      sample of an ESMFold2 prediction), aliases, failures, meta, jobs (the fold jobs
+                      of ``foldatlas serve``); write-ahead log mode
     seqindex/         the sequence-search index (:mod:`foldatlas.atlas.seqindex`)
 
 Metadata and payload live in two tables joined on the row id, so that scans over metadata (stats,
 export, the map) do not read the blobs. Row ids are never reused (``AUTOINCREMENT``), which lets
 the search indexes name entries by row id. Imports neither torch nor transformers.
+
+Schema changes are additive (``CREATE TABLE IF NOT EXISTS``, run at every writable open), so an atlas
+written by an older foldatlas gains new tables (``jobs``, ``samples``) the first time it is opened for
+writing, and ``FORMAT_VERSION`` only changes for what an older foldatlas could not read. Read-only opens
+of an older atlas treat a missing table as empty.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import re
 import sqlite3
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -33,7 +40,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from foldatlas.atlas import codec
-from foldatlas.atlas.entry import AtlasEntry, NewEntry
+from foldatlas.atlas.entry import AtlasEntry, NewEntry, SampleScores
 from foldatlas.errors import AtlasError, UnknownEntryError
 
 __all__ = ["Atlas", "open_atlas", "DB_NAME", "FORMAT_VERSION", "JOB_COLUMNS", "JOB_STATES"]
@@ -104,6 +111,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+-- Every sample of a prediction that draws several (ESMFold2), the entry's own included. Entries are never
+-- deleted; the cascade states the ownership for a connection that turns foreign keys on.
+CREATE TABLE IF NOT EXISTS samples (
+    entry_rowid INTEGER NOT NULL REFERENCES entries (rowid) ON DELETE CASCADE,
+    sample INTEGER NOT NULL,
+    structure BLOB NOT NULL,
+    plddt BLOB,
+    mean_plddt REAL,
+    ptm REAL,
+    iptm REAL,
+    ranking_score REAL,
+    PRIMARY KEY (entry_rowid, sample)
+) WITHOUT ROWID;
 """
 
 _META_COLUMNS = ("rowid", "id", "checksum", "crc64", "length", "num_chains", "kind", "model", "model_version",
@@ -117,6 +137,11 @@ _FINISHED = "('done', 'failed')"
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _number(value) -> float | None:
+    """A score as a plain float for SQLite (numpy scalars are not bound as numbers)."""
+    return None if value is None else float(value)
 
 
 class Atlas:
@@ -253,6 +278,14 @@ class Atlas:
                             (rowid, e.structure, None if plddt is None else codec.encode_plddt(plddt),
                              None if e.pae is None else codec.encode_pae(e.pae),
                              None if e.embedding is None else codec.encode_embedding(e.embedding)))
+                if e.samples:  # in the entry's transaction: an entry is stored with all its samples or not at all
+                    cur.executemany(
+                        "INSERT INTO samples (entry_rowid, sample, structure, plddt, mean_plddt, ptm, iptm, "
+                        "ranking_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(rowid, int(x.sample), x.structure,
+                          None if x.plddt is None else codec.encode_plddt(np.asarray(x.plddt, dtype=np.float32)),
+                          x.mean_plddt, _number(x.ptm), _number(x.iptm), _number(x.ranking_score))
+                         for x in e.samples])
                 cur.execute("DELETE FROM failures WHERE id = ?", (e.id,))
                 rowids.append(rowid)
             for alias, target, source in aliases:
@@ -436,6 +469,70 @@ class Atlas:
             embedding=None if emb is None else codec.decode_embedding(emb),
             description=m["description"], source=m["source"], provenance=json.loads(m["provenance"]),
             created=m["created"], has_pae=bool(has_pae), structure_blob=bytes(structure))
+
+    def _sample_rows(self, sql: str, params) -> list[tuple]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # an atlas older than the samples table, opened read-only
+                return []
+            raise AtlasError(f"{self.folder}: cannot read samples ({e})") from e
+
+    def samples(self, key: str) -> list[SampleScores]:
+        """The scores of an entry's stored samples (ESMFold2's diffusion samples), by sample index.
+
+        Parameters
+        ----------
+        key : str
+            Entry ID, alias or sequence MD5.
+
+        Returns
+        -------
+        list of SampleScores
+            Empty for an entry without samples (ESMFold v1 predictions, imports). Which one is the entry itself
+            is in its provenance (``best_sample``).
+
+        Raises
+        ------
+        UnknownEntryError
+            If the key names no entry.
+        """
+        rowid, _ = self.resolve(key)
+        rows = self._sample_rows("SELECT sample, mean_plddt, ptm, iptm, ranking_score FROM samples "
+                                 "WHERE entry_rowid = ? ORDER BY sample", (rowid,))
+        return [SampleScores(int(k), *values) for k, *values in rows]
+
+    def get_sample(self, key: str, sample: int) -> AtlasEntry:
+        """One stored sample of an entry, as the entry with that sample's structure, pLDDT, pTM and ipTM.
+
+        The result renders like any entry (:meth:`AtlasEntry.to_pdb` puts the sample's pLDDT in the B-factor
+        column); its ``sample`` attribute names the sample. It carries no PAE and no embedding.
+
+        Parameters
+        ----------
+        key : str
+            Entry ID, alias or sequence MD5.
+        sample : int
+            The sample's index (see :meth:`samples`).
+
+        Raises
+        ------
+        UnknownEntryError
+            If the key names no entry, or the entry stores no sample of that index.
+        """
+        rowid, entry_id = self.resolve(key)
+        rows = self._sample_rows("SELECT structure, plddt, mean_plddt, ptm, iptm FROM samples "
+                                 "WHERE entry_rowid = ? AND sample = ?", (rowid, int(sample)))
+        if not rows:
+            have = [s.sample for s in self.samples(entry_id)]
+            held = (f"its samples are {', '.join(map(str, have))}" if have else
+                    "it stores none (only predictions of models that draw several samples, such as ESMFold2, do)")
+            raise UnknownEntryError(f"entry '{entry_id}' has no sample {sample}; {held}")
+        structure, plddt, mean_plddt, ptm, iptm = rows[0]
+        entry = self.get_rowid(rowid, pae=False, embedding=False)
+        return replace(entry, structure_blob=bytes(structure),
+                       plddt=None if plddt is None else codec.decode_plddt(plddt), mean_plddt=mean_plddt,
+                       ptm=ptm, iptm=iptm, max_pae=None, pae=None, has_pae=False, sample=int(sample))
 
     def ids_of(self, rowids: list[int]) -> dict[int, str]:
         """Entry IDs of row ids (those that exist)."""

@@ -1,9 +1,11 @@
-"""The JSON API under ``/api/v1``: fold jobs, entries, sequence and structure search, superposition, the map."""
+"""The JSON API under ``/api/v1``: fold jobs, entries (and their samples), sequence and structure search,
+superposition, the map."""
 
 from __future__ import annotations
 
 import gzip
 import time
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -96,7 +98,7 @@ def _job_answer(job, status: int | None = None) -> JSONResponse:
     if job.entry_id:
         base = f"/api/v1/entries/{job.entry_id}"
         body["links"].update(entry=base, pdb=f"{base}/structure.pdb", cif=f"{base}/structure.cif",
-                             pae=f"{base}/pae.json", page=f"/entry/{job.entry_id}")
+                             pae=f"{base}/pae.json", samples=f"{base}/samples", page=f"/entry/{job.entry_id}")
     code = status or (200 if job.status in ("done", "failed") else 202)
     return JSONResponse(body, status_code=code)
 
@@ -142,6 +144,55 @@ async def entry(entry_id: str, request: Request, pae: bool = False) -> Response:
 
 _FILES = {"structure.pdb": "pdb", "structure.cif": "cif", "pae.json": "pae", "sequence.fasta": "fasta",
           "confidence.json": "confidence", "embedding.json": "embedding.json", "embedding.bin": "embedding.bin"}
+_SAMPLE_FILES = {"structure.pdb": "pdb", "structure.cif": "cif"}
+
+
+def _attachment(entry_id: str, file_name: str) -> dict:
+    """The header that makes a browser save a file, named after the entry."""
+    stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in entry_id)[:100]
+    return {"Content-Disposition": f'attachment; filename="{stem}_{file_name}"'}
+
+
+# Registered before entry_file, whose /entries/{entry_id}/{file_name} would take "samples" for a file name.
+@router.get("/entries/{entry_id}/samples")
+async def entry_samples(entry_id: str, request: Request) -> dict:
+    """Every stored sample of an entry (ESMFold2 draws several; the entry itself is the best one, ``best_sample``):
+    pTM, ipTM, mean pLDDT, ranking score and links to its structure. An entry without samples (ESMFold v1,
+    imported) lists none."""
+    ctx = context(request)
+
+    def read():
+        entry = ctx.atlas.get(entry_id, pae=False, embedding=False)
+        return entry, ctx.atlas.samples(entry.id)
+
+    entry, samples = await run_in_threadpool(read)
+    base = f"/api/v1/entries/{quote(entry.id, safe='')}/samples"
+    listed = [{**s.to_dict(), "links": {"pdb": f"{base}/{s.sample}/structure.pdb",
+                                        "cif": f"{base}/{s.sample}/structure.cif"}} for s in samples]
+    return {"id": entry.id, "best_sample": entry.provenance.get("best_sample") if samples else None,
+            "samples": listed}
+
+
+@router.get("/entries/{entry_id}/samples/{sample}/{file_name}")
+async def entry_sample_file(entry_id: str, sample: int, file_name: str, request: Request,
+                            download: bool = False) -> Response:
+    """One sample's structure: structure.pdb or structure.cif, its pLDDT in the B-factor column (404 for a sample
+    the entry does not store)."""
+    fmt = _SAMPLE_FILES.get(file_name)
+    if fmt is None:
+        raise InvalidOptionError(f"unknown file '{file_name[:40]}': use one of {', '.join(_SAMPLE_FILES)}")
+    ctx = context(request)
+    key = (entry_id, f"sample {sample} {fmt}")
+    data = ctx.cached_render(key)
+    if data is None:
+        def render() -> bytes:
+            stored = ctx.atlas.get_sample(entry_id, sample)
+            return (stored.to_pdb() if fmt == "pdb" else stored.to_mmcif()).encode()
+
+        data = await run_in_threadpool(render)
+        ctx.store_render(key, data)
+    headers = _attachment(entry_id, f"sample{sample}_{file_name}") if download else {}
+    return Response(data, media_type=FORMATS[fmt], headers=headers)
 
 
 @router.get("/entries/{entry_id}/{file_name}")
@@ -152,10 +203,7 @@ async def entry_file(entry_id: str, file_name: str, request: Request, download: 
     if fmt is None:
         raise InvalidOptionError(f"unknown file '{file_name[:40]}': use one of {', '.join(_FILES)}")
     data = await render_entry(request, entry_id, fmt)
-    headers = {}
-    if download:
-        stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in entry_id)[:100]
-        headers["Content-Disposition"] = f'attachment; filename="{stem}_{file_name}"'
+    headers = _attachment(entry_id, file_name) if download else {}
     return Response(data, media_type=FORMATS[fmt], headers=headers)
 
 

@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const BANDS = [[90, "#0053d6"], [70, "#65cbf3"], [50, "#ffdb13"], [-1, "#ff7d45"]];
 const bandColor = (p) => BANDS.find(([lo]) => p > lo)[1];
-const state = { viewer: null, entry: null, map: null };
+const state = { viewer: null, entry: null, map: null, samples: null, shownSample: null };
 window.foldatlas = state; // read by the browser tests
 
 function showMessage(text) {
@@ -100,6 +100,7 @@ async function fold() {
 // ---- an entry ------------------------------------------------------------------------------------------
 
 async function showEntry(id) {
+  hideSamples();
   const entry = await api(`/api/v1/entries/${encodeURIComponent(id)}?pae=true`);
   state.entry = entry;
   document.title = `${entry.id} - foldatlas`;
@@ -126,6 +127,68 @@ async function showEntry(id) {
   for (const item of document.querySelectorAll("[data-plddt-legend]")) item.hidden = !hasPlddt;
   drawPlddt(entry.plddt || []);
   drawPae(entry.predicted_aligned_error, entry.max_predicted_aligned_error);
+  await showSamples(entry);
+}
+
+// ---- the samples of an entry (ESMFold2 draws several; the entry itself is the best one) ---------------
+
+function hideSamples() {
+  state.samples = null;
+  state.shownSample = null;
+  $("sample-stepper").hidden = true;
+}
+
+async function showSamples(entry) {
+  if (entry.kind !== "predicted") return;
+  const answer = await api(`/api/v1/entries/${encodeURIComponent(entry.id)}/samples`);
+  if (state.entry !== entry) return; // another entry was opened meanwhile
+  state.shownSample = answer.best_sample;
+  if (answer.samples.length < 2) return;
+  const best = answer.samples.findIndex((s) => s.sample === answer.best_sample);
+  state.samples = { list: answer.samples, best: answer.best_sample, index: Math.max(0, best), loading: 0 };
+  updateStepper();
+  $("sample-stepper").hidden = false;
+}
+
+const score = (value, digits) => (value == null ? "-" : value.toFixed(digits));
+
+function updateStepper() {
+  const { list, best, index } = state.samples;
+  const sample = list[index];
+  const label = $("sample-label");
+  label.textContent = `Sample ${index + 1} of ${list.length}, pTM ${score(sample.ptm, 3)}, `
+    + `mean pLDDT ${score(sample.mean_plddt, 2)}`;
+  label.dataset.sample = sample.sample;
+  if (sample.sample === best) {
+    const badge = document.createElement("span");
+    badge.className = "best-badge";
+    badge.textContent = "best";
+    badge.title = "Highest ranking score: the entry's own structure";
+    label.appendChild(badge);
+  }
+  $("sample-prev").disabled = index === 0;
+  $("sample-next").disabled = index === list.length - 1;
+  $("dl-sample-pdb").href = `${sample.links.pdb}?download=true`;
+  $("dl-sample-cif").href = `${sample.links.cif}?download=true`;
+}
+
+async function stepSample(delta) {
+  const samples = state.samples;
+  const index = samples ? samples.index + delta : -1;
+  if (!samples || index < 0 || index >= samples.list.length) return;
+  samples.index = index;
+  updateStepper();
+  const sample = samples.list[index];
+  const token = ++samples.loading;
+  try {
+    const pdb = await api(sample.links.pdb);
+    if (state.samples !== samples || samples.loading !== token) return; // stepped again, or left the entry
+    drawStructure(pdb, true);
+    $("legend-reference").hidden = true;
+    state.shownSample = sample.sample;
+  } catch (error) {
+    showMessage(error.message);
+  }
 }
 
 function drawStructure(pdb, byPlddt, reference) {
@@ -209,6 +272,12 @@ async function superpose(event) {
       + `lDDT-Cα ${result.lddt_ca.toFixed(3)}.`;
     drawStructure(result.model_pdb, state.entry.plddt != null, result.reference_pdb);
     $("legend-reference").hidden = false;
+    if (state.samples) { // the superposed model is the entry's own structure: the best sample
+      state.samples.index = Math.max(0, state.samples.list.findIndex((s) => s.sample === state.samples.best));
+      state.samples.loading++;
+      state.shownSample = state.samples.best;
+      updateStepper();
+    }
   } catch (error) {
     $("superpose-result").textContent = "";
     showMessage(error.message);
@@ -382,6 +451,8 @@ document.addEventListener("DOMContentLoaded", () => {
     if (file) $("sequence").value = await file.text();
   });
   $("superpose-form").addEventListener("submit", superpose);
+  $("sample-prev").addEventListener("click", () => stepSample(-1));
+  $("sample-next").addEventListener("click", () => stepSample(1));
   $("lookup-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const id = $("lookup-id").value.trim();
