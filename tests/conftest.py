@@ -77,6 +77,24 @@ def tiny_fold2_bf16_checkpoint(tmp_path_factory):
                                  lm_dtype=torch.bfloat16)
 
 
+def write_fold2_without(source, folder, prefix: str):
+    """A copy of an ESMFold2 checkpoint folder without the weights whose names start with ``prefix``."""
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text((source / "config.json").read_text())
+    weights = load_file(str(source / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if not k.startswith(prefix)}, str(folder / "model.safetensors"),
+              metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_fold2_without_lm(tmp_path_factory, tiny_fold2_checkpoint):
+    """The tiny ESMFold2 checkpoint without ESM C's weights (``esmc.*``)."""
+    return write_fold2_without(tiny_fold2_checkpoint, tmp_path_factory.mktemp("no_lm"), "esmc.")
+
+
 @pytest.fixture(scope="session")
 def tiny_fold2_model(tiny_fold2_checkpoint):
     """The tiny ESMFold2 checkpoint loaded through foldatlas' loader on the CPU."""

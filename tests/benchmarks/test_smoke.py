@@ -26,6 +26,21 @@ def test_max_length_benchmark_runs(tiny_checkpoint):
     assert row["status"] == "stopped after block" and row["peak_rss_gib"] > 0
 
 
+def test_fold2_benchmark_runs_and_compares(tmp_path):
+    """make_fold2_checkpoint.py (tiny, bfloat16 as released) then bench_fold2.py against float32 transformers."""
+    made = _json([str(ROOT / "benchmarks/predict/make_fold2_checkpoint.py"), str(tmp_path / "ckpt"), "--size",
+                  "tiny", "--dtype", "bfloat16"])
+    assert made["parameters"] > 0 and made["parameters_by_dtype"]["BF16"] > 0 and made["peak_rss_gib"] > 0
+    out = _json([str(ROOT / "benchmarks/predict/bench_fold2.py"), "--checkpoint", str(tmp_path / "ckpt"),
+                 "--lengths", "12", "--transformers", "fp32"])
+    assert out["machine"]["cpus"] > 0 and out["machine"]["torch"]
+    row = out["results"][0]
+    assert row["foldatlas"]["status"] == row["transformers_fp32"]["status"] == "ok"
+    same = row["max_abs_diff"]["vs_transformers_fp32"]
+    assert max(same["all_samples"].values()) < 1e-4  # the same outputs as float32 transformers
+    assert row["ratios"]["transformers_fp32_over_foldatlas"]["peak_rss_gib"] > 0
+
+
 def _json(cmd):
     out = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr

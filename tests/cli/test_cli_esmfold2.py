@@ -67,16 +67,8 @@ def test_nucleic_acid_record_is_refused(run_cli, tiny_fold2_checkpoint, tmp_path
     assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
-def test_missing_language_model_weights_exit_3_nothing_written(run_cli, tiny_fold2_checkpoint, tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    folder = tmp_path / "no_lm"
-    folder.mkdir()
-    (folder / "config.json").write_text((tiny_fold2_checkpoint / "config.json").read_text())
-    weights = load_file(str(tiny_fold2_checkpoint / "model.safetensors"))
-    save_file({k: v for k, v in weights.items() if not k.startswith("esmc.")}, str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
+def test_missing_language_model_weights_exit_3_nothing_written(run_cli, tiny_fold2_without_lm, tmp_path):
     out = tmp_path / "out"
-    done = run_cli("fold", SEQ, "-m", str(folder), "-o", str(out))
+    done = run_cli("fold", SEQ, "-m", str(tiny_fold2_without_lm), "-o", str(out))
     assert done.returncode == 3 and "language-model weights" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()

@@ -157,23 +157,18 @@ def test_bf16_checkpoint_loads_without_float32_copy_and_matches_float32_referenc
     np.testing.assert_allclose(best.pae, out.pae[k].numpy(), atol=1e-4)
 
 
-def test_checkpoint_without_language_model_weights_is_refused(tiny_fold2_checkpoint, tmp_path):
-    from safetensors.torch import load_file, save_file
+def test_checkpoint_without_language_model_weights_is_refused(tiny_fold2_without_lm, tiny_fold2_checkpoint,
+                                                              tmp_path):
+    from conftest import write_fold2_without
 
     from foldatlas.models.loading import load_folding_model
 
-    folder = tmp_path / "no_lm"
-    folder.mkdir()
-    (folder / "config.json").write_text((tiny_fold2_checkpoint / "config.json").read_text())
-    weights = load_file(str(tiny_fold2_checkpoint / "model.safetensors"))
-    save_file({k: v for k, v in weights.items() if not k.startswith("esmc.")}, str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
     with pytest.raises(WeightsIntegrityError, match="no language-model weights"):
-        load_folding_model(str(folder), device="cpu")
-    save_file({k: v for k, v in weights.items() if not k.startswith("confidence_head.pae")},
-              str(folder / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(WeightsIntegrityError, match="missing"):
-        load_folding_model(str(folder), device="cpu")
+        load_folding_model(str(tiny_fold2_without_lm), device="cpu")
+    for lm_offload in (False, True):
+        folder = write_fold2_without(tiny_fold2_checkpoint, tmp_path / "no_pae", "confidence_head.pae")
+        with pytest.raises(WeightsIntegrityError, match="missing"):
+            load_folding_model(str(folder), device="cpu", lm_offload=lm_offload)
 
 
 def test_memory_check_refuses_with_the_length_that_fits(tiny_fold2_model):

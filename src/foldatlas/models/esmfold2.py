@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
-from foldatlas.models.loading import FoldingModelBase, convert_outside_layers, install_layer_weights, stream_lm_layers
+from foldatlas.models.loading import (
+    FoldingModelBase, convert_outside_layers, from_pretrained_quietly, install_layer_weights, stream_lm_layers)
 from foldatlas.models.registry import ResolvedModel
 from foldatlas.models.tensorfiles import TensorFiles
 
@@ -261,7 +261,6 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
     """
     import torch
     from transformers import EsmFold2Config, EsmFold2Model
-    from transformers.utils import logging as hf_logging
 
     try:
         config = EsmFold2Config.from_pretrained(resolved.path)
@@ -280,20 +279,8 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
         return Esmfold2FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
                                     revision=resolved.revision, device=dev, dtype=torch_dtype, precision_note=note)
     load_dtype = stored if torch_dtype == torch.float32 else torch_dtype  # never a float32 copy of 16-bit weights
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, info = EsmFold2Model.from_pretrained(resolved.path, config=config, dtype=load_dtype,
-                                                        use_safetensors=True, output_loading_info=True)
-    except Exception as e:  # safetensors, torch and transformers raise many types on bad files
-        raise WeightsIntegrityError(f"model '{name}': cannot load weights from {resolved.path} "
-                                    f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+    model, info = from_pretrained_quietly(EsmFold2Model, resolved.path, name, config=config, dtype=load_dtype,
+                                          output_loading_info=True)
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         raise WeightsIntegrityError(f"model '{name}': {len(missing)} weights missing from {resolved.path} "

@@ -315,23 +315,13 @@ def load_language_model(name: str, attn_implementation: str = "eager", stream: b
     """
     import torch
     import transformers
-    from transformers.utils import logging as hf_logging
 
-    from foldatlas.errors import WeightsIntegrityError
+    from foldatlas.models.loading import from_pretrained_quietly
 
     family, resolved = language_family(name)
     model_class = getattr(transformers, family.architecture)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        model = model_class.from_pretrained(str(resolved.path), attn_implementation=attn_implementation,
-                                            use_safetensors=True, dtype="auto" if stream else torch.float32)
-    except (OSError, ValueError, RuntimeError, TypeError) as e:
-        raise WeightsIntegrityError(f"model '{name}': cannot load {resolved.path}: {str(e).splitlines()[0]}") from e
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+    model = from_pretrained_quietly(model_class, resolved.path, name, attn_implementation=attn_implementation,
+                                    dtype="auto" if stream else torch.float32)
     if stream:
         _stream_16bit(model, family)
     model.eval()

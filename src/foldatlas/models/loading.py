@@ -26,7 +26,7 @@ from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.models.registry import ResolvedModel, resolve_model
 
 __all__ = ["FoldingModel", "FoldingModelBase", "check_device_options", "load_folding_model", "weights_sha256",
-           "stream_lm_layers", "install_layer_weights", "convert_outside_layers"]
+           "stream_lm_layers", "install_layer_weights", "convert_outside_layers", "from_pretrained_quietly"]
 
 
 @dataclass
@@ -305,6 +305,32 @@ def check_device_options(device: str, dtype: str):
     return dev, dtypes[dtype]
 
 
+def from_pretrained_quietly(model_class, folder, name: str, **kwargs):
+    """``model_class.from_pretrained(folder, use_safetensors=True, **kwargs)`` without transformers' progress bars
+    and warnings.
+
+    Raises
+    ------
+    WeightsIntegrityError
+        Naming the model, whatever safetensors, torch or transformers raised on a bad checkpoint.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return model_class.from_pretrained(str(folder), use_safetensors=True, **kwargs)
+    except Exception as e:  # safetensors, torch and transformers raise many types on bad files
+        raise WeightsIntegrityError(f"model '{name}': cannot load weights from {folder} "
+                                    f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+
+
 def _model_type(folder: Path) -> str | None:
     try:
         return json.loads((folder / "config.json").read_text()).get("model_type")
@@ -348,7 +374,6 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
     """
     import torch
     from transformers import EsmConfig, EsmForProteinFolding
-    from transformers.utils import logging as hf_logging
 
     dev, torch_dtype = check_device_options(device, dtype)
     resolved: ResolvedModel = resolve_model(name)
@@ -365,19 +390,7 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
     if not getattr(config, "is_folding_model", False) or config.esmfold_config is None:
         raise WeightsIntegrityError(f"model '{name}': {resolved.path} is not an ESMFold checkpoint "
                                     f"(config.json has no esmfold_config)")
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = EsmForProteinFolding.from_pretrained(resolved.path, config=config, use_safetensors=True)
-    except Exception as e:  # safetensors, torch and transformers raise many types on bad files
-        raise WeightsIntegrityError(f"model '{name}': cannot load weights from {resolved.path} "
-                                    f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+    model = from_pretrained_quietly(EsmForProteinFolding, resolved.path, name, config=config)
     model.eval()
     model.requires_grad_(False)
     lm_dtype = next(model.esm.parameters()).dtype

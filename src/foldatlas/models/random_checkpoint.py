@@ -170,11 +170,13 @@ def esmfold2_config_dict(size: Size = "tiny", num_samples: int | None = None) ->
     """``config.json`` content of an ESMFold2 model (``transformers.EsmFold2Config``).
 
     ``"tiny"``: every part present at a width of 32-64 and one or two layers (test fixtures).
-    ``"full"``: the ESMFold2-Fast architecture: ESM C 6B, 24 folding-trunk blocks, no MSA encoder, and
-    transformers' defaults for every other part (those of the released checkpoints).
+    ``"full"``: the ESMFold2-Fast architecture: ESM C 6B, 24 folding-trunk blocks, no MSA encoder, a
+    14-entry noise schedule (10 denoising steps after its cap, the released checkpoints' values as
+    transformers documents them) and transformers' defaults for every other part.
     """
     if size == "full":
-        cfg: dict = dict(folding_trunk_num_hidden_layers=24, msa_encoder=dict(enabled=False))
+        cfg: dict = dict(folding_trunk_num_hidden_layers=24, msa_encoder=dict(enabled=False),
+                         structure_head=dict(inference_num_steps=14))
     elif size == "tiny":
         atom = dict(hidden_size=32, output_dim=48, num_hidden_layers=1, num_attention_heads=2,
                     intermediate_size=64, num_spatial_rope_pairs_per_axis=1, num_uid_rope_pairs=4)
