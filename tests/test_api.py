@@ -45,3 +45,15 @@ def test_import_is_light():
            "print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_fold_with_esmfold2_returns_best_sample_and_all_samples(tiny_fold2_checkpoint):
+    import foldatlas
+    from foldatlas.errors import InvalidOptionError
+
+    pred = foldatlas.fold("MKTAYIAKQRQISFVKSH:GSHMDNLLK", model=str(tiny_fold2_checkpoint), device="cpu", seed=3,
+                          num_samples=2)
+    assert len(pred.samples) == 2 and pred in pred.samples and pred.iptm is not None
+    assert pred.extra["seed"] == 3 and pred.to_pdb().count(" CA ") == 27
+    with pytest.raises(InvalidOptionError):
+        foldatlas.fold("MKTAYIAKQR", model=str(tiny_fold2_checkpoint), device="cpu", num_recycles=1)

@@ -81,6 +81,12 @@ class InvalidOptionError(FoldatlasError, ValueError):
     exit_code = 2
 
 
+class NonFiniteOutputError(FoldatlasError):
+    """A model produced NaN or infinite coordinates or confidences (a numerical failure, never written out)."""
+
+    exit_code = 1
+
+
 class DataToolError(FoldatlasError):
     """A tool or Debian package the training-data extraction needs is missing or failed."""
 

@@ -216,3 +216,22 @@ def test_concurrent_folds_equal_sequential_ones(tiny_fold2_bf16_checkpoint):
     for a, b in zip(sequential, concurrent):
         np.testing.assert_array_equal(a.positions, b.positions)
     assert next(model.model.esmc.layers[0].parameters()).dtype == torch.bfloat16  # stored weights restored
+
+
+def test_non_finite_outputs_fail_the_record_instead_of_being_written(tiny_fold2_checkpoint, tmp_path, monkeypatch):
+    from foldatlas.models.loading import load_folding_model
+    from foldatlas.predict.runner import RunConfig, run_fold
+
+    model = load_folding_model(str(tiny_fold2_checkpoint), device="cpu")
+    real_fold = model.model.fold
+
+    def nan_fold(*args, **kwargs):
+        out = real_fold(*args, **kwargs)
+        out.sample_atom_coords[0, 3] = float("nan")  # as a failing back end would
+        return out
+
+    monkeypatch.setattr(model.model, "fold", nan_fold)
+    result = run_fold([make_record("q", SEQ)], RunConfig(output=tmp_path / "out"), model, progress=False,
+                      log=lambda m: None)
+    assert result.failed == 1 and "non-finite coordinates" in result.rows[0]["error"]
+    assert not (tmp_path / "out" / "q.json").exists() and not (tmp_path / "out" / "q.pdb").exists()

@@ -144,6 +144,8 @@ class Esmfold2FoldingModel(FoldingModelBase):
                 output = self.model.fold(**features, num_diffusion_samples=settings["num_samples"],
                                          num_sampling_steps=settings["num_steps"], num_loops=settings["num_loops"])
             samples = predictions_from_output(record, output, self.name, settings)
+            for sample in samples:
+                sample.check_finite(f"{self.name} on {self.device}, trunk in {str(self.dtype).removeprefix('torch.')}")
             best = best_sample(samples)
             summary = [{"sample": p.extra["sample"], "ranking_score": p.extra["ranking_score"],
                         "ptm": round(p.ptm, 5), "iptm": None if p.iptm is None else round(p.iptm, 5),
@@ -168,6 +170,17 @@ def _load_dtype(files: TensorFiles, folder: Path, name: str):
             f"and predict wrong structures; use a checkpoint that bundles ESM C")
     stored = next((d for d in ("bfloat16", "float16") if d in lm), "float32")
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[stored]
+
+
+def _precision_why(stored) -> str:
+    """What precision a CPU fold computes in, and why."""
+    name = str(stored).removeprefix("torch.")
+    why = ("this CPU has native bfloat16, but float32 matches a float32 reference; --dtype bfloat16 is faster"
+           if cpu_has_native_bf16() else
+           "this CPU has no native bfloat16 (no AVX-512 BF16 or AMX), so bfloat16 arithmetic would be emulated "
+           "and slower than float32")
+    copy = "" if name == "float32" else f", the same values as a float32 copy of its {name} weights"
+    return f"precision: float32, each ESM C layer converted as it runs{copy}; {why}"
 
 
 def _lm_on_disk(files: TensorFiles, dev, torch_dtype, forced: bool | None) -> bool:
@@ -274,8 +287,8 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
         model.eval()
         size = files.nbytes("esmc.layers.") / 2**30
         note = (f"ESM C stays on disk: each of its {len(model.esmc.layers)} layers ({size:.1f} GiB in all) is read "
-                f"and computed in float32 when it runs (exact values; --device cuda or more free memory keeps it "
-                f"in memory)")
+                f"when it runs, more than {LM_IN_MEMORY_FRACTION:.0%} of the free memory otherwise; "
+                f"{_precision_why(stored)}")
         return Esmfold2FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
                                     revision=resolved.revision, device=dev, dtype=torch_dtype, precision_note=note)
     load_dtype = stored if torch_dtype == torch.float32 else torch_dtype  # never a float32 copy of 16-bit weights
@@ -296,11 +309,6 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
     note = ""
     if dev.type == "cpu" and lm_dtype != torch.float32 and torch_dtype == torch.float32:
         stream_lm_layers(model.esmc, torch.float32, layers=model.esmc.layers)
-        why = ("this CPU has native bfloat16, but float32 matches a float32 reference; --dtype bfloat16 is faster"
-               if cpu_has_native_bf16() else
-               "this CPU has no native bfloat16 (no AVX-512 BF16 or AMX), so bfloat16 arithmetic would be emulated "
-               "and slower than float32")
-        note = (f"precision: ESM C's {str(lm_dtype).removeprefix('torch.')} weights are computed in float32, one "
-                f"layer at a time (exact values, half the memory of a float32 copy); {why}")
+        note = f"ESM C stays {str(lm_dtype).removeprefix('torch.')} in memory; {_precision_why(lm_dtype)}"
     return Esmfold2FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
                                 revision=resolved.revision, device=dev, dtype=torch_dtype, precision_note=note)

@@ -158,4 +158,6 @@ def fold_esmfold_batch(folding_model, records: list[Record], options: FoldOption
             model_name=folding_model.name,
             num_recycles=recycles,
         ))
+        predictions[-1].check_finite(f"{folding_model.name} on {folding_model.device}, "
+                                     f"trunk in {str(folding_model.dtype).removeprefix('torch.')}")
     return predictions

@@ -67,6 +67,24 @@ class Prediction:
     pde: np.ndarray | None = None
     samples: list = field(default_factory=list)
 
+    def check_finite(self, context: str = "") -> None:
+        """Refuse NaN or infinite coordinates, pLDDT, PAE, PDE or scores: a numerical failure of the model
+        (reported on some back ends and precisions) must never be written as a structure.
+
+        Raises
+        ------
+        NonFiniteOutputError
+        """
+        from foldatlas.errors import NonFiniteOutputError
+
+        arrays = {"coordinates": self.positions[self.atom_mask > 0], "pLDDT": self.atom_plddt, "PAE": self.pae,
+                  "PDE": self.pde, "pTM": np.array([self.ptm]),
+                  "ipTM": None if self.iptm is None else np.array([self.iptm])}
+        bad = [what for what, values in arrays.items() if values is not None and not np.isfinite(values).all()]
+        if bad:
+            raise NonFiniteOutputError(f"record '{self.name}': the model produced non-finite {', '.join(bad)}"
+                                       f"{f' ({context})' if context else ''}; nothing was written for it")
+
     @property
     def name(self) -> str:
         """The record's name."""
