@@ -44,11 +44,15 @@ MAX_SAMPLES = 64  # --num-samples ceiling (the confidence head holds one pair re
 MAX_STEPS = 1000  # --num-steps ceiling (length of the noise schedule before its cap)
 MAX_LOOPS = 48  # --num-loops ceiling (the released checkpoints run 10)
 LM_IN_MEMORY_FRACTION = 0.4  # on a CPU, ESM C stays on disk when its stored weights exceed this share of free memory
-# Bytes per token pair per pair-representation channel at the peak, for the memory check: the trunk's
-# pair state and temporaries (about 8 pair-sized float32 tensors) plus, per sample, the confidence
-# head's pair copy, its update and the PAE/PDE logits.
-_PAIR_TENSORS_FIXED = 8
-_PAIR_TENSORS_PER_SAMPLE = 4
+# The memory check's model of a fold's activation peak (weights excluded), fitted to peaks measured on the CPU
+# with the full ESMFold2-Fast widths (pair 256) at 128 and 256 residues and 1 or 8 samples (within 10%):
+# a fixed part, 2 + 14 per sample float32 pair-sized tensors ([L, L, 256]: the trunk's pair state and, per
+# sample, the confidence head's pair copy, its pair update and its logits), and ESM C's hidden states of every
+# layer (held about three times over while they are stacked and gathered).
+_FIXED_BYTES = 0.75 * 2**30
+_PAIR_TENSORS_FIXED = 2
+_PAIR_TENSORS_PER_SAMPLE = 14
+_LM_STATE_COPIES = 3
 
 
 def stored_dtypes(folder: str | Path) -> dict[str, str]:
@@ -124,10 +128,14 @@ class Esmfold2FoldingModel(FoldingModelBase):
         return record.length
 
     def estimate_peak_bytes(self, length: int, options=None, available: int | None = None) -> int:
-        """Activation memory of one fold (weights excluded), dominated by pair-sized float32 tensors."""
+        """Activation memory of one fold (weights excluded): pair-sized float32 tensors, more with every sample,
+        and ESM C's hidden states (see ``_PAIR_TENSORS_PER_SAMPLE``)."""
         samples = self.run_settings(options)["num_samples"] if options is not None else self.default_num_samples
-        pair = length * length * int(self.model.config.pairwise_hidden_size) * 4
-        return (_PAIR_TENSORS_FIXED + _PAIR_TENSORS_PER_SAMPLE * samples) * pair
+        config = self.model.config
+        pair = length * length * int(config.pairwise_hidden_size) * 4
+        lm = config.esmc_config
+        lm_states = _LM_STATE_COPIES * (int(lm.num_hidden_layers) + 1) * int(lm.hidden_size) * (length + 2) * 4
+        return int(_FIXED_BYTES + (_PAIR_TENSORS_FIXED + _PAIR_TENSORS_PER_SAMPLE * samples) * pair + lm_states)
 
     def fold_batch(self, records: list, options) -> list:
         """Fold each record alone, seeded; the best sample first-class, every sample in ``samples``."""
