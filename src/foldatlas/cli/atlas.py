@@ -79,7 +79,8 @@ def build(
     from foldatlas.seq.fasta import read_inputs
 
     from foldatlas.files import check_output_path
-    from foldatlas.models.loading import check_device_options
+    from foldatlas.models.loading import check_device_options, check_fold_options
+    from foldatlas.predict.runner import fold_options
 
     # Everything is checked before a model loads or the atlas folder is created: a refused command leaves nothing.
     records = read_inputs(inputs, default_name=name)
@@ -88,6 +89,7 @@ def build(
                            num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops)
     check_output_path(atlas_dir, "--atlas", folder=True)
     check_device_options(device, dtype)
+    check_fold_options(model, fold_options(options))
     if ray is not None:
         from foldatlas.scale.ray_build import RayOptions, build_atlas_ray, ray_cluster
 
@@ -99,10 +101,7 @@ def build(
     else:
         from foldatlas.models.loading import load_folding_model
 
-        from foldatlas.predict.runner import fold_options
-
         folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
-        folding_model.check_options(fold_options(options))  # before the atlas folder exists
         if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
             from foldatlas.cli.fold import DEFAULT_MODEL_NOTICE
 

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         from foldatlas.seq.fasta import read_inputs
 
         from foldatlas.files import check_output_path
-        from foldatlas.models.loading import check_device_options, load_folding_model
+        from foldatlas.models.loading import check_device_options, check_fold_options, load_folding_model
 
         # Everything is checked before a model loads or the output folder is created.
         records = read_inputs(inputs, default_name=name)
@@ -71,9 +71,9 @@ def register(app: typer.Typer) -> None:
                            num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops)
         check_output_path(output, "--output", folder=True)
         check_device_options(device, dtype)
+        check_fold_options(model, config.fold_options())  # before a model loads or the output folder exists
 
         folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
-        folding_model.check_options(config.fold_options())  # before the output folder exists
         if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
             print(DEFAULT_MODEL_NOTICE, file=sys.stderr)
         if folding_model.precision_note:

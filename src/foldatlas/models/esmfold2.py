@@ -96,6 +96,11 @@ class Esmfold2FoldingModel(FoldingModelBase):
 
     def check_options(self, options) -> None:
         """Refuse options ESMFold2 does not have (InvalidOptionError)."""
+        self.check_family_options(options, self.name)
+
+    @staticmethod
+    def check_family_options(options, name: str) -> None:
+        """:meth:`check_options` before a model is loaded (``name`` for messages)."""
         if options.num_recycles is not None:
             raise InvalidOptionError("num_recycles applies to ESMFold v1; ESMFold2 runs trunk loops: use "
                                      "--num-loops (num_loops in the API)")

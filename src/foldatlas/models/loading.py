@@ -26,7 +26,8 @@ from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.models.registry import ResolvedModel, resolve_model
 
 __all__ = ["FoldingModel", "FoldingModelBase", "check_device_options", "load_folding_model", "weights_sha256",
-           "stream_lm_layers", "install_layer_weights", "convert_outside_layers", "from_pretrained_quietly"]
+           "stream_lm_layers", "install_layer_weights", "convert_outside_layers", "from_pretrained_quietly",
+           "check_fold_options"]
 
 
 @dataclass
@@ -92,10 +93,15 @@ class FoldingModel(FoldingModelBase):
 
     def check_options(self, options) -> None:
         """Refuse the options of other model families (InvalidOptionError)."""
+        self.check_family_options(options, self.name)
+
+    @staticmethod
+    def check_family_options(options, name: str) -> None:
+        """:meth:`check_options` before a model is loaded (``name`` for messages)."""
         for option in ("num_samples", "num_steps", "num_loops", "seed"):
             if getattr(options, option) is not None:
                 raise InvalidOptionError(f"{option} applies to ESMFold2 models (it draws samples by diffusion); "
-                                         f"'{self.name}' is an ESMFold v1 model")
+                                         f"'{name}' is an ESMFold v1 model")
 
     def run_settings(self, options) -> dict:
         """What a fold with ``options`` runs: ``{"num_recycles": n}``."""
@@ -329,6 +335,25 @@ def from_pretrained_quietly(model_class, folder, name: str, **kwargs):
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
+
+
+def check_fold_options(name: str, options) -> None:
+    """Refuse, before anything loads, options that the named folding model's family does not have.
+
+    Raises
+    ------
+    InvalidOptionError
+        An option of the other family (``--num-samples`` for ESMFold v1, ``--num-recycles`` for ESMFold2, ...).
+    UnknownModelError, WeightsNotFoundError, WeightsIntegrityError
+        As :func:`foldatlas.models.resolve_model`.
+    """
+    resolved = resolve_model(name)
+    if _model_type(resolved.path) == "esmfold2":
+        from foldatlas.models.esmfold2 import Esmfold2FoldingModel
+
+        Esmfold2FoldingModel.check_family_options(options, resolved.name)
+    else:
+        FoldingModel.check_family_options(options, resolved.name)
 
 
 def _model_type(folder: Path) -> str | None:
