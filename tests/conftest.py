@@ -90,6 +90,12 @@ def write_fold2_without(source, folder, prefix: str):
 
 
 @pytest.fixture(scope="session")
+def fold2_without():
+    """:func:`write_fold2_without`, for tests (conftest modules are not importable by name in a full run)."""
+    return write_fold2_without
+
+
+@pytest.fixture(scope="session")
 def tiny_fold2_without_lm(tmp_path_factory, tiny_fold2_checkpoint):
     """The tiny ESMFold2 checkpoint without ESM C's weights (``esmc.*``)."""
     return write_fold2_without(tiny_fold2_checkpoint, tmp_path_factory.mktemp("no_lm"), "esmc.")

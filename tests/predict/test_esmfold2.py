@@ -158,15 +158,13 @@ def test_bf16_checkpoint_loads_without_float32_copy_and_matches_float32_referenc
 
 
 def test_checkpoint_without_language_model_weights_is_refused(tiny_fold2_without_lm, tiny_fold2_checkpoint,
-                                                              tmp_path):
-    from conftest import write_fold2_without
-
+                                                              fold2_without, tmp_path):
     from foldatlas.models.loading import load_folding_model
 
     with pytest.raises(WeightsIntegrityError, match="no language-model weights"):
         load_folding_model(str(tiny_fold2_without_lm), device="cpu")
     for lm_offload in (False, True):
-        folder = write_fold2_without(tiny_fold2_checkpoint, tmp_path / "no_pae", "confidence_head.pae")
+        folder = fold2_without(tiny_fold2_checkpoint, tmp_path / "no_pae", "confidence_head.pae")
         with pytest.raises(WeightsIntegrityError, match="missing"):
             load_folding_model(str(folder), device="cpu", lm_offload=lm_offload)
 
