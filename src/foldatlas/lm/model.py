@@ -31,8 +31,8 @@ def load_lm(name: str, threads: int | None = None) -> LanguageModel:
     ``esmc_300m``, ...) from the local hub cache, or a folder.
 
     Computation is in float32; 16-bit stored weights stay 16-bit in memory between forward passes (streamed layer
-    by layer), so one model object must not run in several threads at once (the service runs the LM tools one
-    request at a time).
+    by layer; threads running one model at once share each layer's float32 weights, see
+    :func:`foldatlas.models.loading.install_layer_weights`).
 
     Raises
     ------

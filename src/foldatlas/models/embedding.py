@@ -36,8 +36,8 @@ def load_embedder(name: str) -> Embedder:
     """Load a language model for embeddings: the embedded model, ESM-2 (``facebook/esm2_*``), ESM C
     (``biohub/ESMC-*``, ``esmc_300m``, ...) or a folder.
 
-    The whole model is held in float32 (not streamed from 16-bit weights: the service's fold workers share one
-    embedder across threads).
+    The whole model is held in float32, not streamed from 16-bit weights: an atlas build embeds batch after batch,
+    and converting every layer again for each one would cost time for the little memory an embedding model takes.
 
     Raises
     ------

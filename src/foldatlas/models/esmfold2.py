@@ -33,11 +33,11 @@ from pathlib import Path
 
 from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
 from foldatlas.models.loading import (
-    FoldingModelBase, convert_outside_layers, from_pretrained_quietly, install_layer_weights, stream_lm_layers)
+    FoldingModelBase, from_pretrained_quietly, install_layer_weights, stream_lm_layers)
 from foldatlas.models.registry import ResolvedModel
 from foldatlas.models.tensorfiles import TensorFiles
 
-__all__ = ["Esmfold2FoldingModel", "load_esmfold2", "stored_dtypes", "MAX_SAMPLES", "MAX_STEPS", "MAX_LOOPS",
+__all__ = ["Esmfold2FoldingModel", "load_esmfold2", "MAX_SAMPLES", "MAX_STEPS", "MAX_LOOPS",
            "cpu_has_native_bf16"]
 
 MAX_SAMPLES = 64  # --num-samples ceiling (the confidence head holds one pair representation per sample)
@@ -53,12 +53,6 @@ _FIXED_BYTES = 0.75 * 2**30
 _PAIR_TENSORS_FIXED = 2
 _PAIR_TENSORS_PER_SAMPLE = 14
 _LM_STATE_COPIES = 3
-
-
-def stored_dtypes(folder: str | Path) -> dict[str, str]:
-    """Each tensor's stored dtype (``"bfloat16"``, ...), read from the safetensors headers only."""
-    files = TensorFiles(folder)
-    return {key: files.dtype(key) for key in files.keys()}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -83,10 +77,6 @@ class Esmfold2FoldingModel(FoldingModelBase):
     @property
     def default_num_recycles(self) -> None:
         """ESMFold2 does not recycle: its trunk runs ``num_loops`` loops (see :meth:`run_settings`)."""
-        return None
-
-    def recycles(self, requested: int | None) -> None:
-        """None: ESMFold2 has no recycles (``--num-loops`` sets its trunk loops)."""
         return None
 
     @property
@@ -259,8 +249,7 @@ def _load_lm_on_disk(files: TensorFiles, config, name: str, folder: Path):
     def weights(index: int):
         return [(sub, pname, files.read(key, torch.float32)) for sub, pname, key in per_layer[index]]
 
-    convert_outside_layers(model.esmc, layers, torch.float32)
-    install_layer_weights(layers, weights, torch.float32)
+    install_layer_weights(layers, weights, torch.float32)  # everything else was read in float32 above
     return model
 
 

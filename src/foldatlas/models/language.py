@@ -61,6 +61,13 @@ class LanguageFamily:
     layers_attribute: str
     contact_head: bool
 
+    def blocks(self, masked_lm) -> list:
+        """The transformer blocks of a masked LM of this family, in order."""
+        module = getattr(masked_lm, self.encoder_attribute)
+        for part in self.layers_attribute.split("."):
+            module = getattr(module, part)
+        return list(module)
+
     def check_contact_head(self, name: str) -> None:
         """Refuse contact prediction for a model without a contact head.
 
@@ -184,10 +191,7 @@ class LanguageModel:
     @property
     def layers(self) -> list:
         """The transformer blocks, in order."""
-        module = self.encoder
-        for part in self.family.layers_attribute.split("."):
-            module = getattr(module, part)
-        return list(module)
+        return self.family.blocks(self.model)
 
     @property
     def num_layers(self) -> int:
@@ -278,10 +282,7 @@ def _stream_16bit(model, family: LanguageFamily) -> None:
 
     dtype = next(model.parameters()).dtype
     if dtype in (torch.float16, torch.bfloat16):
-        encoder = getattr(model, family.encoder_attribute)
-        for part in family.layers_attribute.split("."):
-            encoder = getattr(encoder, part)
-        stream_lm_layers(model, torch.float32, layers=list(encoder))
+        stream_lm_layers(model, torch.float32, layers=family.blocks(model))
     elif dtype != torch.float32:
         model.float()
 

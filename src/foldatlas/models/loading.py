@@ -38,7 +38,7 @@ class FoldingModelBase:
     ``check_options(FoldOptions)``, ``run_settings(FoldOptions) -> dict`` (what runs, every default
     resolved, recorded in outputs), ``fold_batch(records, FoldOptions) -> list[Prediction]``,
     ``batch_tokens(requested)``, ``model_length(record)``, ``estimate_peak_bytes(length, options)``,
-    ``default_num_recycles`` / ``recycles(requested)`` and ``precision_note``.
+    ``default_num_recycles`` and ``precision_note``.
 
     Attributes
     ----------
@@ -87,10 +87,6 @@ class FoldingModel(FoldingModelBase):
         all (transformers runs ``max_recycles`` passes for None and ``n + 1`` for ``n``; ESMFold v1: 3)."""
         return int(self.model.config.esmfold_config.trunk.max_recycles) - 1
 
-    def recycles(self, requested: int | None) -> int:
-        """The recycles a fold actually runs: ``requested``, or :attr:`default_num_recycles` for None."""
-        return self.default_num_recycles if requested is None else int(requested)
-
     def check_options(self, options) -> None:
         """Refuse the options of other model families (InvalidOptionError)."""
         self.check_family_options(options, self.name)
@@ -106,7 +102,8 @@ class FoldingModel(FoldingModelBase):
     def run_settings(self, options) -> dict:
         """What a fold with ``options`` runs: ``{"num_recycles": n}``."""
         self.check_options(options)
-        return {"num_recycles": self.recycles(options.num_recycles)}
+        recycles = self.default_num_recycles if options.num_recycles is None else int(options.num_recycles)
+        return {"num_recycles": recycles}
 
     def batch_tokens(self, max_tokens_per_batch: int) -> int:
         """Padded residues per batch: as asked (records are independent in a padded batch)."""

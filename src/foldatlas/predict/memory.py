@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_memory_bytes", "auto_chunk_size", "estimate_peak_bytes"]
+__all__ = ["available_memory_bytes", "auto_chunk_size", "estimate_peak_bytes", "longest_fitting"]
 
 _PAIR_TEMPORARIES = 6  # [B, L, L, c_z] float32 tensors live at the peak (with the chunked attention: a margin)
 _HEADS = 4
@@ -49,6 +49,15 @@ def estimate_peak_bytes(length: int, batch: int = 1, chunk_size: int | None = No
     pair = batch * length * length * pair_dim * bytes_per_value
     rows = length if not chunk_size else min(chunk_size, length)
     return _PAIR_TEMPORARIES * pair + _attention_bytes(length, rows, batch, bytes_per_value)
+
+
+def longest_fitting(need, budget: float, ceiling: int = 1 << 20) -> int:
+    """The longest length in ``0..ceiling`` whose ``need(length)`` (bytes, growing with the length) fits ``budget``."""
+    low, high = 0, ceiling
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if need(mid) <= budget else (low, mid - 1)
+    return low
 
 
 def auto_chunk_size(length: int, batch: int = 1, device=None, budget_fraction: float = 0.25,

@@ -24,7 +24,7 @@ from foldatlas.errors import OutputConflictError
 from foldatlas.files import atomic_write_text
 from foldatlas.seq.batching import token_batches
 from foldatlas.predict.engine import FoldOptions, fold_batch
-from foldatlas.predict.memory import available_memory_bytes
+from foldatlas.predict.memory import available_memory_bytes, longest_fitting
 from foldatlas.predict.outputs import load_done, write_prediction
 from foldatlas.predict.prediction import Prediction
 from foldatlas.seq.records import Record, safe_names
@@ -195,22 +195,12 @@ def length_problem(record: Record, max_length: int | None, folding_model, option
     have = available_memory_bytes(folding_model.device) if available is None else available
     need = folding_model.estimate_peak_bytes(n, options, have)
     if need > have:
-        fits = _longest_fitting(folding_model, options, have)
+        fits = longest_fitting(lambda length: folding_model.estimate_peak_bytes(length, options, have), have)
         linker = f" ({n} positions with the linkers between chains)" if n != record.length else ""
         return (f"{record.length} residues{linker} need about {need / 2**30:.1f} GiB for the model's activations, more "
                 f"than the {have / 2**30:.1f} GiB available (about {fits} positions would fit); split the protein, "
                 f"or pass --max-length to try anyway")
     return None
-
-
-def _longest_fitting(folding_model, options, available: int) -> int:
-    low, high = 0, 1
-    while folding_model.estimate_peak_bytes(high, options, available) <= available and high < 1 << 20:
-        low, high = high, high * 2
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (mid, high) if folding_model.estimate_peak_bytes(mid, options, available) <= available else (low, mid)
-    return low
 
 
 def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: list[str] | None = None,

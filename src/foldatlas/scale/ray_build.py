@@ -136,10 +136,6 @@ class FoldWorker:
 class _Identity:
     """What the atlas' model checks read, from a worker's :meth:`FoldWorker.info`."""
 
-    def recycles(self, requested: int | None) -> int:
-        """As :meth:`foldatlas.models.FoldingModel.recycles`."""
-        return self.default_num_recycles if requested is None else int(requested)
-
     def run_settings(self, options) -> dict:
         """What the workers run for the build's options (they resolved them when they loaded the model)."""
         return dict(self._settings)

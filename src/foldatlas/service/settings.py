@@ -22,7 +22,7 @@ def memory_max_length(available: int | None = None, fraction: float = 0.8, ceili
     ``estimate_peak_bytes`` with ``options`` when a model is given, else ESMFold v1's
     (:func:`foldatlas.predict.memory.estimate_peak_bytes`, with the automatic chunk size).
     """
-    from foldatlas.predict.memory import auto_chunk_size, available_memory_bytes, estimate_peak_bytes
+    from foldatlas.predict.memory import auto_chunk_size, available_memory_bytes, estimate_peak_bytes, longest_fitting
 
     have = available_memory_bytes() if available is None else available
     budget = have * fraction
@@ -32,14 +32,7 @@ def memory_max_length(available: int | None = None, fraction: float = 0.8, ceili
             return folding_model.estimate_peak_bytes(length, options, have)
         return estimate_peak_bytes(length, chunk_size=auto_chunk_size(length, available=have))
 
-    lo, hi = 16, ceiling
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if need(mid) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return max(16, longest_fitting(need, budget, ceiling))
 
 
 @dataclass(frozen=True)
