@@ -83,8 +83,8 @@ def _refuse_non_protein(name: str, source: str) -> None:
     kinds = sorted({field.lower() for field in name.split("|")[1:]} & _NON_PROTEIN)
     if kinds:
         kind = kinds[0].upper() if kinds[0] in ("dna", "rna") else kinds[0]
-        raise InvalidSequenceError(f"{source}: record '{name}' declares a {kind} chain; foldatlas folds protein "
-                                   f"chains only (nucleic acids and ligands are not supported)")
+        raise InvalidSequenceError(f"{source}: record '{name}' declares a non-protein chain ({kind}); foldatlas "
+                                   f"folds protein chains only (nucleic acids and ligands are not supported)")
 
 
 def read_fasta(path: str | Path) -> list[Record]:
