@@ -15,17 +15,17 @@ __all__ = ["fold", "compare", "load_model"]
 
 
 @lru_cache(maxsize=2)
-def load_model(model: str = DEFAULT_FOLD_MODEL, device: str = "auto", dtype: str = "float32",
-               threads: int | None = None):
+def load_model(model: str = DEFAULT_FOLD_MODEL, device: str = "auto", dtype: str | None = None,
+               threads: int | None = None, precision: str = "auto"):
     """Load (once per process, cached) a folding model; see :func:`foldatlas.models.load_folding_model`."""
     from foldatlas.models.loading import load_folding_model
 
-    return load_folding_model(model, device=device, dtype=dtype, threads=threads)
+    return load_folding_model(model, device=device, dtype=dtype, threads=threads, precision=precision)
 
 
 def fold(sequences: str | Record | list[str | Record], model: str = DEFAULT_FOLD_MODEL, *,
          num_recycles: int | None = None, chunk_size: int | None = None, max_length: int | None = None,
-         device: str = "auto", dtype: str = "float32", names: list[str] | None = None,
+         device: str = "auto", dtype: str | None = None, precision: str = "auto", names: list[str] | None = None,
          num_samples: int | None = None, seed: int | None = None, num_steps: int | None = None,
          num_loops: int | None = None) -> Prediction | list[Prediction]:
     """Fold one or more sequences.
@@ -42,8 +42,10 @@ def fold(sequences: str | Record | list[str | Record], model: str = DEFAULT_FOLD
         Triangle-attention chunk; default: from length and free memory; 0: none.
     max_length : int, optional
         Refuse longer inputs; default: refuse inputs that would not fit in memory.
-    device, dtype : str
-        See :func:`foldatlas.models.load_folding_model`.
+    device, dtype, precision : str
+        See :func:`foldatlas.models.load_folding_model` and :mod:`foldatlas.models.precision` (``exact``:
+        float32 everywhere; ``fast``: bfloat16 matrix products where the device has them; ``auto``: exact on
+        CPUs, fast on GPUs). Each prediction's ``extra["precision"]`` records what ran.
     names : list of str, optional
         Names of raw sequences (default ``seq_1``, ``seq_2``, ...).
     num_samples, seed, num_steps, num_loops : int, optional
@@ -73,7 +75,7 @@ def fold(sequences: str | Record | list[str | Record], model: str = DEFAULT_FOLD
                make_record(names[i] if names else f"seq_{i + 1}", item) for i, item in enumerate(items)]
     options = FoldOptions(num_recycles=num_recycles, chunk_size=chunk_size, num_samples=num_samples, seed=seed,
                           num_steps=num_steps, num_loops=num_loops)
-    folding_model = load_model(model, device, dtype)
+    folding_model = load_model(model, device, dtype, precision=precision)
     folding_model.check_options(options)
     for record in records:
         problem = length_problem(record, max_length, folding_model, options)

@@ -107,6 +107,9 @@ def check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> N
     settings = folding_model.run_settings(fold_options(options))  # what runs, every default a number
     current = {"name": folding_model.name, "weights_sha256": folding_model.weights_sha256, **settings,
                "source": folding_model.source}
+    precision = getattr(folding_model, "precision", None)  # what the first build ran in (not a setting to match)
+    if precision is not None:
+        current["precision"] = precision if isinstance(precision, dict) else precision.as_dict()
     stored = atlas.get_meta("build_model")
     if stored is None or (stored.get("num_recycles") is None and "num_recycles" in settings and
                           stored.get("weights_sha256") == current["weights_sha256"] and

@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 
 from foldatlas.models.registry import DEFAULT_FOLD_MODEL, DEFAULT_LM
-from foldatlas.cli.fold import NUM_LOOPS_OPTION, NUM_SAMPLES_OPTION, NUM_STEPS_OPTION, SEED_OPTION
+from foldatlas.cli.fold import (
+    DTYPE_OPTION, NUM_LOOPS_OPTION, NUM_SAMPLES_OPTION, NUM_STEPS_OPTION, PRECISION_OPTION, SEED_OPTION, print_precision)
 
 atlas_app = typer.Typer(no_args_is_help=True, help="A store of predicted and imported structures: build, import, "
                                                    "get, stats, export, search.")
@@ -64,7 +65,8 @@ def build(
     max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
                                              help="Skip longer records (default: what fits in memory)."),
     device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("float32", "--dtype"),
+    precision: str = PRECISION_OPTION,
+    dtype: Optional[str] = DTYPE_OPTION,
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     name: str = typer.Option("query", "--name", help="ID of a raw sequence."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -88,7 +90,7 @@ def build(
                            max_length=max_length, store_pae=not no_pae, source=" ".join(inputs)[:500],
                            num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops)
     check_output_path(atlas_dir, "--atlas", folder=True)
-    check_device_options(device, dtype)
+    check_device_options(device, dtype, precision)
     check_fold_options(model, fold_options(options))
     if ray is not None:
         from foldatlas.scale.ray_build import RayOptions, build_atlas_ray, ray_cluster
@@ -96,18 +98,20 @@ def build(
         ray_options = RayOptions(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus, gpus_per_worker=ray_gpus)
         with ray_cluster(ray_options), open_atlas(atlas_dir, create=True) as atlas:
             result = build_atlas_ray(atlas, records, model, _embedding_model_name(atlas, embedding_model, not no_embed),
-                                     options, ray_options, device=device, dtype=dtype, progress=not quiet, log=_log)
+                                     options, ray_options, device=device, dtype=dtype, precision=precision,
+                                     progress=not quiet, log=_log)
             total = len(atlas)
     else:
         from foldatlas.models.loading import load_folding_model
 
-        folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+        folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads, precision=precision)
         if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
             from foldatlas.cli.fold import DEFAULT_MODEL_NOTICE
 
             _log(DEFAULT_MODEL_NOTICE)
         if folding_model.precision_note:
             _log(f"note: {folding_model.precision_note}")
+        print_precision(folding_model, precision, dtype, log=_log)
         with open_atlas(atlas_dir, create=True) as atlas:
             result = build_atlas(atlas, records, folding_model, _embedder(atlas, embedding_model, not no_embed),
                                  options, progress=not quiet, log=_log)

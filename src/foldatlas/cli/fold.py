@@ -24,8 +24,29 @@ SEED_OPTION = typer.Option(None, "--seed", min=0, max=2**63 - 1,  # engine.MAX_S
                            help="ESMFold2: seed of every record's fold (default 0).")
 NUM_STEPS_OPTION = typer.Option(None, "--num-steps", min=1, max=1000,  # models.esmfold2.MAX_STEPS
                                 help="ESMFold2: diffusion noise-schedule length (default: the checkpoint's own).")
+# Precision and dtype, shared by fold and atlas build (see foldatlas.models.precision).
+PRECISION_OPTION = typer.Option("auto", "--precision",
+                                help="exact (float32 everywhere), fast (bfloat16 matrix products, TF32, fused "
+                                     "kernels where the device has them) or auto (exact on CPUs, fast on GPUs).")
+DTYPE_OPTION = typer.Option(None, "--dtype", help="Expert override: float32, bfloat16 or float16 for the trunk's "
+                                                  "weights (precision 'custom').")
 NUM_LOOPS_OPTION = typer.Option(None, "--num-loops", min=0, max=48,  # models.esmfold2.MAX_LOOPS
                                 help="ESMFold2: trunk loops (default: the checkpoint's own).")
+
+
+def print_precision(folding_model, precision: str, dtype: str | None, log=None) -> None:
+    """Say on stderr what precision runs when it is not the plain default, and warn of slow CPU 16-bit work."""
+    from foldatlas.models.precision import cpu_has_native_bf16
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    chosen = folding_model.precision
+    if chosen is not None and (precision != "auto" or dtype or chosen.mode != "exact"):
+        log(f"note: {chosen.describe()}")
+    if folding_model.device.type == "cpu" and dtype not in (None, "float32"):
+        why = ("" if dtype == "bfloat16" and cpu_has_native_bf16() else
+               ": this CPU has no native 16-bit arithmetic (about 100x slower matrix products than float32)")
+        if why:
+            log(f"warning: --dtype {dtype} on this CPU is far slower than float32{why}")
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +72,8 @@ def register(app: typer.Typer) -> None:
         max_length: Optional[int] = typer.Option(None, "--max-length", min=1,
                                                  help="Skip longer records (default: what fits in memory)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 (trunk precision)."),
+        precision: str = PRECISION_OPTION,
+        dtype: Optional[str] = DTYPE_OPTION,
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
         name: str = typer.Option("query", "--name", help="Name of a raw sequence."),
         no_plot: bool = typer.Option(False, "--no-plot", help="Skip the pLDDT/PAE PNG."),
@@ -70,16 +92,15 @@ def register(app: typer.Typer) -> None:
                            max_tokens_per_batch=max_tokens_per_batch, max_length=max_length, plot=not no_plot,
                            num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops)
         check_output_path(output, "--output", folder=True)
-        check_device_options(device, dtype)
+        check_device_options(device, dtype, precision)
         check_fold_options(model, config.fold_options())  # before a model loads or the output folder exists
 
-        folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+        folding_model = load_folding_model(model, device=device, dtype=dtype, threads=threads, precision=precision)
         if folding_model.name == DEFAULT_FOLD_MODEL and folding_model.source == "package":
             print(DEFAULT_MODEL_NOTICE, file=sys.stderr)
         if folding_model.precision_note:
             print(f"note: {folding_model.precision_note}", file=sys.stderr)
-        if folding_model.device.type == "cpu" and dtype != "float32":
-            print(f"warning: {dtype} on a CPU is usually far slower than float32", file=sys.stderr)
+        print_precision(folding_model, precision, dtype)
         result = run_fold(records, config, folding_model, inputs=list(inputs), progress=not quiet)
         msg = (f"{result.folded} folded, {result.skipped} already done, {result.failed} failed "
                f"-> {output}/ (summary.tsv, manifest.json)")

@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed", min=0, help="ESMFold2 seed of every fold (default "
                                            "$FOLDATLAS_SEED, else 0)."),
         device: Optional[str] = typer.Option(None, "--device"),
+        precision: Optional[str] = typer.Option(None, "--precision", help="exact, fast or auto (default "
+                                                "$FOLDATLAS_PRECISION, else auto: exact on CPUs, fast on GPUs)."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1),
         log_level: str = typer.Option("info", "--log-level"),
     ) -> None:
@@ -51,13 +53,13 @@ def register(app: typer.Typer) -> None:
         settings = ServiceSettings.from_env(atlas=atlas, model=model, max_length=max_length, queue_size=queue_size,
                                             fold_workers=fold_workers, embedding_model=embedding_model,
                                             device=device, threads=threads, num_recycles=num_recycles,
-                                            num_samples=num_samples, seed=seed)
+                                            num_samples=num_samples, seed=seed, precision=precision)
         levels = ("critical", "error", "warning", "info", "debug", "trace")
         if log_level.lower() not in levels:
             raise InvalidOptionError(f"--log-level must be one of {', '.join(levels)}, not {log_level!r}")
         if settings.atlas is not None:
             check_output_path(settings.atlas, "--atlas", folder=True)
-        check_device_options(settings.device, settings.dtype)
+        check_device_options(settings.device, settings.dtype, settings.precision)
         # Atlas, models and resumed jobs open here, before the server: a problem is one error line, not a
         # failed ASGI start-up with a traceback.
         context = open_service(settings)

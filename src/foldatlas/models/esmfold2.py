@@ -7,11 +7,11 @@ load through :func:`load_esmfold2`. What differs from transformers' own path:
   safetensors headers), not the dtype ``config.json`` names, so a 16-bit checkpoint never passes
   through a float32 copy of its 6 B-parameter language model. The trunk and heads (a few hundred
   million parameters) are then cast to the requested precision.
-* **CPUs.** ESM C's 16-bit layers are computed in float32 one layer at a time
-  (:func:`foldatlas.models.loading.stream_lm_layers`): the same values as a float32 copy, at half
-  its memory. Without native bfloat16 arithmetic (AVX2-only CPUs) bfloat16 is emulated and slower
-  than float32; with it (AVX-512 BF16, AMX) float32 is still the default, for results that match
-  a float32 reference; ``--dtype bfloat16`` trades that for speed.
+* **Precision** (:mod:`foldatlas.models.precision`). ``exact``: ESM C's 16-bit layers are computed in
+  float32 one layer at a time (:func:`foldatlas.models.loading.stream_lm_layers`): the same values as a
+  float32 copy, at half its memory; the trunk and heads in float32. ``fast``: the whole checkpoint in
+  bfloat16, as transformers recommends, on GPUs and on CPUs with native bfloat16 (AVX-512 BF16, AMX);
+  without it (AVX2-only CPUs) bfloat16 is emulated and slower than float32, so fast runs as exact.
 * **ESM C on disk.** When ESM C's stored weights would take more than :data:`LM_IN_MEMORY_FRACTION`
   of the free memory (ESM C 6B: 12.7 GB in bfloat16), its layers are not loaded at all: each is read
   from the safetensors files when it runs (:class:`foldatlas.models.tensorfiles.TensorFiles`), in
@@ -34,11 +34,11 @@ from pathlib import Path
 from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
 from foldatlas.models.loading import (
     FoldingModelBase, from_pretrained_quietly, install_layer_weights, stream_lm_layers)
+from foldatlas.models.precision import Precision, cpu_has_native_bf16
 from foldatlas.models.registry import ResolvedModel
 from foldatlas.models.tensorfiles import TensorFiles
 
-__all__ = ["Esmfold2FoldingModel", "load_esmfold2", "MAX_SAMPLES", "MAX_STEPS", "MAX_LOOPS",
-           "cpu_has_native_bf16"]
+__all__ = ["Esmfold2FoldingModel", "load_esmfold2", "esmfold2_precision", "MAX_SAMPLES", "MAX_STEPS", "MAX_LOOPS"]
 
 MAX_SAMPLES = 64  # --num-samples ceiling (the confidence head holds one pair representation per sample)
 MAX_STEPS = 1000  # --num-steps ceiling (length of the noise schedule before its cap)
@@ -53,15 +53,6 @@ _FIXED_BYTES = 0.75 * 2**30
 _PAIR_TENSORS_FIXED = 2
 _PAIR_TENSORS_PER_SAMPLE = 14
 _LM_STATE_COPIES = 3
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @dataclass
@@ -136,19 +127,23 @@ class Esmfold2FoldingModel(FoldingModelBase):
         """Fold each record alone, seeded; the best sample first-class, every sample in ``samples``."""
         import torch
 
+        from foldatlas.predict.engine import matmul_precision
         from foldatlas.predict.esmfold2 import best_sample, predictions_from_output, protein_features
 
         settings = self.run_settings(options)
         out = []
         for record in records:
             features = protein_features(record, device=self.device)
-            with self._fold_lock, torch.inference_mode():
+            with self._fold_lock, torch.inference_mode(), matmul_precision(self.precision):
                 torch.manual_seed(settings["seed"])
                 output = self.model.fold(**features, num_diffusion_samples=settings["num_samples"],
                                          num_sampling_steps=settings["num_steps"], num_loops=settings["num_loops"])
             samples = predictions_from_output(record, output, self.name, settings)
             for sample in samples:
-                sample.check_finite(f"{self.name} on {self.device}, trunk in {str(self.dtype).removeprefix('torch.')}")
+                if self.precision is not None:
+                    sample.extra["precision"] = self.precision.as_dict()
+                sample.check_finite(f"{self.name} on {self.device}, "
+                                    f"{self.precision.describe() if self.precision else self.dtype}")
             best = best_sample(samples)
             summary = [{"sample": p.extra["sample"], "ranking_score": p.extra["ranking_score"],
                         "ptm": round(p.ptm, 5), "iptm": None if p.iptm is None else round(p.iptm, 5),
@@ -178,12 +173,29 @@ def _load_dtype(files: TensorFiles, folder: Path, name: str):
 def _precision_why(stored) -> str:
     """What precision a CPU fold computes in, and why."""
     name = str(stored).removeprefix("torch.")
-    why = ("this CPU has native bfloat16, but float32 matches a float32 reference; --dtype bfloat16 is faster"
+    why = ("this CPU has native bfloat16: --precision fast computes in bfloat16, faster, as transformers recommends"
            if cpu_has_native_bf16() else
            "this CPU has no native bfloat16 (no AVX-512 BF16 or AMX), so bfloat16 arithmetic would be emulated "
            "and slower than float32")
     copy = "" if name == "float32" else f", the same values as a float32 copy of its {name} weights"
     return f"precision: float32, each ESM C layer converted as it runs{copy}; {why}"
+
+
+def esmfold2_precision(precision: Precision) -> Precision:
+    """ESMFold2's reading of a resolved precision (the table in :mod:`foldatlas.models.precision`).
+
+    ``fast`` loads the whole checkpoint in bfloat16, as transformers recommends for ESMFold2 (its float32-only
+    modules stay in float32), with TF32 on GPUs; ``exact`` computes in float32 everywhere; ``custom`` loads
+    in the ``--dtype`` given.
+    """
+    import dataclasses
+
+    if precision.mode == "fast":
+        return dataclasses.replace(precision, language_model="bfloat16", trunk="bfloat16", autocast=None,
+                                   kernels=False)
+    if precision.mode == "custom":
+        return dataclasses.replace(precision, language_model=precision.trunk)
+    return precision
 
 
 def _lm_on_disk(files: TensorFiles, dev, torch_dtype, forced: bool | None) -> bool:
@@ -253,7 +265,7 @@ def _load_lm_on_disk(files: TensorFiles, config, name: str, folder: Path):
     return model
 
 
-def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
+def load_esmfold2(resolved: ResolvedModel, name: str, dev, precision: Precision,
                   lm_offload: bool | None = None) -> Esmfold2FoldingModel:
     """Load an ``EsmFold2Model`` checkpoint (see the module docstring).
 
@@ -263,9 +275,10 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
     name : str
         What the user named it, for messages.
     dev : torch.device
-    torch_dtype : torch.dtype
-        Precision of the trunk and heads; float32 casts them up, a 16-bit dtype loads the whole
-        checkpoint in it (transformers keeps its float32-only modules in float32).
+    precision : Precision
+        Resolved for the device (:func:`foldatlas.models.precision.resolve_precision`); read for ESMFold2 by
+        :func:`esmfold2_precision`: float32 casts the trunk and heads up and computes ESM C's 16-bit layers in
+        float32, a 16-bit dtype loads the whole checkpoint in it.
     lm_offload : bool, optional
         Keep ESM C's layers on disk (CPU, float32 only); None decides by their size (module docstring).
 
@@ -277,6 +290,8 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
     import torch
     from transformers import EsmFold2Config, EsmFold2Model
 
+    precision = esmfold2_precision(precision)
+    torch_dtype = getattr(torch, precision.trunk)
     try:
         config = EsmFold2Config.from_pretrained(resolved.path)
     except (OSError, ValueError, TypeError) as e:
@@ -284,6 +299,8 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
                                     f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from e
     files = TensorFiles(resolved.path)
     stored = _load_dtype(files, resolved.path, name)
+    loaded = dict(name=resolved.name, path=resolved.path, source=resolved.source, revision=resolved.revision,
+                  device=dev, dtype=torch_dtype, precision=precision)
     if _lm_on_disk(files, dev, torch_dtype, lm_offload):
         model = _load_lm_on_disk(files, config, name, resolved.path)
         model.eval()
@@ -291,8 +308,7 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
         note = (f"ESM C stays on disk: each of its {len(model.esmc.layers)} layers ({size:.1f} GiB in all) is read "
                 f"when it runs, more than {LM_IN_MEMORY_FRACTION:.0%} of the free memory otherwise; "
                 f"{_precision_why(stored)}")
-        return Esmfold2FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
-                                    revision=resolved.revision, device=dev, dtype=torch_dtype, precision_note=note)
+        return Esmfold2FoldingModel(model=model, precision_note=note, **loaded)
     load_dtype = stored if torch_dtype == torch.float32 else torch_dtype  # never a float32 copy of 16-bit weights
     model, info = from_pretrained_quietly(EsmFold2Model, resolved.path, name, config=config, dtype=load_dtype,
                                           output_loading_info=True)
@@ -309,8 +325,8 @@ def load_esmfold2(resolved: ResolvedModel, name: str, dev, torch_dtype,
                 child.to(torch.float32)
     lm_dtype = next(model.esmc.parameters()).dtype
     note = ""
-    if dev.type == "cpu" and lm_dtype != torch.float32 and torch_dtype == torch.float32:
+    if lm_dtype != torch.float32 and torch_dtype == torch.float32:  # exact: ESM C's layers computed in float32
         stream_lm_layers(model.esmc, torch.float32, layers=model.esmc.layers)
-        note = f"ESM C stays {str(lm_dtype).removeprefix('torch.')} in memory; {_precision_why(lm_dtype)}"
-    return Esmfold2FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
-                                revision=resolved.revision, device=dev, dtype=torch_dtype, precision_note=note)
+        if dev.type == "cpu":
+            note = f"ESM C stays {str(lm_dtype).removeprefix('torch.')} in memory; {_precision_why(lm_dtype)}"
+    return Esmfold2FoldingModel(model=model, precision_note=note, **loaded)

@@ -25,7 +25,8 @@ from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
 from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.models.registry import ResolvedModel, resolve_model
 
-__all__ = ["FoldingModel", "FoldingModelBase", "check_device_options", "load_folding_model", "weights_sha256",
+__all__ = ["FoldingModel", "FoldingModelBase", "check_device_options", "load_folding_model", "prepare_esmfold",
+           "weights_sha256",
            "stream_lm_layers", "install_layer_weights", "convert_outside_layers", "from_pretrained_quietly",
            "check_fold_options"]
 
@@ -50,7 +51,9 @@ class FoldingModelBase:
     revision : str or None
     device : torch.device
     dtype : torch.dtype
-        Dtype of the folding trunk and heads.
+        Dtype of the folding trunk's and heads' weights.
+    precision : foldatlas.models.precision.Precision
+        What each part computes in (the resolved ``--precision``).
     """
 
     model: object
@@ -61,6 +64,7 @@ class FoldingModelBase:
     device: object
     dtype: object
     _sha256: str | None = None
+    precision: object = None  # foldatlas.models.precision.Precision, recorded in every output
 
     @property
     def weights_sha256(self) -> str:
@@ -80,6 +84,26 @@ class FoldingModel(FoldingModelBase):
     """A loaded ESMFold v1-architecture model (``transformers.EsmForProteinFolding``)."""
 
     precision_note: str = ""
+    lean_trunk: bool | None = None  # None: transformers' block forward unless the batch needs the lean one to fit
+
+    def configure_trunk(self, length: int, batch: int, chunk_size: int | None) -> bool:
+        """Set the trunk blocks' forward for a batch (lean or not, under the precision's autocast).
+
+        Returns
+        -------
+        bool
+            Whether the lean forward runs: as loaded, or (``lean_trunk`` None, GPUs) when transformers' own
+            forward would not fit the free memory.
+        """
+        from foldatlas.models.trunk import configure_trunk
+        from foldatlas.predict.memory import available_memory_bytes, estimate_peak_bytes
+
+        lean = self.lean_trunk
+        if lean is None:
+            need = estimate_peak_bytes(length, batch=batch, chunk_size=chunk_size, lean=False)
+            lean = need > 0.9 * available_memory_bytes(self.device)
+        configure_trunk(self.model, lean=lean, autocast=getattr(self.precision, "autocast", None))
+        return lean
 
     @property
     def default_num_recycles(self) -> int:
@@ -278,8 +302,9 @@ def install_layer_weights(layers, weights, compute_dtype) -> int:
     return len(layers)
 
 
-def check_device_options(device: str, dtype: str):
-    """The torch device and dtype that ``--device`` and ``--dtype`` name, checked before anything loads.
+def check_device_options(device: str, dtype: str | None = None, precision: str = "auto"):
+    """The torch device and dtype that ``--device`` and ``--dtype`` name, checked with ``--precision`` before
+    anything loads.
 
     Returns
     -------
@@ -288,11 +313,15 @@ def check_device_options(device: str, dtype: str):
     Raises
     ------
     InvalidOptionError
-        If the dtype is unknown, the device unknown or absent on this machine.
+        If the dtype or precision is unknown, the device unknown or absent on this machine, or the dtype and
+        the precision contradict each other.
     """
     import torch
 
+    from foldatlas.models.precision import resolve_precision
+
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    dtype = dtype or "float32"
     if dtype not in dtypes:
         raise InvalidOptionError(f"unknown dtype '{dtype}': use one of {', '.join(dtypes)}")
     try:
@@ -305,6 +334,7 @@ def check_device_options(device: str, dtype: str):
                                  f"(torch {torch.__version__}); use --device cpu")
     if dev.type not in ("cpu", "cuda"):
         raise InvalidOptionError(f"device '{device}' is not supported: use auto, cpu, cuda or cuda:N")
+    resolve_precision(precision, dev, dtype)
     return dev, dtypes[dtype]
 
 
@@ -360,8 +390,9 @@ def _model_type(folder: Path) -> str | None:
         return None  # reported as an unreadable config by the loader
 
 
-def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
-                       threads: int | None = None, lean_trunk: bool = True, lm_offload: bool | None = None) -> FoldingModel:
+def load_folding_model(name: str, device: str = "auto", dtype: str | None = None, threads: int | None = None,
+                       lean_trunk: bool | None = None, lm_offload: bool | None = None,
+                       precision: str = "auto") -> FoldingModel:
     """Load a folding model (ESMFold v1 or ESMFold2 architecture) by name, hub id or folder.
 
     The architecture is read from ``config.json``'s ``model_type``: ``esmfold2`` loads through
@@ -373,18 +404,18 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
         See :func:`foldatlas.models.resolve_model`.
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-    dtype : {"float32", "bfloat16", "float16"}
-        Precision of the folding trunk and heads. The language model keeps its
-        stored 16-bit weights on GPUs; on a CPU it is computed in float32.
+    dtype : {"float32", "bfloat16", "float16"}, optional
+        An explicit dtype for the folding trunk's and heads' weights (precision mode ``custom`` unless float32).
     threads : int, optional
         CPU threads for torch (default: torch's own choice).
-    lean_trunk : bool
-        Run the trunk blocks with :func:`foldatlas.models.trunk.lean_block_forward`
-        (same outputs, about half the activation memory). False keeps
-        transformers' own block forward.
+    lean_trunk : bool, optional
+        Run the trunk blocks with :func:`foldatlas.models.trunk.lean_block_forward` (same outputs, about half
+        the activation memory). None: always on CPUs; on GPUs only for a batch that would not fit otherwise.
     lm_offload : bool, optional
         ESMFold2 on a CPU: keep ESM C's layers on disk and read each when it runs; None decides by
         their size against the free memory (see :mod:`foldatlas.models.esmfold2`).
+    precision : {"auto", "exact", "fast"}
+        See :mod:`foldatlas.models.precision`.
 
     Returns
     -------
@@ -392,19 +423,22 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
 
     Raises
     ------
-    UnknownModelError, WeightsNotFoundError, WeightsIntegrityError
+    UnknownModelError, WeightsNotFoundError, WeightsIntegrityError, InvalidOptionError
     """
     import torch
     from transformers import EsmConfig, EsmForProteinFolding
 
-    dev, torch_dtype = check_device_options(device, dtype)
+    from foldatlas.models.precision import resolve_precision
+
+    dev, _ = check_device_options(device, dtype or "float32")
+    wanted = resolve_precision(precision, dev, dtype)
     resolved: ResolvedModel = resolve_model(name)
     if threads:
         torch.set_num_threads(int(threads))
     if _model_type(resolved.path) == "esmfold2":
         from foldatlas.models.esmfold2 import load_esmfold2
 
-        return load_esmfold2(resolved, name, dev, torch_dtype, lm_offload=lm_offload)
+        return load_esmfold2(resolved, name, dev, wanted, lm_offload=lm_offload)
     try:
         config = EsmConfig.from_pretrained(resolved.path)
     except (OSError, ValueError) as e:
@@ -413,21 +447,63 @@ def load_folding_model(name: str, device: str = "auto", dtype: str = "float32",
         raise WeightsIntegrityError(f"model '{name}': {resolved.path} is not an ESMFold checkpoint "
                                     f"(config.json has no esmfold_config)")
     model = from_pretrained_quietly(EsmForProteinFolding, resolved.path, name, config=config)
+    model, done = prepare_esmfold(model, dev, wanted, lean_trunk)
+    return FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
+                        revision=resolved.revision, device=dev, dtype=getattr(torch, done.trunk), precision=done,
+                        lean_trunk=True if lean_trunk is None and dev.type == "cpu" else lean_trunk)
+
+
+def prepare_esmfold(model, device, precision, lean_trunk: bool | None = None):
+    """Put a loaded ``EsmForProteinFolding`` on ``device`` in a resolved precision, for inference.
+
+    Parameters
+    ----------
+    model : transformers.EsmForProteinFolding
+        As loaded: the language model in its stored dtype (16-bit in the released checkpoint).
+    device : torch.device
+    precision : foldatlas.models.precision.Precision
+    lean_trunk : bool, optional
+        As :func:`load_folding_model`.
+
+    Returns
+    -------
+    (model, Precision)
+        The precision with the language model's compute dtype and the kernels actually in use filled in.
+    """
+    import dataclasses
+
+    import torch
+
+    from foldatlas.models.trunk import configure_trunk
+
     model.eval()
     model.requires_grad_(False)
-    lm_dtype = next(model.esm.parameters()).dtype
-    model.to(dev)
-    # Trunk and heads in the requested precision; the language model keeps its stored weights.
-    for child_name, child in model.named_children():
+    stored = next(model.esm.parameters()).dtype
+    model.to(device)
+    trunk_dtype = getattr(torch, precision.trunk)
+    for child_name, child in model.named_children():  # trunk and heads; the language model keeps its weights
         if child_name != "esm":
-            child.to(torch_dtype)
-    for pname, param in model.named_parameters(recurse=False):
-        param.data = param.data.to(torch_dtype)
-    if dev.type == "cpu" and lm_dtype != torch.float32:
-        stream_lm_layers(model.esm, torch.float32)
-    if lean_trunk:
-        from foldatlas.models.trunk import install_lean_trunk
+            child.to(trunk_dtype)
+    for param in model.parameters(recurse=False):
+        param.data = param.data.to(trunk_dtype)
+    lm = precision.language_model
+    if lm == "stored":  # GPUs: 16-bit as stored (fair-esm's choice), bfloat16 for a float32 checkpoint
+        lm = "float32" if precision.mode == "custom" and stored == torch.float32 else (
+            str(stored).removeprefix("torch.") if stored != torch.float32 else "bfloat16")
+    lm_dtype = getattr(torch, lm)
+    if lm_dtype != stored:
+        if stored == torch.float32:
+            model.esm.to(lm_dtype)  # a float32 checkpoint: cast for good (half the memory)
+        else:
+            stream_lm_layers(model.esm, lm_dtype)  # 16-bit storage: each layer converted as it runs
+    kernels = False
+    if precision.kernels:
+        from foldatlas.models.kernels import install_kernels, kernels_available
 
-        install_lean_trunk(model)
-    return FoldingModel(model=model, name=resolved.name, path=resolved.path, source=resolved.source,
-                        revision=resolved.revision, device=dev, dtype=torch_dtype)
+        kernels = kernels_available(device) and install_kernels(model) == "cuequivariance"
+    note = precision.note
+    if precision.kernels and not kernels:
+        note = "; ".join(filter(None, [note, "fused triangle kernels not installed (pip install 'foldatlas[cuda]')"]))
+    configure_trunk(model, lean=device.type == "cpu" if lean_trunk is None else lean_trunk,
+                    autocast=precision.autocast)
+    return model, dataclasses.replace(precision, language_model=lm, kernels=bool(kernels), note=note)

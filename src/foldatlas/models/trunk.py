@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import types
 
-__all__ = ["install_lean_trunk", "lean_block_forward"]
+__all__ = ["install_lean_trunk", "lean_block_forward", "configure_trunk", "trunk_configuration"]
 
 _ROWS = 64  # rows of z per chunk in the per-position parts
 
@@ -131,8 +131,12 @@ def lean_block_forward(self, sequence_state, pairwise_state, mask=None, chunk_si
     sequence_state = self.mlp_seq(sequence_state + y)
     _sequence_to_pair_(self.sequence_to_pair, sequence_state, z)
     tri_mask = mask.unsqueeze(2) * mask.unsqueeze(1)
-    _triangle_multiply_(self.tri_mul_out, z, tri_mask)
-    _triangle_multiply_(self.tri_mul_in, z, tri_mask)
+    if getattr(self.tri_mul_out, "_foldatlas_kernels", None) == "cuequivariance":  # fused kernels installed
+        z += self.tri_mul_out(z, mask=tri_mask)
+        z += self.tri_mul_in(z, mask=tri_mask)
+    else:
+        _triangle_multiply_(self.tri_mul_out, z, tri_mask)
+        _triangle_multiply_(self.tri_mul_in, z, tri_mask)
     z += self.tri_att_start(z, mask=tri_mask, chunk_size=chunk_size)
     z += self.tri_att_end(z, mask=tri_mask, chunk_size=chunk_size)
     _pair_mlp_(self.mlp_pair, z)
@@ -149,7 +153,54 @@ def install_lean_trunk(model) -> int:
     int
         The number of blocks changed.
     """
+    return configure_trunk(model, lean=True)
+
+
+def _under_autocast(forward, dtype_name: str):
+    """``forward`` run under autocast, its outputs returned in the dtypes of its inputs."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+
+    def block_forward(self, sequence_state, pairwise_state, mask=None, chunk_size=None, **kwargs):
+        with torch.autocast(device_type=pairwise_state.device.type, dtype=dtype):
+            s, z = forward(self, sequence_state, pairwise_state, mask=mask, chunk_size=chunk_size, **kwargs)
+        return s.to(sequence_state.dtype), z.to(pairwise_state.dtype)
+
+    return block_forward
+
+
+def configure_trunk(model, lean: bool, autocast: str | None = None) -> int:
+    """Set the forward of every trunk block of an ``EsmForProteinFolding``.
+
+    Parameters
+    ----------
+    model : transformers.EsmForProteinFolding
+    lean : bool
+        :func:`lean_block_forward` (inference only, about half the activation memory) or transformers' own.
+    autocast : str, optional
+        Run each block under ``torch.autocast`` in this dtype (``"bfloat16"``): matrix products in 16 bits,
+        reductions, norms and the residual pair and sequence states in float32. The structure module and the
+        heads, outside the blocks, stay in float32.
+
+    Returns
+    -------
+    int
+        The number of blocks; a call with the current configuration changes nothing.
+    """
     blocks = list(model.trunk.blocks)
+    wanted = (bool(lean), autocast)
+    if getattr(model.trunk, "_foldatlas_blocks", None) == wanted:
+        return len(blocks)
     for block in blocks:
-        block.forward = types.MethodType(lean_block_forward, block)
+        forward = lean_block_forward if lean else type(block).forward
+        if autocast:
+            forward = _under_autocast(forward, autocast)
+        block.forward = types.MethodType(forward, block)
+    model.trunk._foldatlas_blocks = wanted
     return len(blocks)
+
+
+def trunk_configuration(model) -> tuple[bool, str | None]:
+    """``(lean, autocast)`` as :func:`configure_trunk` last set them (transformers' own forward: ``(False, None)``)."""
+    return getattr(model.trunk, "_foldatlas_blocks", (False, None))

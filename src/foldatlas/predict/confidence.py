@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bin_centers", "expected_aligned_error", "predicted_tm", "confidence"]
+__all__ = ["bin_centers", "expected_aligned_error", "predicted_tm", "confidence", "confidence_torch"]
 
 
 def bin_centers(num_bins: int = 64, max_bin: float = 31.0) -> np.ndarray:
@@ -108,3 +108,37 @@ def confidence(logits: np.ndarray, chain_index: np.ndarray | None = None
     multi = chain_index is not None and len(np.unique(chain_index)) > 1
     iptm = _tm_from_probs(probs, chain_index, interface=True) if multi else None
     return pae, float(centers[-1]), _tm_from_probs(probs, chain_index, False), iptm
+
+
+def confidence_torch(logits, chain_index: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, float, float, float | None]:
+    """:func:`confidence` computed by torch where ``logits`` are (a GPU), in float64: only the N x N PAE comes back.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (N, N, bins)
+        Logits of the real residues only, on any device.
+    chain_index : ndarray of int, shape (N,), optional
+
+    Returns
+    -------
+    The same as :func:`confidence` (equal to float64 rounding).
+    """
+    import torch
+
+    n, bins = logits.shape[0], logits.shape[-1]
+    probs = torch.softmax(logits.to(torch.float64), dim=-1)
+    centers_np = bin_centers(bins)
+    centers = torch.from_numpy(centers_np).to(probs.device)
+    d0 = 1.24 * (max(n, 19) - 15) ** (1.0 / 3.0) - 1.8
+    term = probs @ (1.0 / (1.0 + (centers / d0) ** 2))  # [N, N] expected TM term per alignment
+    pae = (probs @ centers).to(torch.float32)
+    del probs
+    multi = chain_index is not None and len(np.unique(chain_index)) > 1
+    iptm = None
+    if multi:
+        chains = torch.from_numpy(np.asarray(chain_index)).to(term.device)
+        pair = (chains[:, None] != chains[None, :]).to(torch.float64)
+        iptm = float(((term * pair).sum(-1) / (1e-8 + pair.sum(-1))).max())
+    ptm = float((term.sum(-1) / (1e-8 + n)).max())
+    return pae.cpu().numpy(), float(centers_np[-1]), ptm, iptm

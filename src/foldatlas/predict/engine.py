@@ -10,17 +10,18 @@ counterpart is :mod:`foldatlas.predict.esmfold2`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from foldatlas.predict.confidence import confidence
+from foldatlas.predict.confidence import confidence_torch
 from foldatlas.predict.memory import auto_chunk_size
 from foldatlas.predict.prediction import Prediction
 from foldatlas.seq.complexes import Layout, layout
 from foldatlas.seq.records import Record
 
-__all__ = ["FoldOptions", "fold_batch", "fold_esmfold_batch", "MAX_RECYCLES", "MAX_SEED"]
+__all__ = ["FoldOptions", "fold_batch", "fold_esmfold_batch", "matmul_precision", "MAX_RECYCLES", "MAX_SEED"]
 
 MAX_RECYCLES = 24  # documented ceiling of --num-recycles and the API's num_recycles (ESMFold trained with up to 4)
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes any 64-bit integer
@@ -89,6 +90,22 @@ def _collate(layouts: list[Layout]):
     return aatype, mask, residx
 
 
+@contextmanager
+def matmul_precision(precision):
+    """TF32 for float32 matrix products on CUDA while a fold with ``precision`` runs (restored after)."""
+    import torch
+
+    if not getattr(precision, "tf32", False):
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def fold_batch(folding_model, records: list[Record], options: FoldOptions = FoldOptions()) -> list[Prediction]:
     """Fold records with any loaded folding model (its own ``fold_batch``).
 
@@ -125,22 +142,29 @@ def fold_esmfold_batch(folding_model, records: list[Record], options: FoldOption
     if chunk is None:
         chunk = auto_chunk_size(n, batch=len(records), device=folding_model.device)
     model.trunk.set_chunk_size(chunk or None)
+    folding_model.configure_trunk(n, len(records), chunk)
     dev = folding_model.device
     recycles = folding_model.run_settings(options)["num_recycles"]  # recorded in every output: never "the default"
-    with torch.inference_mode():
+    precision = folding_model.precision
+    with torch.inference_mode(), matmul_precision(precision):
         out = model(aatype.to(dev), attention_mask=mask.to(dev), position_ids=residx.to(dev),
                     num_recycles=recycles)
         atom37 = atom14_to_atom37(out["positions"][-1], out).float().cpu().numpy()
         atom_mask = out["atom37_atom_exists"].float().cpu().numpy()
         atom_plddt = (out["plddt"].float() * 100.0).cpu().numpy()  # transformers' 0-1 scale -> 0-100
-        ptm_logits = out["ptm_logits"].float().cpu().numpy()
+        ptm_logits = out["ptm_logits"]  # stays on the device: confidence is computed there
+        scores = []
+        for i, lay in enumerate(layouts):  # PAE, pTM, ipTM over the real residues only
+            keep = np.nonzero(lay.keep)[0]
+            index = torch.from_numpy(keep).to(dev)
+            multi = len(records[i].chains) > 1
+            scores.append(confidence_torch(ptm_logits[i][index][:, index], lay.chain_index[keep] if multi else None))
+    extra = {"precision": precision.as_dict()} if precision is not None else {}
     predictions = []
     for i, (record, lay) in enumerate(zip(records, layouts)):
         keep = np.nonzero(lay.keep)[0]  # real residues of this record, linker and padding excluded
-        logits = ptm_logits[i][np.ix_(keep, keep)]
         chain_index = lay.chain_index[keep]
-        multi = len(record.chains) > 1
-        pae, max_pae, ptm, iptm = confidence(logits, chain_index if multi else None)
+        pae, max_pae, ptm, iptm = scores[i]
         residue_number = np.concatenate([np.arange(1, len(c) + 1) for c in record.chains])
         predictions.append(Prediction(
             record=record,
@@ -157,7 +181,8 @@ def fold_esmfold_batch(folding_model, records: list[Record], options: FoldOption
             residue_number=residue_number,
             model_name=folding_model.name,
             num_recycles=recycles,
+            extra=dict(extra),
         ))
         predictions[-1].check_finite(f"{folding_model.name} on {folding_model.device}, "
-                                     f"trunk in {str(folding_model.dtype).removeprefix('torch.')}")
+                                     f"{precision.describe() if precision else folding_model.dtype}")
     return predictions

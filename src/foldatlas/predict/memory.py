@@ -18,6 +18,7 @@ import os
 __all__ = ["available_memory_bytes", "auto_chunk_size", "estimate_peak_bytes", "longest_fitting"]
 
 _PAIR_TEMPORARIES = 6  # [B, L, L, c_z] float32 tensors live at the peak (with the chunked attention: a margin)
+_PAIR_TEMPORARIES_PLAIN = 11  # transformers' own block forward: about ten (models/trunk.py), plus a margin
 _HEADS = 4
 
 
@@ -44,11 +45,13 @@ def _attention_bytes(length: int, rows: int, batch: int = 1, bytes_per_value: in
 
 
 def estimate_peak_bytes(length: int, batch: int = 1, chunk_size: int | None = None,
-                        pair_dim: int = 128, bytes_per_value: int = 4) -> int:
-    """Activation memory of the trunk for a batch of ``length``-residue inputs (weights excluded)."""
+                        pair_dim: int = 128, bytes_per_value: int = 4, lean: bool = True) -> int:
+    """Activation memory of the trunk for a batch of ``length``-residue inputs (weights excluded), with the lean
+    block forward or (``lean=False``) transformers' own."""
     pair = batch * length * length * pair_dim * bytes_per_value
     rows = length if not chunk_size else min(chunk_size, length)
-    return _PAIR_TEMPORARIES * pair + _attention_bytes(length, rows, batch, bytes_per_value)
+    temporaries = _PAIR_TEMPORARIES if lean else _PAIR_TEMPORARIES_PLAIN
+    return temporaries * pair + _attention_bytes(length, rows, batch, bytes_per_value)
 
 
 def longest_fitting(need, budget: float, ceiling: int = 1 << 20) -> int:

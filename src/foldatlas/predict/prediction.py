@@ -116,6 +116,11 @@ class Prediction:
             lines.append(f"record: {self.record.description}")
         lines.append(f"mean pLDDT {self.mean_plddt:.2f}  pTM {self.ptm:.4f}"
                      + (f"  ipTM {self.iptm:.4f}" if self.iptm is not None else ""))
+        precision = self.extra.get("precision")
+        if precision:
+            lines.append(f"precision {precision['mode']}: language model {precision['language_model']}, "
+                         f"trunk {precision['trunk']}" + (f" ({precision['autocast']} autocast)"
+                                                          if precision.get("autocast") else ""))
         lines.append("B-factor column: per-atom pLDDT on the 0-100 scale")
         return lines
 

@@ -160,7 +160,8 @@ def _manifest(folding_model, config: RunConfig, inputs: list[str], previous: dic
     options.update(settings)  # what ran, every default resolved to a number
     runs = (previous or {}).get("runs", [])
     runs.append({"started": now, "inputs": inputs, "device": str(folding_model.device),
-                 "dtype": str(folding_model.dtype).removeprefix("torch."), "threads": torch.get_num_threads()})
+                 "dtype": str(folding_model.dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
+                 "precision": folding_model.precision.as_dict() if folding_model.precision is not None else None})
     return {
         "foldatlas_version": __version__,
         "created": (previous or {}).get("created", now),

@@ -87,12 +87,12 @@ class RayOptions:
 class FoldWorker:
     """A Ray actor: the folding model and the embedding model, loaded once; folds batches into atlas entries."""
 
-    def __init__(self, model: str, embedding_model: str | None, options: BuildOptions, device: str, dtype: str,
-                 threads: int) -> None:
+    def __init__(self, model: str, embedding_model: str | None, options: BuildOptions, device: str,
+                 dtype: str | None, threads: int, precision: str = "auto") -> None:
         from foldatlas.models.loading import load_folding_model
 
         self.options = options
-        self.model = load_folding_model(model, device=device, dtype=dtype, threads=threads)
+        self.model = load_folding_model(model, device=device, dtype=dtype, threads=threads, precision=precision)
         self.embedder = None
         if embedding_model:
             from foldatlas.models.embedding import load_embedder
@@ -106,7 +106,9 @@ class FoldWorker:
         emb = self.embedder
         return {"pid": os.getpid(), "name": self.model.name, "weights_sha256": self.model.weights_sha256,
                 "source": self.model.source, "default_num_recycles": self.model.default_num_recycles,
-                "run_settings": self.model.run_settings(fold_options(self.options)), "embedder": None if emb is None else
+                "run_settings": self.model.run_settings(fold_options(self.options)),
+                "precision": self.model.precision.as_dict() if self.model.precision is not None else None,
+                "embedder": None if emb is None else
                 {"name": emb.name, "weights_sha256": emb.weights_sha256, "dim": emb.dim, "spec": emb.spec}}
 
     def fold(self, records: list) -> list[tuple[list[int], list | None, str | None]]:
@@ -144,6 +146,7 @@ class _Identity:
         self.name, self.weights_sha256, self.source = info["name"], info["weights_sha256"], info["source"]
         self.default_num_recycles = info["default_num_recycles"]
         self._settings = info["run_settings"]
+        self.precision = info.get("precision")
         emb = info["embedder"]
         self.embedder = None if emb is None else type("E", (), {**emb})()
 
@@ -210,8 +213,8 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
 
 
 def build_atlas_ray(atlas, records: list, model: str, embedding_model: str | None, options: BuildOptions,
-                    ray_options: RayOptions = RayOptions(), device: str = "auto", dtype: str = "float32",
-                    progress: bool = True, log: Callable[[str], None] | None = None,
+                    ray_options: RayOptions = RayOptions(), device: str = "auto", dtype: str | None = None,
+                    precision: str = "auto", progress: bool = True, log: Callable[[str], None] | None = None,
                     on_batch: Callable[[dict], None] | None = None) -> BuildResult:
     """Fold records into an atlas on a Ray cluster; same results and guarantees as :func:`build_atlas`.
 
@@ -225,7 +228,7 @@ def build_atlas_ray(atlas, records: list, model: str, embedding_model: str | Non
         ``embedding_model`` None stores no embeddings.
     options : BuildOptions
     ray_options : RayOptions
-    device, dtype : str
+    device, dtype, precision : str
         For each replica, as ``foldatlas fold``.
     progress : bool
         Progress bar (residues) on stderr.
@@ -252,7 +255,8 @@ def build_atlas_ray(atlas, records: list, model: str, embedding_model: str | Non
     with ray_cluster(ray_options) as ray:
         actor = ray.remote(num_cpus=ray_options.cpus_per_worker, num_gpus=ray_options.gpus_per_worker,
                            max_restarts=ray_options.max_restarts, max_task_retries=ray_options.max_restarts)(FoldWorker)
-        workers = [actor.remote(model, embedding_model, options, device, dtype, ray_options.cpus_per_worker)
+        workers = [actor.remote(model, embedding_model, options, device, dtype, ray_options.cpus_per_worker,
+                                precision)
                    for _ in range(ray_options.workers)]
         infos = ray.get([w.info.remote() for w in workers])
         if len({i["weights_sha256"] for i in infos}) != 1:

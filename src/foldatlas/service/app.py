@@ -140,7 +140,7 @@ def _open_context(settings: ServiceSettings, folding_model=None, embedder=None) 
         from foldatlas.models.loading import load_folding_model
 
         folding_model = load_folding_model(settings.model, device=settings.device, dtype=settings.dtype,
-                                           threads=settings.threads)
+                                           threads=settings.threads, precision=settings.precision)
     temp = None
     folder = settings.atlas
     if folder is None:

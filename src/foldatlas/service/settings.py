@@ -52,8 +52,10 @@ class ServiceSettings:
     embedding_model : str or None
         Language model of the entries' mean embeddings (default: the atlas' own, else the embedded one);
         ``none`` stores no embeddings.
-    device, dtype : str
+    device, precision : str
         As for ``foldatlas fold``.
+    dtype : str or None
+        As ``foldatlas fold --dtype`` (an expert override).
     num_recycles : int or None
         Recycles of every fold (0..:data:`MAX_RECYCLES`); None: the model's own. The atlas remembers it.
         ESMFold v1 only.
@@ -86,7 +88,8 @@ class ServiceSettings:
     model: str = DEFAULT_FOLD_MODEL
     embedding_model: str | None = None
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str | None = None
+    precision: str = "auto"
     num_recycles: int | None = None
     num_samples: int | None = None
     seed: int | None = None
