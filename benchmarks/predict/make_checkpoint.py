@@ -2,7 +2,8 @@
 
 ``full``: the ESMFold v1 architecture (3.5 B parameters, 48 trunk blocks, the
 language model stored in float16 as in the released weights), 8.4 GB on disk:
-the same cost as the real model. Usage: ``python make_checkpoint.py DIR [full|tiny]``.
+the same cost as the real model; ``mid``: ESM-2 650M-shaped language model and 8 trunk blocks.
+Usage: ``python make_checkpoint.py DIR [full|mid|tiny]``.
 """
 
 import sys
