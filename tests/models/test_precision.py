@@ -150,6 +150,8 @@ def test_cli_refuses_contradicting_precision_options(run_cli, tiny_checkpoint, t
         assert message in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
         assert not out.exists()
+    r = run_cli("serve", "-m", str(tiny_checkpoint), "--device", "cpu", "--precision", "turbo")
+    assert r.returncode == 2 and "unknown precision 'turbo'" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_esmfold2_fast_loads_bfloat16(tiny_fold2_checkpoint, monkeypatch):
