@@ -169,3 +169,32 @@ def test_esmfold2_fast_loads_bfloat16(tiny_fold2_checkpoint, monkeypatch):
     monkeypatch.setenv("FOLDATLAS_ASSUME_NATIVE_BF16", "0")
     exact = load_folding_model(str(tiny_fold2_checkpoint), device="cpu", precision="fast")
     assert exact.dtype == torch.float32 and exact.precision.mode == "exact"
+
+
+def test_tf32_is_restored_after_the_last_fold_that_asked_for_it():
+    import threading
+
+    import torch
+
+    from foldatlas.predict.engine import matmul_precision
+
+    fast = resolve_precision("fast", "cuda")
+    before = torch.backends.cuda.matmul.allow_tf32
+    inside, release = threading.Event(), threading.Event()
+
+    def fold():
+        with matmul_precision(fast):
+            inside.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=fold)
+    worker.start()
+    inside.wait(5)
+    with matmul_precision(fast):
+        assert torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cuda.matmul.allow_tf32  # the other fold still runs
+    release.set()
+    worker.join()
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    with matmul_precision(resolve_precision("exact", "cuda")):
+        assert torch.backends.cuda.matmul.allow_tf32 == before

@@ -10,6 +10,7 @@ counterpart is :mod:`foldatlas.predict.esmfold2`.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -90,20 +91,30 @@ def _collate(layouts: list[Layout]):
     return aatype, mask, residx
 
 
+_TF32 = {"lock": threading.Lock(), "users": 0, "saved": None}
+
+
 @contextmanager
 def matmul_precision(precision):
-    """TF32 for float32 matrix products on CUDA while a fold with ``precision`` runs (restored after)."""
+    """TF32 for float32 matrix products on CUDA while folds with ``precision`` run; the previous setting comes
+    back when the last of them (threads of the service included) ends."""
     import torch
 
     if not getattr(precision, "tf32", False):
         yield
         return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    with _TF32["lock"]:
+        if _TF32["users"] == 0:
+            _TF32["saved"] = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        _TF32["users"] += 1
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        with _TF32["lock"]:
+            _TF32["users"] -= 1
+            if _TF32["users"] == 0:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = _TF32["saved"]
 
 
 def fold_batch(folding_model, records: list[Record], options: FoldOptions = FoldOptions()) -> list[Prediction]:
