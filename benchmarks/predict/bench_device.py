@@ -141,7 +141,7 @@ def main() -> None:
 
     import torch
 
-    from foldatlas.models.kernels import kernel_calls
+    from foldatlas.models.kernels import kernel_calls, kernel_failures
     from foldatlas.models.random_checkpoint import write_random_esmfold
 
     t0 = time.perf_counter()
@@ -224,6 +224,7 @@ def main() -> None:
                        ("foldatlas_fast", "transformers_fp32"), ("transformers_notebook", "transformers_fp32")):
         out[f"speedup_{tool}_over_{base}"] = {f"{n}x{b}": round(rate[(tool, n, b)] / rate[(base, n, b)], 3)
                                               for (t, n, b) in rate if t == tool and (base, n, b) in rate}
+    out["kernel_failures"] = kernel_failures()
     out["total_seconds"] = round(time.perf_counter() - t0, 1)
     save()
     print(json.dumps(out, indent=1))

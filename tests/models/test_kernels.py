@@ -4,6 +4,7 @@ reference implementations against transformers' own triangle modules."""
 from __future__ import annotations
 
 import types
+from contextlib import nullcontext
 
 import pytest
 
@@ -276,6 +277,38 @@ def test_kernel_branch_argument_layouts(monkeypatch):
     assert seen == {"attention": 2 * (1 + 4 + 1), "multiplicative": 2}  # one kernel call per row chunk
     assert kernel_calls() == {"attention_kernel": 6, "attention_pytorch": 0,
                               "multiplicative_kernel": 2, "multiplicative_pytorch": 1}
+
+
+def test_a_failing_kernel_falls_back_to_pytorch_once_and_for_all(monkeypatch):
+    """A kernel that raises (one that does not compile or launch on a GPU) warns once; PyTorch runs the call and
+    every later one, with the same results."""
+    calls = {"attention": 0, "multiplicative": 0}
+
+    def broken(op):
+        def kernel(*args, **kwargs):
+            calls[op] += 1
+            raise RuntimeError("no kernel image is available for execution on the device")
+        return kernel
+
+    fakes = {kernels._ATTENTION: broken("attention"), kernels._MULTIPLICATIVE: broken("multiplicative")}
+    monkeypatch.setattr(kernels, "_FAILED", {})
+    monkeypatch.setattr(kernels, "_cuda_capable", lambda device: True)
+    monkeypatch.setattr(kernels, "_library", lambda: fakes)
+    monkeypatch.setenv("CUEQ_TRIATTN_FALLBACK_THRESHOLD", "4")
+    monkeypatch.setenv("CUEQ_TRIMUL_FALLBACK_THRESHOLD", "4")
+    z, mask = _inputs(11, 128)
+    attention, multiplicative = _attention(128, 4, 32, True), _multiplicative(128, True)
+    with torch.no_grad():
+        for _ in range(2):
+            with pytest.warns(RuntimeWarning, match="kernel failed") if calls["attention"] == 0 else nullcontext():
+                got = triangle_attention_forward(attention, z, mask, 3)
+            assert _max_diff(got, attention(z, mask=mask, chunk_size=3)) < ATOL
+            with pytest.warns(RuntimeWarning, match="kernel failed") if calls["multiplicative"] == 0 else \
+                    nullcontext():
+                got = triangle_multiplicative_forward(multiplicative, z, mask)
+            assert _max_diff(got, multiplicative(z, mask=mask)) < ATOL
+    assert calls == {"attention": 1, "multiplicative": 1}  # each kernel tried once
+    assert set(kernels.kernel_failures()) == {"attention", "multiplicative"}
 
 
 def test_supported_shapes():

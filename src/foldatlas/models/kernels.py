@@ -52,6 +52,7 @@ __all__ = [
     "install_kernels",
     "uninstall_kernels",
     "kernel_calls",
+    "kernel_failures",
     "compare_kernels",
 ]
 
@@ -250,11 +251,33 @@ def _cuda_capable(device) -> bool:
         return False
 
 
+_FAILED: dict[str, str] = {}  # op -> why its kernel failed in this process (PyTorch runs it from then on)
+
+
 def _kernel(op: str, device):
     """The kernel function for ``op`` on ``device``, or None."""
-    if not _cuda_capable(device):
+    if op in _FAILED or not _cuda_capable(device):
         return None
     return _library()[op]
+
+
+def _kernel_failed(op: str, error: Exception) -> None:
+    """Give up ``op``'s kernel for this process after it raised (a kernel that does not compile or launch on
+    this GPU): warn once; the caller runs the PyTorch reference. Out-of-memory errors are not kernel failures."""
+    import warnings
+
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        raise error
+    _FAILED[op] = f"{error.__class__.__name__}: {error}"[:300]
+    warnings.warn(f"cuEquivariance's triangle {op} kernel failed ({_FAILED[op]}); PyTorch runs it from now on",
+                  RuntimeWarning, stacklevel=3)
+
+
+def kernel_failures() -> dict[str, str]:
+    """The kernels given up in this process, with the error each raised."""
+    return dict(_FAILED)
 
 
 def kernels_available(device) -> bool:
@@ -441,7 +464,14 @@ def triangle_attention_forward(module, x, mask=None, chunk_size: int | None = No
             fn = _choose(_ATTENTION, x.device, attention_kernel_supported(length, head_dim, q.dtype), use_kernel)
             attend = fn if fn is not None else triangle_attention_reference
         part_mask = None if valid is None else valid[:, part].contiguous()
-        o = attend(q, k, v, bias, mask=part_mask, scale=scale)  # [B, r, H, J, D]
+        try:
+            o = attend(q, k, v, bias, mask=part_mask, scale=scale)  # [B, r, H, J, D]
+        except Exception as e:
+            if attend is triangle_attention_reference:
+                raise
+            _kernel_failed(_ATTENTION, e)
+            attend = triangle_attention_reference
+            o = attend(q, k, v, bias, mask=part_mask, scale=scale)
         o = o.transpose(-2, -3)  # [B, r, J, H, D]
         if mha.linear_g is not None:
             g = mha.sigmoid(mha.linear_g(xr))
@@ -520,13 +550,15 @@ def triangle_multiplicative_forward(module, z, mask=None, use_kernel: bool | Non
     supported = (z.dim() >= 3 and z.shape[-2] == z.shape[-3] and eps_out == kwargs["eps"]
                  and multiplicative_kernel_supported(z.shape[-2], z.shape[-1], c_hidden, z.dtype))
     fn = _choose(_MULTIPLICATIVE, z.device, supported, use_kernel)
-    if fn is None:
-        return triangle_multiplicative_update_reference(z, mask=mask, eps_out=eps_out, **kwargs)
-    shape = z.shape
-    x = z.reshape((-1,) + shape[-3:]).contiguous()
-    if mask is not None:
-        mask = mask.reshape((-1,) + shape[-3:-1]).to(x.dtype).contiguous()
-    return fn(x, mask=mask, **kwargs).reshape(shape)
+    if fn is not None:
+        shape = z.shape
+        x = z.reshape((-1,) + shape[-3:]).contiguous()
+        flat_mask = None if mask is None else mask.reshape((-1,) + shape[-3:-1]).to(x.dtype).contiguous()
+        try:
+            return fn(x, mask=flat_mask, **kwargs).reshape(shape)
+        except Exception as e:
+            _kernel_failed(_MULTIPLICATIVE, e)
+    return triangle_multiplicative_update_reference(z, mask=mask, eps_out=eps_out, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------------------

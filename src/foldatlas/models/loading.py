@@ -10,6 +10,10 @@ to float32, doubling its 5.6 GB. foldatlas keeps the 16-bit weights and converts
 one layer at a time to float32 just before it runs (:func:`stream_lm_layers`).
 The converted values are exactly those of the float32 copy, so outputs are
 identical, at about half the resident memory.
+
+Precision (:mod:`foldatlas.models.precision`): :func:`prepare_esmfold` puts a loaded model in a resolved
+mode: the language model's compute dtype, the trunk blocks' forward (lean or transformers' own, under
+bfloat16 autocast in the fast mode) and, on GPUs, the fused triangle kernels where installed.
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ class Precision:
     tf32 : bool
         TF32 matrix products for float32 work (CUDA only).
     kernels : bool
-        Fused triangle kernels wanted (used where installed and the shape is supported).
+        Fused triangle kernels: wanted (as resolved), then in use (as loaded: installed on this device; each call
+        still falls back to PyTorch where the kernel does not support its shape).
     note : str
         Why, where the mode differs from what was asked.
     """
