@@ -21,6 +21,8 @@ def test_service_folds_with_esmfold2_and_checks_num_samples_and_seed(atlas_dir, 
         assert answer.status_code == 200 and answer.json()["status"] == "done", answer.text
         entry = client.get(answer.json()["links"]["entry"]).json()
         assert entry["provenance"]["seed"] == 2 and len(entry["provenance"]["samples"]) == 2
+        assert entry["provenance"]["precision"]["mode"] == "exact"  # what ran, recorded per entry
+        assert client.get("/api/v1/info").json()["precision"]["mode"] == "exact"
         for field, value in (("num_samples", 3), ("seed", 9), ("num_recycles", 1)):
             bad = client.post("/api/v1/fold", json={"sequence": SEQ, field: value})
             assert bad.status_code in (400, 422) and bad.json()["error"]["field"] == field, bad.text

@@ -164,6 +164,7 @@ def prediction_entry(prediction, embedding, folding_model, options: BuildOptions
                     "model_source": folding_model.source, "model_revision": folding_model.revision,
                     **({"num_recycles": prediction.num_recycles} if prediction.num_recycles is not None else {}),
                     **{k: prediction.extra[k] for k in _SAMPLING_KEYS if k in prediction.extra},
+                    **({"precision": prediction.extra["precision"]} if "precision" in prediction.extra else {}),
                     "seconds": round(seconds, 3), "batch_size": batch_size,
                     "substitutions": [list(s) for s in rec.substitutions]})
 

@@ -6,10 +6,11 @@ device                      ``exact``                                   ``fast``
 CPU without native bf16     float32 everywhere                          the same as ``exact``: bfloat16 is emulated
 (AVX2 only)                                                             there (0.9 against 95 GFLOP/s on a 1024^2
                                                                         matrix product, 2-core AVX2 EPYC)
-CPU with native bf16        float32 everywhere                          language model in bfloat16; trunk blocks
-(AVX-512 BF16 or AMX)                                                   under bfloat16 autocast (matrix products in
-                                                                        bfloat16, reductions and norms in float32);
-                                                                        structure module and heads in float32
+CPU with native bf16        float32 everywhere                          trunk blocks under bfloat16 autocast (matrix
+(AVX-512 BF16 or AMX)                                                   products in bfloat16, reductions and norms in
+                                                                        float32); language model, structure module
+                                                                        and heads in float32 (a bfloat16 language
+                                                                        model moved pLDDT past the tolerance aim)
 CUDA GPU                    float32 everywhere, TF32 off (the language  language model in its stored 16-bit dtype
                             model's 16-bit weights are converted to     (bfloat16 if stored in float32); trunk blocks
                             float32 one layer at a time)                under bfloat16 autocast; TF32 for the rest;
@@ -156,5 +157,5 @@ def resolve_precision(mode: str, device, dtype: str | None = None, native_bf16: 
     native = cpu_has_native_bf16() if native_bf16 is None else native_bf16
     if not native:
         return Precision(mode="exact", requested=mode, device=device_type, note=_NO_BF16)
-    return Precision(mode="fast", requested=mode, device=device_type, language_model="bfloat16",
+    return Precision(mode="fast", requested=mode, device=device_type, language_model="float32",
                      autocast="bfloat16")

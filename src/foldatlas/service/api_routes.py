@@ -85,6 +85,7 @@ async def info(request: Request) -> dict:
     return {"version": __version__, "model": model.name, "model_source": model.source,
             "weights_sha256": model.weights_sha256, "max_length": ctx.max_length,
             "num_recycles": ctx.folds.num_recycles,
+            "precision": model.precision.as_dict() if getattr(model, "precision", None) is not None else None,
             "fold_workers": ctx.settings.fold_workers, "queue_size": ctx.settings.queue_size,
             "pending_folds": ctx.folds.pending, "atlas_entries": len(ctx.atlas),
             "embedding_model": (ctx.atlas.get_meta("embedding_model") or {}).get("name"),
