@@ -491,9 +491,9 @@ def prepare_esmfold(model, device, precision, lean_trunk: bool | None = None):
     for param in model.parameters(recurse=False):
         param.data = param.data.to(trunk_dtype)
     lm = precision.language_model
-    if lm == "stored":  # GPUs: 16-bit as stored (fair-esm's choice), bfloat16 for a float32 checkpoint
+    if lm == "stored":  # GPUs: 16-bit as stored, float16 for a float32 checkpoint (fair-esm's model.esm.half())
         lm = "float32" if precision.mode == "custom" and stored == torch.float32 else (
-            str(stored).removeprefix("torch.") if stored != torch.float32 else "bfloat16")
+            str(stored).removeprefix("torch.") if stored != torch.float32 else "float16")
     lm_dtype = getattr(torch, lm)
     if lm_dtype != stored:
         if stored == torch.float32:

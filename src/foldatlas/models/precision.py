@@ -12,7 +12,7 @@ CPU with native bf16        float32 everywhere                          trunk bl
                                                                         and heads in float32 (a bfloat16 language
                                                                         model moved pLDDT past the tolerance aim)
 CUDA GPU                    float32 everywhere, TF32 off (the language  language model in its stored 16-bit dtype
-                            model's 16-bit weights are converted to     (bfloat16 if stored in float32); trunk blocks
+                            model's 16-bit weights are converted to     (float16 if stored in float32); trunk blocks
                             float32 one layer at a time)                under bfloat16 autocast; TF32 for the rest;
                                                                         fused triangle kernels (cuEquivariance) where
                                                                         installed
