@@ -197,3 +197,27 @@ def test_tf32_is_restored_after_the_last_fold_that_asked_for_it():
     assert torch.backends.cuda.matmul.allow_tf32 == before
     with matmul_precision(resolve_precision("exact", "cuda")):
         assert torch.backends.cuda.matmul.allow_tf32 == before
+
+
+def test_gpu_fast_mode_dtypes_prepared_on_the_cpu(tiny_checkpoint):
+    """What prepare_esmfold makes of the GPU fast mode (run here on the CPU): a float32 checkpoint's language model
+    in float16, the trunk under bfloat16 autocast, the kernels reported missing; the fold within tolerance."""
+    import torch
+    from transformers import EsmForProteinFolding
+
+    from foldatlas.models.loading import FoldingModel, load_folding_model, prepare_esmfold
+    from foldatlas.models.trunk import trunk_configuration
+
+    cpu = torch.device("cpu")
+    wanted = resolve_precision("fast", "cuda")
+    model, done = prepare_esmfold(EsmForProteinFolding.from_pretrained(str(tiny_checkpoint)), cpu, wanted)
+    assert next(model.esm.parameters()).dtype == torch.float16 and done.language_model == "float16"
+    assert trunk_configuration(model) == (True, "bfloat16")
+    assert done.kernels is False and "foldatlas[cuda]" in done.note
+    fast = FoldingModel(model=model, name="tiny", path=tiny_checkpoint, source="folder", revision=None, device=cpu,
+                        dtype=torch.float32, precision=done, lean_trunk=True)
+    exact = load_folding_model(str(tiny_checkpoint), device="cpu", precision="exact")
+    for e, f in zip(fold_batch(exact, RECORDS[:1]), fold_batch(fast, RECORDS[:1])):
+        assert f.extra["precision"]["language_model"] == "float16"
+        assert np.abs(e.plddt - f.plddt).mean() <= 1.0
+        assert _tm(f.ca_positions, e.ca_positions, "".join(f.record.chains)) >= 0.98
