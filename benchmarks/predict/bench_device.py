@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TOOLS = ("transformers_fp32", "transformers_notebook", "foldatlas_exact", "foldatlas_fast")
+TOOLS = ("transformers_fp32", "transformers_notebook", "foldatlas_fast", "foldatlas_exact")  # most wanted first
 
 
 def sequences(length: int, count: int, seed: int) -> list[str]:
