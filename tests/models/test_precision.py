@@ -110,14 +110,16 @@ def test_trunk_forward_chosen_by_memory_when_not_fixed(tiny_checkpoint, monkeypa
 def test_confidence_on_the_device_equals_numpy():
     import torch
 
-    from foldatlas.predict.confidence import confidence, confidence_torch
+    from foldatlas.predict.confidence import confidence, expected_aligned_error, predicted_tm
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(23, 23, 64)).astype(np.float32) * 3
     chains = np.array([0] * 10 + [1] * 13)
     for index in (None, chains):
-        want = confidence(logits, index)
-        got = confidence_torch(torch.from_numpy(logits), index)
+        pae, max_pae = expected_aligned_error(logits)  # the numpy formulas
+        want = (pae, max_pae, predicted_tm(logits, index),
+                predicted_tm(logits, index, interface=True) if index is not None else None)
+        got = confidence(torch.from_numpy(logits), index)
         np.testing.assert_allclose(got[0], want[0], atol=1e-5)
         assert got[1] == want[1]
         assert got[2] == pytest.approx(want[2], abs=1e-12)
@@ -175,7 +177,7 @@ def test_tf32_is_restored_after_the_last_fold_that_asked_for_it():
 
     import torch
 
-    from foldatlas.predict.engine import matmul_precision
+    from foldatlas.models.precision import matmul_precision
 
     fast = resolve_precision("fast", "cuda")
     before = torch.backends.cuda.matmul.allow_tf32

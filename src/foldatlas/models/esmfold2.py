@@ -34,7 +34,7 @@ from pathlib import Path
 from foldatlas.errors import InvalidOptionError, WeightsIntegrityError
 from foldatlas.models.loading import (
     FoldingModelBase, from_pretrained_quietly, install_layer_weights, stream_lm_layers)
-from foldatlas.models.precision import Precision, cpu_has_native_bf16
+from foldatlas.models.precision import NO_NATIVE_BF16, Precision, cpu_has_native_bf16, matmul_precision
 from foldatlas.models.registry import ResolvedModel
 from foldatlas.models.tensorfiles import TensorFiles
 
@@ -127,7 +127,6 @@ class Esmfold2FoldingModel(FoldingModelBase):
         """Fold each record alone, seeded; the best sample first-class, every sample in ``samples``."""
         import torch
 
-        from foldatlas.predict.engine import matmul_precision
         from foldatlas.predict.esmfold2 import best_sample, predictions_from_output, protein_features
 
         settings = self.run_settings(options)
@@ -174,9 +173,7 @@ def _precision_why(stored) -> str:
     """What precision a CPU fold computes in, and why."""
     name = str(stored).removeprefix("torch.")
     why = ("this CPU has native bfloat16: --precision fast computes in bfloat16, faster, as transformers recommends"
-           if cpu_has_native_bf16() else
-           "this CPU has no native bfloat16 (no AVX-512 BF16 or AMX), so bfloat16 arithmetic would be emulated "
-           "and slower than float32")
+           if cpu_has_native_bf16() else NO_NATIVE_BF16)
     copy = "" if name == "float32" else f", the same values as a float32 copy of its {name} weights"
     return f"precision: float32, each ESM C layer converted as it runs{copy}; {why}"
 

@@ -434,7 +434,7 @@ def load_folding_model(name: str, device: str = "auto", dtype: str | None = None
 
     from foldatlas.models.precision import resolve_precision
 
-    dev, _ = check_device_options(device, dtype or "float32")
+    dev, _ = check_device_options(device, dtype)
     wanted = resolve_precision(precision, dev, dtype)
     resolved: ResolvedModel = resolve_model(name)
     if threads:

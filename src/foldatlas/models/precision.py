@@ -28,17 +28,20 @@ give the measurements behind that choice. Every output records the resolved :cla
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from foldatlas.errors import InvalidOptionError
 
-__all__ = ["MODES", "Precision", "resolve_precision", "cpu_has_native_bf16", "default_mode"]
+__all__ = ["MODES", "NO_NATIVE_BF16", "Precision", "resolve_precision", "cpu_has_native_bf16", "default_mode",
+           "matmul_precision"]
 
 MODES = ("auto", "exact", "fast")
 
-_NO_BF16 = ("this CPU has no native bfloat16 (no AVX-512 BF16 or AMX): bfloat16 matrix products are emulated there, "
-            "about 100x slower than float32, so fast runs as exact")
+NO_NATIVE_BF16 = ("this CPU has no native bfloat16 (no AVX-512 BF16 or AMX): bfloat16 matrix products are emulated "
+                  "there, about 100x slower than float32")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -156,6 +159,33 @@ def resolve_precision(mode: str, device, dtype: str | None = None, native_bf16: 
                          tf32=True, kernels=True)
     native = cpu_has_native_bf16() if native_bf16 is None else native_bf16
     if not native:
-        return Precision(mode="exact", requested=mode, device=device_type, note=_NO_BF16)
+        return Precision(mode="exact", requested=mode, device=device_type,
+                         note=NO_NATIVE_BF16 + ", so fast runs as exact")
     return Precision(mode="fast", requested=mode, device=device_type, language_model="float32",
                      autocast="bfloat16")
+
+
+_TF32 = {"lock": threading.Lock(), "users": 0, "saved": None}
+
+
+@contextmanager
+def matmul_precision(precision):
+    """TF32 for float32 matrix products on CUDA while folds with ``precision`` run; the previous setting comes
+    back when the last of them (threads of the service included) ends."""
+    import torch
+
+    if not getattr(precision, "tf32", False):
+        yield
+        return
+    with _TF32["lock"]:
+        if _TF32["users"] == 0:
+            _TF32["saved"] = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        _TF32["users"] += 1
+    try:
+        yield
+    finally:
+        with _TF32["lock"]:
+            _TF32["users"] -= 1
+            if _TF32["users"] == 0:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = _TF32["saved"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bin_centers", "expected_aligned_error", "predicted_tm", "confidence", "confidence_torch"]
+__all__ = ["bin_centers", "expected_aligned_error", "predicted_tm", "confidence"]
 
 
 def bin_centers(num_bins: int = 64, max_bin: float = 31.0) -> np.ndarray:
@@ -87,12 +87,18 @@ def _tm_from_probs(probs: np.ndarray, chain_index: np.ndarray | None, interface:
     return float(per_alignment.max())
 
 
-def confidence(logits: np.ndarray, chain_index: np.ndarray | None = None
-               ) -> tuple[np.ndarray, float, float, float | None]:
+def confidence(logits, chain_index: np.ndarray | None = None) -> tuple[np.ndarray, float, float, float | None]:
     """PAE, its maximum, pTM and (for complexes) ipTM from one softmax of the PAE logits.
 
-    The same values as :func:`expected_aligned_error` and :func:`predicted_tm`, at a third of their cost
-    together (the softmax over N x N x bins dominates).
+    The same values as :func:`expected_aligned_error` and :func:`predicted_tm` (to float64 rounding), at a third
+    of their cost together (the softmax over N x N x bins dominates). Computed by torch in float64 where the
+    logits are (on a GPU for a GPU's output): only the N x N PAE comes back.
+
+    Parameters
+    ----------
+    logits : torch.Tensor or ndarray, shape (N, N, bins)
+        Logits of the real residues only.
+    chain_index : ndarray of int, shape (N,), optional
 
     Returns
     -------
@@ -102,30 +108,9 @@ def confidence(logits: np.ndarray, chain_index: np.ndarray | None = None
     iptm : float or None
         None unless ``chain_index`` holds more than one chain.
     """
-    probs = _softmax(logits.astype(np.float64))
-    centers = bin_centers(logits.shape[-1])
-    pae = (probs @ centers).astype(np.float32)
-    multi = chain_index is not None and len(np.unique(chain_index)) > 1
-    iptm = _tm_from_probs(probs, chain_index, interface=True) if multi else None
-    return pae, float(centers[-1]), _tm_from_probs(probs, chain_index, False), iptm
-
-
-def confidence_torch(logits, chain_index: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, float, float, float | None]:
-    """:func:`confidence` computed by torch where ``logits`` are (a GPU), in float64: only the N x N PAE comes back.
-
-    Parameters
-    ----------
-    logits : torch.Tensor, shape (N, N, bins)
-        Logits of the real residues only, on any device.
-    chain_index : ndarray of int, shape (N,), optional
-
-    Returns
-    -------
-    The same as :func:`confidence` (equal to float64 rounding).
-    """
     import torch
 
+    logits = torch.as_tensor(logits)
     n, bins = logits.shape[0], logits.shape[-1]
     probs = torch.softmax(logits.to(torch.float64), dim=-1)
     centers_np = bin_centers(bins)
@@ -134,9 +119,8 @@ def confidence_torch(logits, chain_index: np.ndarray | None = None
     term = probs @ (1.0 / (1.0 + (centers / d0) ** 2))  # [N, N] expected TM term per alignment
     pae = (probs @ centers).to(torch.float32)
     del probs
-    multi = chain_index is not None and len(np.unique(chain_index)) > 1
     iptm = None
-    if multi:
+    if chain_index is not None and len(np.unique(chain_index)) > 1:
         chains = torch.from_numpy(np.asarray(chain_index)).to(term.device)
         pair = (chains[:, None] != chains[None, :]).to(torch.float64)
         iptm = float(((term * pair).sum(-1) / (1e-8 + pair.sum(-1))).max())

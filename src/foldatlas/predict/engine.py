@@ -10,19 +10,18 @@ counterpart is :mod:`foldatlas.predict.esmfold2`.
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from foldatlas.predict.confidence import confidence_torch
+from foldatlas.models.precision import matmul_precision
+from foldatlas.predict.confidence import confidence
 from foldatlas.predict.memory import auto_chunk_size
 from foldatlas.predict.prediction import Prediction
 from foldatlas.seq.complexes import Layout, layout
 from foldatlas.seq.records import Record
 
-__all__ = ["FoldOptions", "fold_batch", "fold_esmfold_batch", "matmul_precision", "MAX_RECYCLES", "MAX_SEED"]
+__all__ = ["FoldOptions", "fold_batch", "fold_esmfold_batch", "MAX_RECYCLES", "MAX_SEED"]
 
 MAX_RECYCLES = 24  # documented ceiling of --num-recycles and the API's num_recycles (ESMFold trained with up to 4)
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes any 64-bit integer
@@ -91,32 +90,6 @@ def _collate(layouts: list[Layout]):
     return aatype, mask, residx
 
 
-_TF32 = {"lock": threading.Lock(), "users": 0, "saved": None}
-
-
-@contextmanager
-def matmul_precision(precision):
-    """TF32 for float32 matrix products on CUDA while folds with ``precision`` run; the previous setting comes
-    back when the last of them (threads of the service included) ends."""
-    import torch
-
-    if not getattr(precision, "tf32", False):
-        yield
-        return
-    with _TF32["lock"]:
-        if _TF32["users"] == 0:
-            _TF32["saved"] = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        _TF32["users"] += 1
-    try:
-        yield
-    finally:
-        with _TF32["lock"]:
-            _TF32["users"] -= 1
-            if _TF32["users"] == 0:
-                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = _TF32["saved"]
-
-
 def fold_batch(folding_model, records: list[Record], options: FoldOptions = FoldOptions()) -> list[Prediction]:
     """Fold records with any loaded folding model (its own ``fold_batch``).
 
@@ -164,16 +137,15 @@ def fold_esmfold_batch(folding_model, records: list[Record], options: FoldOption
         atom_mask = out["atom37_atom_exists"].float().cpu().numpy()
         atom_plddt = (out["plddt"].float() * 100.0).cpu().numpy()  # transformers' 0-1 scale -> 0-100
         ptm_logits = out["ptm_logits"]  # stays on the device: confidence is computed there
+        keeps = [np.nonzero(lay.keep)[0] for lay in layouts]  # real residues: linker and padding excluded
         scores = []
-        for i, lay in enumerate(layouts):  # PAE, pTM, ipTM over the real residues only
-            keep = np.nonzero(lay.keep)[0]
+        for i, keep in enumerate(keeps):  # PAE, pTM, ipTM over the real residues only
             index = torch.from_numpy(keep).to(dev)
             multi = len(records[i].chains) > 1
-            scores.append(confidence_torch(ptm_logits[i][index][:, index], lay.chain_index[keep] if multi else None))
+            scores.append(confidence(ptm_logits[i][index][:, index], layouts[i].chain_index[keep] if multi else None))
     extra = {"precision": precision.as_dict()} if precision is not None else {}
     predictions = []
-    for i, (record, lay) in enumerate(zip(records, layouts)):
-        keep = np.nonzero(lay.keep)[0]  # real residues of this record, linker and padding excluded
+    for i, (record, lay, keep) in enumerate(zip(records, layouts, keeps)):
         chain_index = lay.chain_index[keep]
         pae, max_pae, ptm, iptm = scores[i]
         residue_number = np.concatenate([np.arange(1, len(c) + 1) for c in record.chains])
