@@ -296,6 +296,7 @@ def test_a_failing_kernel_falls_back_to_pytorch_once_and_for_all(monkeypatch):
     monkeypatch.setattr(kernels, "_library", lambda: fakes)
     monkeypatch.setenv("CUEQ_TRIATTN_FALLBACK_THRESHOLD", "4")
     monkeypatch.setenv("CUEQ_TRIMUL_FALLBACK_THRESHOLD", "4")
+    monkeypatch.setenv("FOLDATLAS_KERNEL_MIN_LENGTH", "4")
     z, mask = _inputs(11, 128)
     attention, multiplicative = _attention(128, 4, 32, True), _multiplicative(128, True)
     with torch.no_grad():
@@ -309,6 +310,37 @@ def test_a_failing_kernel_falls_back_to_pytorch_once_and_for_all(monkeypatch):
             assert _max_diff(got, multiplicative(z, mask=mask)) < ATOL
     assert calls == {"attention": 1, "multiplicative": 1}  # each kernel tried once
     assert set(kernels.kernel_failures()) == {"attention", "multiplicative"}
+
+
+def test_short_inputs_take_pytorch_unless_the_kernel_is_forced(monkeypatch):
+    """Below kernel_min_length() a fold is launch-bound and the kernels slow it down (measured on an H200): the
+    automatic choice takes PyTorch there, use_kernel=True still takes the kernel, and the kernel sees a float32
+    bias."""
+    seen = []
+
+    def fake_attention(q, k, v, bias, mask=None, scale=None):
+        seen.append(bias.dtype)
+        return triangle_attention_reference(q, k, v, bias, mask=mask, scale=scale)
+
+    fakes = {kernels._ATTENTION: fake_attention, kernels._MULTIPLICATIVE: lambda *a, **k: 1 / 0}
+    monkeypatch.setattr(kernels, "_kernel", lambda op, device: fakes[op])
+    monkeypatch.setenv("CUEQ_TRIATTN_FALLBACK_THRESHOLD", "4")
+    monkeypatch.setenv("CUEQ_TRIMUL_FALLBACK_THRESHOLD", "4")
+    assert kernels.kernel_min_length() == kernels.KERNEL_MIN_LENGTH == 320
+    z, mask = _inputs(11, 128)
+    module = _attention(128, 4, 32, True)
+    kernel_calls(reset=True)
+    with torch.no_grad():
+        auto = triangle_attention_forward(module, z, mask)  # 11 < 320: PyTorch
+        assert kernel_calls()["attention_kernel"] == 0 and not seen
+        forced = triangle_attention_forward(module, z, mask, use_kernel=True)
+        assert kernel_calls()["attention_kernel"] == 1
+        monkeypatch.setenv("FOLDATLAS_KERNEL_MIN_LENGTH", "8")
+        half = triangle_attention_forward(module.half(), z.half(), mask.half())  # 11 >= 8: the kernel
+    assert kernel_calls()["attention_kernel"] == 2
+    assert seen == [torch.float32, torch.float32]  # the half-precision call's bias given in float32 too
+    assert half.dtype == torch.float16
+    assert _max_diff(auto, forced) < ATOL
 
 
 def test_supported_shapes():

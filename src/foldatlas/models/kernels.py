@@ -368,14 +368,33 @@ def multiplicative_kernel_supported(length: int, pair_dim: int, hidden_dim: int,
     return length > _threshold("CUEQ_TRIMUL_FALLBACK_THRESHOLD")
 
 
-def _choose(op: str, device, supported: bool, use_kernel: bool | None):
-    """The kernel to call, or None for the reference; counts the call."""
+#: Shortest pair length at which ``use_kernel=None`` takes the kernels (env ``FOLDATLAS_KERNEL_MIN_LENGTH``).
+#: Measured on one H200 (BENCHMARKS.md "GPU precision modes"): below about 300 residues a fold is bound by the
+#: host launching kernels (at 128 residues 1.3 s of CPU time for 0.18 s of GPU work), and each cuEquivariance
+#: call costs 175-220 us of CPU against 15-25 us on the GPU, so the kernels made 128- and 256-residue folds
+#: slower (1.97 s vs 1.52 s, 1.66 s vs 1.48 s) and 384-residue folds 1.75x faster (1.49 s vs 2.60 s).
+KERNEL_MIN_LENGTH = 320
+
+
+def kernel_min_length() -> int:
+    """The pair length from which the kernels run when not forced (``FOLDATLAS_KERNEL_MIN_LENGTH`` or 320)."""
+    try:
+        return int(os.environ.get("FOLDATLAS_KERNEL_MIN_LENGTH", KERNEL_MIN_LENGTH))
+    except ValueError:
+        return KERNEL_MIN_LENGTH
+
+
+def _choose(op: str, device, supported: bool, use_kernel: bool | None, length: int | None = None):
+    """The kernel to call, or None for the reference; counts the call.
+
+    With ``use_kernel`` None, pair lengths below :func:`kernel_min_length` take the reference (faster there).
+    """
     fn = None
     if use_kernel or use_kernel is None:
         fn = _kernel(op, device)
         if fn is None and use_kernel:
             raise RuntimeError(f"use_kernel=True but cuEquivariance's triangle kernels are not available on {device}")
-        if not supported:
+        if not supported or (use_kernel is None and length is not None and length < kernel_min_length()):
             fn = None
     _CALLS[f"{op}_{'kernel' if fn is not None else 'pytorch'}"] += 1
     return fn
@@ -461,11 +480,15 @@ def triangle_attention_forward(module, x, mask=None, chunk_size: int | None = No
         k = heads_first(mha.linear_k(xr))
         v = heads_first(mha.linear_v(xr))
         if attend is None:  # decided once per call, on the dtype the kernel would see
-            fn = _choose(_ATTENTION, x.device, attention_kernel_supported(length, head_dim, q.dtype), use_kernel)
+            fn = _choose(_ATTENTION, x.device, attention_kernel_supported(length, head_dim, q.dtype), use_kernel,
+                         length)
             attend = fn if fn is not None else triangle_attention_reference
+            # the generic kernel consumes the bias in float32 (and warns on every call given another dtype)
+            kernel_bias = bias.float() if fn is not None else bias
         part_mask = None if valid is None else valid[:, part].contiguous()
         try:
-            o = attend(q, k, v, bias, mask=part_mask, scale=scale)  # [B, r, H, J, D]
+            o = attend(q, k, v, kernel_bias if attend is not triangle_attention_reference else bias,
+                       mask=part_mask, scale=scale)  # [B, r, H, J, D]
         except Exception as e:
             if attend is triangle_attention_reference:
                 raise
@@ -549,7 +572,7 @@ def triangle_multiplicative_forward(module, z, mask=None, use_kernel: bool | Non
     c_hidden = kwargs["p_in_weight"].shape[0] // 2
     supported = (z.dim() >= 3 and z.shape[-2] == z.shape[-3] and eps_out == kwargs["eps"]
                  and multiplicative_kernel_supported(z.shape[-2], z.shape[-1], c_hidden, z.dtype))
-    fn = _choose(_MULTIPLICATIVE, z.device, supported, use_kernel)
+    fn = _choose(_MULTIPLICATIVE, z.device, supported, use_kernel, z.shape[-2] if z.dim() >= 2 else None)
     if fn is not None:
         shape = z.shape
         x = z.reshape((-1,) + shape[-3:]).contiguous()
