@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--candidates", type=int, default=None)
     parser.add_argument("--tmalign", type=int, default=None)
     parser.add_argument("--tmalign-sample", type=int, default=100, help="Pairs per query timed for the baseline")
+    parser.add_argument("--modes", nargs="+", default=["3diaa"], help="Search modes compared (the first is timed "
+                        "against TM-align and at other sizes)")
+    parser.add_argument("--aa-weight", type=float, default=None)
+    parser.add_argument("--quick", action="store_true", help="Recall and query time only (no baseline, no scaling)")
     args = parser.parse_args(argv)
 
     import tmtools
@@ -100,21 +104,33 @@ def main(argv: list[str] | None = None) -> None:
 
     database, partners = _truth(args.truth)
     queries = [q for q in partners if partners[q]]
-    kw = {k: v for k, v in (("candidates", args.candidates), ("tmalign", args.tmalign)) if v is not None}
-    options = StructureSearchOptions(max_hits=100, workers=len(os.sched_getaffinity(0)), **kw)  # as the CLI
+    kw = {k: v for k, v in (("candidates", args.candidates), ("tmalign", args.tmalign),
+                            ("aa_weight", args.aa_weight)) if v is not None}
     atlas, index_s = _atlas(args.work / "db2000", args.pdb, database)
     files = [args.pdb / f"{q}.pdb.gz" for q in queries]
-    results, times, setup = _search(atlas, files, options)
-    # recall at k: partners among the first k hits over the partners that fit in k (a query with 200 partners
-    # can show at most 100 of them in 100 hits), pooled over the queries
-    r10, r100, b10, b100, total = 0, 0, 0, 0, 0
-    for q, ranked in zip(queries, results):
-        ranked = [t for t in ranked if t != q]
-        r10 += len(partners[q] & set(ranked[:10]))
-        r100 += len(partners[q] & set(ranked[:100]))
-        b10 += min(len(partners[q]), 10)
-        b100 += min(len(partners[q]), 100)
-        total += len(partners[q])
+    compared = []
+    for mode in reversed(args.modes):  # the first mode last: its results and options are the ones reported
+        options = StructureSearchOptions(max_hits=100, workers=len(os.sched_getaffinity(0)), mode=mode,
+                                         **kw)  # as the CLI
+        results, times, setup = _search(atlas, files, options)
+        # recall at k: partners among the first k hits over the partners that fit in k (a query with 200
+        # partners can show at most 100 of them in 100 hits), pooled over the queries
+        r10, r100, b10, b100, total = 0, 0, 0, 0, 0
+        for q, ranked in zip(queries, results):
+            ranked = [t for t in ranked if t != q]
+            r10 += len(partners[q] & set(ranked[:10]))
+            r100 += len(partners[q] & set(ranked[:100]))
+            b10 += min(len(partners[q]), 10)
+            b100 += min(len(partners[q]), 100)
+            total += len(partners[q])
+        compared.append({"mode": mode, "recall_at_10": round(r10 / b10, 4), "recall_at_100": round(r100 / b100, 4),
+                         "recall_at_100_of_all_partners": round(r100 / total, 4),
+                         "query_seconds_mean": round(float(np.mean(times)), 3)})
+        print(json.dumps(compared[-1]), flush=True)
+    if args.quick:
+        print(json.dumps({"options": {k: getattr(options, k) for k in ("candidates", "tmalign", "aa_weight")},
+                          "compared": compared[::-1]}, indent=1))
+        return
     # exhaustive TM-align, timed here on a sample of pairs and scaled to the database
     rng = np.random.default_rng(0)
     traces = {i: chain_traces(read_structure(args.pdb / f"{i}.pdb.gz"))[0] for i in
@@ -127,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     pair_s = (time.perf_counter() - start) / (len(queries) * len(sample))
     per_query = float(np.mean(times))
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%d"),
-           "options": {"candidates": options.candidates, "tmalign": options.tmalign, "max_hits": 100,
-                       "tmalign_processes": options.workers},
+           "options": {"mode": options.mode, "candidates": options.candidates, "tmalign": options.tmalign,
+                       "aa_weight": options.aa_weight, "max_hits": 100, "tmalign_processes": options.workers},
+           "compared": compared[::-1],
            "database": len(database), "queries": len(queries), "partners": total,
            "recall_at_10": round(r10 / b10, 4), "recall_at_100": round(r100 / b100, 4),
            "recall_at_100_of_all_partners": round(r100 / total, 4),

@@ -35,7 +35,8 @@ def test_finds_itself_a_moved_copy_and_a_copy_with_a_deletion(atlas, split_dir, 
     (tmp_path / "deleted.pdb").write_text(to_pdb_string(cut))
     queries = (query_chains(split_dir / "1FHG_A.pdb") + query_chains(tmp_path / "moved.pdb")
                + query_chains(tmp_path / "deleted.pdb"))
-    for mode in (StructureSearchOptions(), StructureSearchOptions(exhaustive=True)):
+    for mode in (StructureSearchOptions(), StructureSearchOptions(mode="3di"), StructureSearchOptions(mode="alphabet"),
+                 StructureSearchOptions(exhaustive=True)):
         results = search_structures(atlas, queries, mode)
         for hits in results[:2]:
             top = hits[0]
@@ -78,7 +79,8 @@ def test_errors(atlas, tmp_path):
         query_chains("NOPE", atlas)
     with pytest.raises(InvalidFileError, match="no chain Z"):
         query_chains("1AX8_A", atlas, chains="Z")
-    for bad in ({"max_hits": 0}, {"min_tm": 1.5}, {"candidates": 0}, {"tmalign": -1}, {"threads": 0}):
+    for bad in ({"max_hits": 0}, {"min_tm": 1.5}, {"candidates": 0}, {"tmalign": -1}, {"threads": 0},
+                {"mode": "dali"}, {"aa_weight": -1}):
         with pytest.raises(InvalidOptionError):
             StructureSearchOptions(**bad)
 
@@ -88,3 +90,26 @@ def test_tmalign_worker_processes_give_the_same_hits(atlas, split_dir):
     here = search_structures(atlas, queries, StructureSearchOptions(tmalign=4))[0]
     pooled = search_structures(atlas, queries, StructureSearchOptions(tmalign=4, workers=2))[0]
     assert [(h.target, h.tm_score, h.rmsd) for h in here] == [(h.target, h.tm_score, h.rmsd) for h in pooled]
+
+
+def test_a_distant_partner_ranks_first_by_the_3di_aa_score(atlas, split_dir, tmp_path):
+    """A copy with 1 A coordinate noise (TM-score about 0.74) and 40% of its residues mutated (a remote homolog's kind of difference)
+    outranks every other chain in the alignment stage, and TM-align confirms it; the 3Di+AA score of a partner is
+    far above the unrelated chains'."""
+    from foldatlas.atlas import NewEntry, codec
+
+    atoms = read_structure(split_dir / "1BUN_B.pdb")
+    rng = np.random.default_rng(5)
+    far = _moved(atoms, seed=9)
+    far.coord = (far.coord + rng.normal(0, 1.0, far.coord.shape)).astype(np.float32)
+    residues = np.unique(far.res_id)
+    mutated = set(rng.choice(residues, int(0.4 * len(residues)), replace=False).tolist())
+    names = np.array(["ALA", "GLY", "SER", "LEU", "LYS", "GLU", "ASP", "VAL"])
+    for r in mutated:
+        far.res_name[far.res_id == r] = names[rng.integers(len(names))]
+    atlas.insert([NewEntry(id="far", sequence="".join(ca_trace(far)[1]), kind="imported", model="test",
+                           structure=codec.encode_structure(far))])
+    hits = search_structures(atlas, query_chains(split_dir / "1BUN_B.pdb"), StructureSearchOptions(tmalign=2))[0]
+    assert [h.target for h in hits[:2]] == ["1BUN_B", "far"]
+    assert hits[1].tm_score > 0.6 and hits[1].identity < 0.7
+    assert hits[1].prefilter_score > 3 * max(h.prefilter_score for h in hits[2:])

@@ -102,6 +102,7 @@ def test_structure_search_cli(tmp_path, split_dir, capsys):
     assert code == 0 and lines[0].startswith("query\ttarget\tchain\ttm_score") and len(lines) == 4
     top = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
     assert top["target"] == "1DFU_C" and float(top["tm_score"]) > 0.99 and top["method"] == "tmalign"
+    assert float(top["evalue"]) < 1e-3
     assert len(list((tmp_path / "sup").glob("*.pdb"))) == 3
     code, out, _ = _run(["atlas", "search", "--structure", "1AX8_A", *a, "-f", "json", "--exhaustive"], capsys)
     hits = json.loads(out)[0]["hits"]
@@ -110,6 +111,7 @@ def test_structure_search_cli(tmp_path, split_dir, capsys):
                           (["--structure", str(tmp_path / "x.pdb")], "no such file"),
                           (["--structure", "1AX8_A", "--sequence", "MKT"], "either --sequence or --structure"),
                           (["--structure", "1AX8_A", "--min-tm", "2"], "--min-tm"),
-                          (["--structure", "1AX8_A", "--chain", "Q"], "no chain Q")):
+                          (["--structure", "1AX8_A", "--chain", "Q"], "no chain Q"),
+                          (["--structure", "1AX8_A", "--mode", "dali"], "--mode must be one of")):
         code, _, err = _run(["atlas", "search", *args, *a], capsys)
         assert code == 2 and message in err and err.count("\n") == 1, err

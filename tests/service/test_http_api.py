@@ -223,6 +223,12 @@ def test_structure_search_by_upload_gzip_and_entry(client):
     _error(client.post("/api/v1/search/structure", data={"entry_id": "1FHG_A", "max_hits": "many"}), 422,
            "invalid_option")
     _error(client.post("/api/v1/search/structure", data={"entry_id": "1FHG_A", "chain": "Q"}), 422, "invalid_file")
+    assert top["evalue"] is not None and top["evalue"] < 1e-3  # the default mode, 3Di+AA, gives E-values
+    old = client.post("/api/v1/search/structure", data={"entry_id": "1FHG_A", "mode": "alphabet"}).json()["hits"]
+    assert old[0]["target"] == "1FHG_A" and old[0]["evalue"] is None
+    message = _error(client.post("/api/v1/search/structure", data={"entry_id": "1FHG_A", "mode": "dali"}), 422,
+                     "invalid_option")
+    assert "3diaa" in message
     _error(client.post("/api/v1/search/structure", data={"entry_id": "NOPE"}), 404, "not_found")
     _error(client.post("/api/v1/search/structure", content=b"--x\r\ngarbage",
                        headers={"content-type": "multipart/form-data; boundary=x"}), 422, "invalid_file")

@@ -1,7 +1,8 @@
-"""The structure-search index of an atlas: every chain's structural-alphabet string, C-alpha trace and sequence.
+"""The structure-search index of an atlas: every chain's structural-alphabet strings, C-alpha trace and sequence.
 
-Shards (see :mod:`foldatlas.atlas.shards`) of ``.npy`` arrays per range of entry row ids: the chains' states of
-:mod:`foldatlas.structure.alphabet` (what the prefilter aligns), their C-alpha coordinates as int16 tenths of an
+Shards (see :mod:`foldatlas.atlas.shards`) of ``.npy`` arrays per range of entry row ids: the chains' Foldseek 3Di
+states (:mod:`foldatlas.structure.threedi`, what the prefilter and the 3Di+AA alignment score) and states of the
+project's own alphabet (:mod:`foldatlas.structure.alphabet`, kept for comparison), their C-alpha coordinates as int16 tenths of an
 Angstrom about the chain's centre (what TM-align and the alignment superposition use, without decoding the stored
 structures; TM-scores move by less than 0.001) and their residues. The index folder is named after the alphabet's
 fingerprint and the shard layout's version, so an atlas indexed with another alphabet or layout is indexed
@@ -23,29 +24,43 @@ from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
 __all__ = ["StructureShard", "ChainTrace", "chain_traces", "index_dir", "load_structure_shards",
            "update_structure_index"]
 
-_FORMAT = 2  # part of the index folder's name: a shard layout change makes a new index
-_ARRAYS = ("target_row", "target_chain", "offsets", "centre", "states", "ca", "residues")
+_FORMAT = 3  # part of the index folder's name: a shard layout change makes a new index
+_ARRAYS = ("target_row", "target_chain", "offsets", "centre", "states", "states3di", "ca", "residues")
 _SCALE = 10.0  # int16 units per Angstrom
 
 
 @dataclass(frozen=True)
 class ChainTrace:
-    """One chain of a structure: its ID, C-alpha coordinates (float64, shape (L, 3)) and sequence."""
+    """One chain of a structure: its ID, C-alpha coordinates (float64, shape (L, 3)), sequence and 3Di states
+    (uint8, :mod:`foldatlas.structure.threedi`; all undefined when only C-alphas are known)."""
 
     chain_id: str
     ca: np.ndarray
     sequence: str
+    states3di: np.ndarray | None = None
+
+    @property
+    def threedi(self) -> np.ndarray:
+        """The 3Di states (undefined everywhere if none were computed)."""
+        from foldatlas.structure.threedi import UNDEFINED
+
+        return self.states3di if self.states3di is not None else np.full(len(self.ca), UNDEFINED, np.uint8)
 
 
 def chain_traces(atoms) -> list[ChainTrace]:
     """The protein chains of a biotite ``AtomArray``, in file order."""
     from foldatlas.structure.io import ca_trace
 
+    from foldatlas.structure.threedi import UNDEFINED, threedi_states
+
     coords, sequence, chains = ca_trace(atoms)
+    states = threedi_states(atoms)
+    if len(states) != len(coords):  # chains interleaved in the file: not the C-alpha order
+        states = np.full(len(coords), UNDEFINED, np.uint8)
     out, start = [], 0
     for k in range(1, len(chains) + 1):
         if k == len(chains) or chains[k] != chains[k - 1]:
-            out.append(ChainTrace(str(chains[start]), coords[start:k], sequence[start:k]))
+            out.append(ChainTrace(str(chains[start]), coords[start:k], sequence[start:k], states[start:k]))
             start = k
     return out
 
@@ -62,6 +77,7 @@ class StructureShard:
     offsets: np.ndarray  # [T + 1] int64 into the residue arrays
     centre: np.ndarray  # [T, 3] float64 C-alpha centre of each chain (its stored coordinates are about it)
     states: np.ndarray  # [R] uint8 alphabet state (20 = undefined)
+    states3di: np.ndarray  # [R] uint8 3Di state (20 = undefined)
     ca: np.ndarray  # [R, 3] int16 C-alpha, tenths of an Angstrom about the chain centre
     residues: np.ndarray  # [R] uint8 one-letter codes
 
@@ -84,21 +100,28 @@ class StructureShard:
 
         return "".join((LETTERS + "X")[s] for s in self.states[self.offsets[t]:self.offsets[t + 1]])
 
+    def target_states3di(self, t: int) -> np.ndarray:
+        """3Di states of chain ``t`` (uint8, 20 = undefined)."""
+        return self.states3di[self.offsets[t]:self.offsets[t + 1]]
+
     @classmethod
     def build(cls, rows: list[int], chain_ids: list[str], traces: list[np.ndarray], sequences: list[str],
-              states: list[np.ndarray], first: int, last: int) -> StructureShard:
-        """Index chains (traces in Angstrom, states as 0-19 / -1)."""
+              states: list[np.ndarray], first: int, last: int,
+              states3di: list[np.ndarray] | None = None) -> StructureShard:
+        """Index chains (traces in Angstrom, states as 0-19 / -1, 3Di states as 0-20)."""
         lengths = np.array([len(t) for t in traces], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         if traces:
             ca = np.concatenate([np.round((t - t.mean(axis=0)) * _SCALE) for t in traces]).clip(-32767, 32767)
             st = np.concatenate([np.where(s < 0, 20, s) for s in states]).astype(np.uint8)
             res = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8).copy()
+            st3 = np.concatenate(states3di).astype(np.uint8) if states3di is not None \
+                else np.full(len(st), 20, np.uint8)
         else:
-            ca, st, res = np.zeros((0, 3)), np.zeros(0, np.uint8), np.zeros(0, np.uint8)
+            ca, st, res, st3 = np.zeros((0, 3)), np.zeros(0, np.uint8), np.zeros(0, np.uint8), np.zeros(0, np.uint8)
         centre = np.array([t.mean(axis=0) for t in traces]).reshape(-1, 3)
         return cls(None, first, last, np.asarray(rows, np.int64), np.asarray(chain_ids, dtype="U4"), offsets, centre,
-                   st, ca.astype(np.int16), res)
+                   st, st3, ca.astype(np.int16), res)
 
     def save(self, folder: Path) -> None:
         """Write the arrays into ``folder`` (created)."""
@@ -131,6 +154,7 @@ def _merge(a: StructureShard, b: StructureShard) -> StructureShard:
                           np.concatenate([a.target_chain, b.target_chain]),
                           np.concatenate([a.offsets[:-1], b.offsets + a.offsets[-1]]),
                           np.concatenate([a.centre, b.centre]), np.concatenate([a.states, b.states]),
+                          np.concatenate([a.states3di, b.states3di]),
                           np.concatenate([a.ca, b.ca]), np.concatenate([a.residues, b.residues]))
 
 
@@ -141,7 +165,7 @@ def update_structure_index(atlas, alphabet: StructureAlphabet | None = None) -> 
     alphabet = alphabet or load_alphabet()
 
     def build(first: int, last: int) -> StructureShard:
-        rows, chain_ids, traces, seqs, states = [], [], [], [], []
+        rows, chain_ids, traces, seqs, states, states3di = [], [], [], [], [], []
         rowids = [r for r, _ in atlas.iter_sequences(first - 1, last)]
         for start in range(0, len(rowids), 256):
             for rowid, blob in atlas.iter_blobs("structure", rowids[start:start + 256]):
@@ -151,6 +175,7 @@ def update_structure_index(atlas, alphabet: StructureAlphabet | None = None) -> 
                     traces.append(chain.ca)
                     seqs.append(chain.sequence)
                     states.append(alphabet.states(chain.ca))
-        return StructureShard.build(rows, chain_ids, traces, seqs, states, first, last)
+                    states3di.append(chain.threedi)
+        return StructureShard.build(rows, chain_ids, traces, seqs, states, first, last, states3di)
 
     return update_shards(atlas, index_dir(atlas.folder, alphabet).name, build, _merge, StructureShard.load)

@@ -29,11 +29,17 @@ from foldatlas.atlas.structindex import (ChainTrace, StructureShard, chain_trace
 from foldatlas.errors import InvalidOptionError
 from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
 
-__all__ = ["StructureHit", "StructureSearchOptions", "StructureSearcher", "QueryChain", "query_chains", "chains_of",
+__all__ = ["threedi_aa_scores", "StructureHit", "StructureSearchOptions", "StructureSearcher", "QueryChain", "query_chains", "chains_of",
            "search_structures", "superposed_chain", "STRUCTURE_HIT_COLUMNS"]
 
+SEARCH_MODES = ("3diaa", "3di", "alphabet")
+GAP_OPEN, GAP_EXTEND = 10, 1  # Foldseek's gap costs (half bits), for 3Di and 3Di+AA alike
+THREEDI_LETTERS = "ACDEFGHIKLMNPQRSTVWYX"  # the 3Di states as pyopal takes them (uppercase; X = undefined)
 STRUCTURE_HIT_COLUMNS = ("query", "target", "chain", "tm_score", "tm_score_target", "rmsd", "aligned_length",
-                         "identity", "query_length", "target_length", "prefilter_score", "method")
+                         "identity", "query_length", "target_length", "prefilter_score", "evalue", "method")
+# The E-value law of the 3Di+AA score (aa_weight 0.5, no reversed-query correction), fitted on random StructureDB pairs outside the benchmark set:
+# benchmarks/atlas/calibrate_3diaa.py (BENCHMARKS.md, "Structure search at scale").
+EVALUE_LAMBDA, EVALUE_LOG_K = 0.0512, -8.001
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,11 @@ class StructureHit:
         Identical residues among the aligned pairs.
     query_length, target_length : int
     prefilter_score : float
-        The length-corrected alphabet alignment score.
+        The alignment stage's score: in mode ``3diaa`` the 3Di+AA local alignment score (half bits);
+        otherwise the length-corrected alphabet alignment score.
+    evalue : float or None
+        Mode ``3diaa`` (without ``reverse``): unrelated chains expected to score as high in an atlas of this many chains
+        (:mod:`foldatlas.atlas.evalues`), comparable between atlases of different sizes; None otherwise.
     method : {"tmalign", "alignment"}
         Where the scores come from: TM-align, or the superposition of the prefilter's alignment.
     rotation, translation : list
@@ -81,6 +91,7 @@ class StructureHit:
     query_length: int
     target_length: int
     prefilter_score: float | None
+    evalue: float | None
     method: str
     rotation: list
     translation: list
@@ -103,9 +114,20 @@ class StructureSearchOptions:
     exhaustive : bool
         TM-align every chain (exact, about 30 ms a pair).
     candidates : int
-        Chains per query passed from the prefilter to the superposition.
+        Chains per query passed from the prefilter to the alignment stage.
     tmalign : int
-        Chains per query scored by TM-align (the best by approximate TM-score).
+        Chains per query scored by TM-align (the best by the alignment stage's score).
+    mode : {"3diaa", "3di", "alphabet"}
+        ``3diaa`` (default, Foldseek's recipe): a 3Di prefilter, then the candidates ranked by a local alignment
+        scored with the 3Di matrix plus ``aa_weight`` x BLOSUM62; ``3di``: ranked by the 3Di prefilter alone;
+        ``alphabet``: the project's own 20-state alphabet as prefilter and ranking (the earlier default).
+    aa_weight : float
+        Weight of BLOSUM62 against the 3Di matrix in ``3diaa`` (both in half bits). 0.5 ranked TM-align's
+        partners best on the benchmark (BENCHMARKS.md).
+    reverse : bool
+        Subtract the reversed query's score (Foldseek's correction for repeats and biased composition). Off by
+        default: it lowered recall of TM-align's partners on the benchmark (0.58 against 0.635 at 100); E-values
+        are calibrated for the default only.
     threads : int or None
         Threads of the prefilter alignment (default: the CPUs available).
     workers : int
@@ -120,6 +142,9 @@ class StructureSearchOptions:
     tmalign: int = 20
     threads: int | None = None
     workers: int = 0
+    mode: str = "3diaa"
+    aa_weight: float = 0.5
+    reverse: bool = False
 
     def __post_init__(self) -> None:
         if self.max_hits < 1:
@@ -132,6 +157,10 @@ class StructureSearchOptions:
             raise InvalidOptionError("--threads must be >= 1")
         if self.workers < 0:
             raise InvalidOptionError("workers must be >= 0")
+        if self.mode not in SEARCH_MODES:
+            raise InvalidOptionError(f"--mode must be one of {', '.join(SEARCH_MODES)}")
+        if self.aa_weight < 0:
+            raise InvalidOptionError("--aa-weight must be >= 0")
 
 
 def _tm_align(args: tuple) -> tuple:
@@ -202,6 +231,39 @@ def _path(alignment: str, q0: int, t0: int) -> tuple[np.ndarray, np.ndarray]:
     return qi[match], ti[match]
 
 
+def threedi_aa_scores(query_3di: np.ndarray, query_aa: np.ndarray, targets: list[tuple[np.ndarray, np.ndarray]],
+                      aa_weight: float = 0.5, reverse: bool = False) -> np.ndarray:
+    """Foldseek's alignment score: local alignment with 3Di + ``aa_weight`` x BLOSUM62 substitution scores (gap
+    costs 10/1); with ``reverse``, minus the same score of the reversed query (which repeats and biased
+    composition share).
+
+    Parameters
+    ----------
+    query_3di, query_aa : ndarray of int
+        The query's 3Di states (0-20) and amino-acid codes (0-20, :func:`foldatlas.structure.threedi.aa_codes`).
+    targets : list of (ndarray, ndarray)
+        Each target's 3Di states and amino-acid codes.
+    aa_weight : float
+    reverse : bool
+
+    Returns
+    -------
+    ndarray of float32
+        One score per target (half bits).
+    """
+    from foldatlas.atlas.profile_align import profile_scores
+    from foldatlas.structure.threedi import matrix_3di, matrix_blosum62
+
+    q3, qa = np.asarray(query_3di, np.int64), np.asarray(query_aa, np.int64)
+    # the query profile over the 441 target letters (21 x 3Di state + amino acid)
+    prof = (matrix_3di()[q3][:, :, None] + aa_weight * matrix_blosum62()[qa][:, None, :]).reshape(len(q3), -1)
+    codes = [np.asarray(t3, np.int64) * 21 + np.asarray(ta, np.int64) for t3, ta in targets]
+    forward = profile_scores(prof, codes, GAP_OPEN, GAP_EXTEND)
+    if not reverse:
+        return forward
+    return forward - profile_scores(np.ascontiguousarray(prof[::-1]), codes, GAP_OPEN, GAP_EXTEND)
+
+
 class StructureSearcher:
     """Searches structure-index shards; one object serves many queries (pyopal databases built once)."""
 
@@ -209,18 +271,36 @@ class StructureSearcher:
                  alphabet: StructureAlphabet | None = None) -> None:
         import pyopal
 
+        from foldatlas.structure.alphabet import karlin_lambda
+        from foldatlas.structure.threedi import matrix_3di
+
         self.pyopal = pyopal
         self.shards = shards
         self.options = options
-        self.alphabet = alphabet or load_alphabet()
-        self.matrix = self.alphabet.scoring_matrix()
-        self.lam = self.alphabet.lam
         self.threads = options.threads or len(os.sched_getaffinity(0))
-        letters = pyopal.Alphabet(self.alphabet.letters)
-        self.databases = [pyopal.Database([s.target_states(t) for t in range(s.size)], alphabet=letters)
-                          for s in shards]
         self.lengths = [np.diff(s.offsets) for s in shards]
+        self.chains = sum(s.size for s in shards)
         self._pool = None
+        if options.mode == "alphabet":
+            self.alphabet = alphabet or load_alphabet()
+            self.matrix = self.alphabet.scoring_matrix()
+            self.lam = self.alphabet.lam
+            self.gap_open, self.gap_extend = self.alphabet.gap_open, self.alphabet.gap_extend
+            letters = pyopal.Alphabet(self.alphabet.letters)
+            self.databases = [pyopal.Database([s.target_states(t) for t in range(s.size)], alphabet=letters)
+                              for s in shards]
+            return
+        from scoring_matrices import ScoringMatrix
+
+        self.m3di = matrix_3di()
+        self.matrix = ScoringMatrix(self.m3di.astype(int).tolist(), alphabet=THREEDI_LETTERS, name="3Di")
+        counts = sum((np.bincount(s.states3di, minlength=21)[:20] for s in shards), np.zeros(20)) + 1.0
+        self.lam = karlin_lambda(self.m3di[:20, :20], counts / counts.sum())
+        self.gap_open, self.gap_extend = GAP_OPEN, GAP_EXTEND
+        table = np.frombuffer(THREEDI_LETTERS.encode(), dtype=np.uint8)
+        letters = pyopal.Alphabet(THREEDI_LETTERS)
+        self.databases = [pyopal.Database([table[s.target_states3di(t)].tobytes().decode() for t in range(s.size)],
+                                          alphabet=letters) for s in shards]
 
     def _tm_pool(self):
         if self.options.workers == 0:
@@ -240,9 +320,13 @@ class StructureSearcher:
 
     def _align(self, states: str, k: int, targets: list[int] | None, mode: str):
         db = self.databases[k] if targets is None else self.databases[k].extract(targets)
-        return list(self.pyopal.align(states, db, self.matrix, gap_open=self.alphabet.gap_open,
-                                      gap_extend=self.alphabet.gap_extend, mode=mode, threads=self.threads,
-                                      ordered=True))
+        return list(self.pyopal.align(states, db, self.matrix, gap_open=self.gap_open, gap_extend=self.gap_extend,
+                                      mode=mode, threads=self.threads, ordered=True))
+
+    def _query_string(self, query: QueryChain) -> str:
+        if self.options.mode == "alphabet":
+            return self.alphabet.encode(query.trace.ca)
+        return "".join(THREEDI_LETTERS[s] for s in query.trace.threedi)
 
     def _prefilter(self, states: str) -> list[tuple[int, int, float]]:
         scored = []
@@ -258,6 +342,20 @@ class StructureSearcher:
         keep = np.argsort(-score, kind="stable")[:self.options.candidates]
         return [(int(shard_of[i]), int(target[i]), float(score[i])) for i in keep]
 
+    def _rescore(self, query: QueryChain, candidates: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+        """Foldseek's score of each candidate, best first (see :func:`threedi_aa_scores`)."""
+        from foldatlas.structure.threedi import aa_codes
+
+        targets = []
+        for k, t, _ in candidates:
+            shard = self.shards[k]
+            lo, hi = shard.offsets[t], shard.offsets[t + 1]
+            targets.append((shard.states3di[lo:hi], aa_codes(shard.residues[lo:hi])))
+        score = threedi_aa_scores(query.trace.threedi, aa_codes(query.trace.sequence), targets,
+                                  self.options.aa_weight, self.options.reverse)
+        order = np.argsort(-score, kind="stable")
+        return [(candidates[i][0], candidates[i][1], float(score[i])) for i in order]
+
     def search(self, query: QueryChain) -> list[dict]:
         """Raw hits of one query chain (dicts of :class:`StructureHit` fields without the entry ID)."""
 
@@ -267,8 +365,12 @@ class StructureSearcher:
             scored = [self._approx(query, k, t, score, None) for k, t, score in pool]
             n_tm = len(scored)
         else:
-            states = self.alphabet.encode(ca)
+            states = self._query_string(query)
             candidates = self._prefilter(states)
+            if self.options.mode == "3diaa":
+                candidates = self._rescore(query, candidates)
+            # the alignment superposition of every candidate that can be shown (TM-aligned or not)
+            candidates = candidates[:max(self.options.max_hits, self.options.tmalign)]
             by_shard: dict[int, list[tuple[int, float]]] = {}
             for k, t, score in candidates:
                 by_shard.setdefault(k, []).append((t, score))
@@ -298,7 +400,13 @@ class StructureSearcher:
         target_ca = shard.target_ca(t)
         hit = {"shard": k, "target_index": t, "query": query.name, "chain": str(shard.target_chain[t]),
                "query_length": len(query.trace.ca), "target_length": len(target_ca),
-               "prefilter_score": None if np.isnan(score) else round(score, 2), "method": "alignment"}
+               "prefilter_score": None if np.isnan(score) else round(score, 2), "method": "alignment",
+               "evalue": None}
+        if self.options.mode == "3diaa" and not self.options.reverse and not np.isnan(score):
+            from foldatlas.atlas.evalues import evalue
+
+            e = evalue(score, len(query.trace.ca), len(target_ca), self.chains, EVALUE_LAMBDA, EVALUE_LOG_K)
+            hit["evalue"] = float(f"{float(e):.3g}")
         if res is None:  # exhaustive: TM-align only
             hit.update(tm_score=0.0, tm_score_target=0.0, rmsd=0.0, aligned_length=0, identity=0.0,
                        rotation=np.eye(3).tolist(), translation=[0.0, 0.0, 0.0])

@@ -287,6 +287,9 @@ def search(
                                                  help="Chains per query the prefilter passes on (sequence 1,000, "
                                                       "structure 300)."),
     tmalign: int = typer.Option(20, "--tmalign", min=0, help="Structure: candidates TM-aligned per query."),
+    mode: str = typer.Option("3diaa", "--mode", help="Structure: 3diaa (Foldseek's 3Di prefilter, candidates ranked "
+                                                      "by 3Di+BLOSUM62 alignment, E-values), 3di (3Di only) or "
+                                                      "alphabet (foldatlas' own alphabet)."),
     superposed: Optional[Path] = typer.Option(None, "--superposed",
                                               help="Structure: write each hit's chain superposed on the query into "
                                                    "this folder (PDB)."),
@@ -295,7 +298,8 @@ def search(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (default: stdout)."),
 ) -> None:
     """Search the atlas by sequence (pyhmmer's phmmer: E-value, bit score, identity, coverage, alignment) or by
-    structure (structural-alphabet prefilter, then TM-align: TM-scores, RMSD, aligned length, identity)."""
+    structure (Foldseek's 3Di prefilter and 3Di+AA ranking with E-values, then TM-align: TM-scores, RMSD, aligned
+    length, identity)."""
     from foldatlas.atlas import open_atlas
     from foldatlas.errors import InvalidOptionError
     from foldatlas.files import atomic_write_text
@@ -319,7 +323,7 @@ def search(
                                 max_candidates=max_candidates or 1000, threads=threads)
         queries = read_inputs([sequence], default_name="query")
     else:
-        options = _structure_options(min_tm, max_hits, bool(exhaustive), max_candidates, tmalign, threads)
+        options = _structure_options(min_tm, max_hits, bool(exhaustive), max_candidates, tmalign, threads, mode)
     with open_atlas(atlas_dir) as atlas:
         if sequence is not None:
             names, lengths, results, columns = _search_sequences(atlas, queries, options)
@@ -348,7 +352,7 @@ def _search_sequences(atlas, queries, options):
     return [q.name for q in queries], [q.length for q in queries], results, HIT_COLUMNS
 
 
-def _structure_options(min_tm, max_hits, exhaustive, max_candidates, tmalign, threads):
+def _structure_options(min_tm, max_hits, exhaustive, max_candidates, tmalign, threads, mode="3diaa"):
     import os
 
     from foldatlas.atlas.structsearch import StructureSearchOptions
@@ -356,7 +360,7 @@ def _structure_options(min_tm, max_hits, exhaustive, max_candidates, tmalign, th
     workers = len(os.sched_getaffinity(0)) if (tmalign > 1 or exhaustive) else 0
     return StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, exhaustive=exhaustive,
                                   candidates=max_candidates or 300, tmalign=tmalign, threads=threads,
-                                  workers=workers if workers > 1 else 0)
+                                  workers=workers if workers > 1 else 0, mode=mode)
 
 
 def _search_structures(atlas, structure, chain, options, superposed):

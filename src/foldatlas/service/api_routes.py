@@ -299,17 +299,19 @@ def _check_fields(fields: dict, allowed: tuple[str, ...]) -> None:
 @router.post("/search/structure")
 async def search_structure(request: Request) -> dict:
     """Search the atlas by structure: multipart with ``file`` (PDB/mmCIF, gzipped too) or ``entry_id``;
-    optional ``chain``, ``max_hits``, ``min_tm``, ``tmalign``."""
+    optional ``chain``, ``max_hits``, ``min_tm``, ``tmalign``, ``mode`` (3diaa, 3di or alphabet)."""
     from foldatlas.atlas import codec
     from foldatlas.atlas.structsearch import StructureSearchOptions, chains_of, search_structures
 
     ctx = context(request)
     fields, upload = await _upload(request)
-    _check_fields(fields, ("file", "entry_id", "chain", "max_hits", "min_tm", "tmalign"))
+    _check_fields(fields, ("file", "entry_id", "chain", "max_hits", "min_tm", "tmalign", "mode"))
     max_hits = _number_field(fields, "max_hits", 50, 1, ctx.settings.max_hits)
     tmalign = _number_field(fields, "tmalign", 20, 0, MAX_TMALIGN)
     min_tm = _number_field(fields, "min_tm", 0.0, 0.0, 1.0, kind=float)
-    options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, tmalign=tmalign)
+    with request_field("mode"):
+        options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, tmalign=tmalign,
+                                         mode=fields.get("mode") or "3diaa")
     chain = fields.get("chain") or None
     if upload is not None:
         with request_field("file"):

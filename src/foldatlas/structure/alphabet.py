@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["StructureAlphabet", "ca_features", "load_alphabet", "DEFAULT_ALPHABET", "LETTERS", "NUM_FEATURES"]
+__all__ = ["StructureAlphabet", "ca_features", "load_alphabet", "DEFAULT_ALPHABET", "LETTERS", "NUM_FEATURES", "karlin_lambda"]
 
 LETTERS = "ACDEFGHIKLMNPQRSTVWY"  # state k is written as LETTERS[k]; X: undefined
 NUM_FEATURES = 14
@@ -105,6 +105,32 @@ def ca_features(ca: np.ndarray) -> np.ndarray:
     return out
 
 
+def karlin_lambda(matrix: np.ndarray, background: np.ndarray) -> float:
+    """Karlin-Altschul lambda: the positive root of ``sum_ab q_a q_b exp(lambda S_ab) = 1``.
+
+    Parameters
+    ----------
+    matrix : ndarray, shape (k, k)
+        Substitution scores (negative expected score under ``background``).
+    background : ndarray, shape (k,)
+        Letter frequencies.
+    """
+    q = np.asarray(background, dtype=np.float64)
+    s = np.asarray(matrix, dtype=np.float64)
+    qq = np.outer(q, q)
+
+    def f(lam: float) -> float:
+        return float(np.sum(qq * np.exp(lam * s)) - 1.0)
+
+    lo, hi = 1e-6, 1.0
+    while f(hi) < 0:
+        hi *= 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
 @dataclass(frozen=True)
 class StructureAlphabet:
     """Centroids, feature scaling and the substitution matrix of a structural alphabet.
@@ -147,19 +173,7 @@ class StructureAlphabet:
         as ``S - ln(m n) / lambda`` (the log of its E-value, up to a constant).
         """
         q = np.full(20, 1 / 20) if self.background is None else np.asarray(self.background, dtype=np.float64)
-        s = np.asarray(self.matrix, dtype=np.float64)[:20, :20]
-        qq = np.outer(q, q)
-
-        def f(lam: float) -> float:
-            return float(np.sum(qq * np.exp(lam * s)) - 1.0)
-
-        lo, hi = 1e-6, 1.0
-        while f(hi) < 0:
-            hi *= 2
-        for _ in range(100):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
-        return (lo + hi) / 2
+        return karlin_lambda(np.asarray(self.matrix, dtype=np.float64)[:20, :20], q)
 
     @property
     def letters(self) -> str:
