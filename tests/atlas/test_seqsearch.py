@@ -42,8 +42,8 @@ def test_query_finds_itself_and_a_remote_copy_in_both_modes(atlas, real_sequence
     queries = [make_record("self", real_sequences["1AX8_A"]),
                make_record("homolog", mutate(real_sequences["1AX8_A"], 0.5, seed=3)),
                make_record("unrelated", _random(np.random.default_rng(99), 150))]
-    fast = search_sequences(atlas, queries, SearchOptions(exhaustive=False))
-    slow = search_sequences(atlas, queries, SearchOptions(exhaustive=True))
+    fast = search_sequences(atlas, queries, SearchOptions(exhaustive=False, engine="phmmer"))
+    slow = search_sequences(atlas, queries, SearchOptions(exhaustive=True, engine="phmmer"))
     for hits in (fast, slow):
         top = hits[0][0]
         assert (top.target, top.chain, top.identity, top.query_coverage) == ("1AX8_A", "A", 1.0, 1.0)
@@ -53,8 +53,48 @@ def test_query_finds_itself_and_a_remote_copy_in_both_modes(atlas, real_sequence
     # E-values are computed over the whole atlas in both modes
     assert fast[1][0].evalue == pytest.approx(slow[1][0].evalue, rel=1e-6)
     # a chain of a complex is found and named
-    hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])])[0]
+    hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])], SearchOptions(engine="phmmer"))[0]
     assert {(h.target, h.chain) for h in hits} >= {("1FHG_A", "A"), ("complex", "B")}
+
+
+MMSEQS = pytest.mark.skipif(__import__("shutil").which("mmseqs") is None,
+                            reason="the mmseqs program is not installed (optional engine)")
+
+
+@MMSEQS
+def test_mmseqs_engine_finds_planted_homologs_at_their_identity(atlas, real_sequences, mutate, blob):
+    """Homologs planted at 90, 70 and 50% identity are found by MMseqs2 with about that identity, like phmmer;
+    decoys are not; a complex's chain is named; the database is rebuilt when the atlas grows."""
+    base = real_sequences["1AX8_A"]
+    planted = [(f"p{round(100 * identity)}", mutate(base, identity, seed=7)) for identity in (0.9, 0.7, 0.5)]
+    _add(atlas, blob, planted)
+    query = make_record("q", base)
+    for engine in ("mmseqs", "phmmer"):
+        hits = {h.target: h for h in search_sequences(atlas, [query], SearchOptions(engine=engine))[0]}
+        assert hits["1AX8_A"].identity == 1.0 and hits["1AX8_A"].evalue < 1e-30
+        for name, _ in planted:
+            expected = int(name[1:]) / 100
+            assert abs(hits[name].identity - expected) < 0.12, (engine, name, hits[name].identity)
+            assert hits[name].evalue < 1e-3 and hits[name].query_aligned.replace("-", "") in base
+        assert not any(t.startswith("decoy") for t in hits)
+    first = search_sequences(atlas, [query], SearchOptions(engine="mmseqs"))[0]
+    assert first[0].midline.count("+") + sum(c.isalpha() for c in first[0].midline) == len(base)
+    _add(atlas, blob, [("late", base)])
+    again = {h.target for h in search_sequences(atlas, [query], SearchOptions(engine="mmseqs"))[0]}
+    assert "late" in again  # the database caught up with the new entry
+    hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])], SearchOptions(engine="mmseqs"))[0]
+    assert {(h.target, h.chain) for h in hits} >= {("1FHG_A", "A"), ("complex", "B")}
+
+
+def test_mmseqs_engine_missing_is_one_clear_error(atlas, monkeypatch):
+    from foldatlas.atlas.seqsearch import resolve_engine
+
+    monkeypatch.setenv("FOLDATLAS_MMSEQS", "/nonexistent/mmseqs")
+    assert resolve_engine("auto") == "phmmer"
+    with pytest.raises(InvalidOptionError, match="needs the mmseqs program"):
+        search_sequences(atlas, [make_record("q", "MKTAYIAKQR")], SearchOptions(engine="mmseqs"))
+    with pytest.raises(InvalidOptionError, match="--engine must be one of"):
+        SearchOptions(engine="blast")
 
 
 def test_default_mode_is_exhaustive_for_small_atlases_only(atlas, monkeypatch):
@@ -69,9 +109,11 @@ def test_default_mode_is_exhaustive_for_small_atlases_only(atlas, monkeypatch):
 
 
 def test_search_options_and_errors(atlas, real_sequences):
-    hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])], SearchOptions(max_hits=1))[0]
+    hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])],
+                            SearchOptions(max_hits=1, engine="phmmer"))[0]
     assert len(hits) == 1
-    strict = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])], SearchOptions(evalue=1e-300))[0]
+    strict = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])],
+                              SearchOptions(evalue=1e-300, engine="phmmer"))[0]
     assert all(h.evalue <= 1e-300 for h in strict)
     with pytest.raises(InvalidSequenceError, match="complex"):
         search_sequences(atlas, [make_record("q", "MKTAYIAK:GSHMLE")])

@@ -65,6 +65,7 @@ def test_build_get_stats_search_export(built, tmp_path, capsys, split_dir):
     (["search", "-s", "MKTAYIAKQR:GSHMLEDPVV"], "search one chain at a time", 2),
     (["search", "-s", "missing.fasta"], "no such file", 2),
     (["search", "-s", SEQ, "--evalue", "0"], "--evalue must be > 0", 2),
+    (["search", "-s", SEQ, "--engine", "blast"], "--engine must be one of", 2),
     (["export"], "nothing to export", 2),
     (["build", "MKTAYIAK", "-m", "nope"], "unknown model 'nope'", 3),
     (["import", "missing_dir"], "no such file or folder", 2),

@@ -1,4 +1,8 @@
-"""Sequence search of an atlas: a k-mer prefilter, then HMMER's phmmer through pyhmmer.
+"""Sequence search of an atlas: MMseqs2 where it is installed, otherwise a k-mer prefilter and HMMER's phmmer.
+
+``engine`` picks: ``mmseqs`` runs the MMseqs2 program on a database the atlas keeps
+(:mod:`foldatlas.atlas.mmseqs`); ``phmmer`` (pyhmmer, always available) is described here; ``auto``, the default,
+takes MMseqs2 where the program is installed (BENCHMARKS.md: its speed at more than its default sensitivity).
 
 Every query is aligned by pyhmmer (HMMER3's phmmer pipeline: a profile built from the query with
 BLOSUM62 and HMMER's gap and prior settings; MSV, Viterbi and Forward filters; E-values from its
@@ -32,10 +36,11 @@ from foldatlas.atlas.seqindex import SequenceShard, diagonal_scores, encode_digi
 from foldatlas.errors import InvalidOptionError, InvalidSequenceError
 from foldatlas.seq.records import CHAIN_IDS, Record
 
-__all__ = ["SequenceHit", "SearchOptions", "SequenceSearcher", "search_sequences", "make_hit", "HIT_COLUMNS",
+__all__ = ["resolve_engine", "ENGINES", "SequenceHit", "SearchOptions", "SequenceSearcher", "search_sequences", "make_hit", "HIT_COLUMNS",
            "EXHAUSTIVE_MAX_CHAINS"]
 
 EXHAUSTIVE_MAX_CHAINS = 50_000
+ENGINES = ("auto", "phmmer", "mmseqs")
 HIT_COLUMNS = ("query", "target", "chain", "identity", "alignment_length", "query_start", "query_end",
                "target_start", "target_end", "evalue", "bitscore", "query_coverage", "target_coverage")
 
@@ -102,6 +107,11 @@ class SearchOptions:
         Chains per query passed from the prefilter to the aligner.
     threads : int or None
         Queries searched in parallel (default: the CPUs available).
+    engine : {"auto", "phmmer", "mmseqs"}
+        ``phmmer``: pyhmmer as above; ``mmseqs``: MMseqs2 (:mod:`foldatlas.atlas.mmseqs`, where the program is
+        installed); ``auto``: MMseqs2 where installed, phmmer otherwise (see :func:`resolve_engine`).
+    sensitivity : float
+        MMseqs2's ``-s`` (1-7.5; its default 5.7) for the ``mmseqs`` engine.
     """
 
     evalue: float = 1e-3
@@ -109,6 +119,8 @@ class SearchOptions:
     exhaustive: bool | None = None
     max_candidates: int = 1000
     threads: int | None = None
+    engine: str = "auto"
+    sensitivity: float = 5.7
 
     def __post_init__(self) -> None:
         if not self.evalue > 0:
@@ -119,6 +131,19 @@ class SearchOptions:
             raise InvalidOptionError("--max-candidates must be >= 1")
         if self.threads is not None and self.threads < 1:
             raise InvalidOptionError("--threads must be >= 1")
+        if not 1.0 <= self.sensitivity <= 7.5:
+            raise InvalidOptionError("--sensitivity must be between 1 and 7.5 (MMseqs2's -s)")
+        if self.engine not in ENGINES:
+            raise InvalidOptionError(f"--engine must be one of {', '.join(ENGINES)}")
+
+
+def resolve_engine(engine: str) -> str:
+    """The engine a search runs: ``auto`` is ``mmseqs`` where the program is installed, ``phmmer`` otherwise."""
+    if engine != "auto":
+        return engine
+    from foldatlas.atlas.mmseqs import mmseqs_binary
+
+    return "mmseqs" if mmseqs_binary() is not None else "phmmer"
 
 
 class SequenceSearcher:
@@ -240,6 +265,10 @@ def search_sequences(atlas, queries: list[Record], options: SearchOptions = Sear
         if len(q.chains) > 1:
             raise InvalidSequenceError(f"query '{q.name}': a complex ({len(q.chains)} chains); search one chain at "
                                        f"a time (one FASTA record per chain)")
+    if resolve_engine(options.engine) == "mmseqs":
+        from foldatlas.atlas.mmseqs import search_mmseqs
+
+        return search_mmseqs(atlas, queries, options)
     if not atlas.readonly:
         update_sequence_index(atlas)  # entries added since the last update (e.g. by the service)
     shards = load_shards(atlas.folder)

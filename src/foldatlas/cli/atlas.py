@@ -287,6 +287,10 @@ def search(
                                                  help="Chains per query the prefilter passes on (sequence 1,000, "
                                                       "structure 300)."),
     tmalign: int = typer.Option(20, "--tmalign", min=0, help="Structure: candidates TM-aligned per query."),
+    engine: str = typer.Option("auto", "--engine", help="Sequence: phmmer (pyhmmer), mmseqs (MMseqs2, where "
+                                                         "installed) or auto (mmseqs where installed)."),
+    sensitivity: float = typer.Option(5.7, "--sensitivity", help="Sequence, MMseqs2 engine: its -s (1-7.5; 7.5 "
+                                                                  "finds more, slower)."),
     mode: str = typer.Option("3diaa", "--mode", help="Structure: 3diaa (Foldseek's 3Di prefilter, candidates ranked "
                                                       "by 3Di+BLOSUM62 alignment, E-values), 3di (3Di only) or "
                                                       "alphabet (foldatlas' own alphabet)."),
@@ -297,7 +301,8 @@ def search(
     fmt: str = typer.Option("tsv", "--format", "-f", help="tsv (one line per hit) or json (with alignments)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (default: stdout)."),
 ) -> None:
-    """Search the atlas by sequence (pyhmmer's phmmer: E-value, bit score, identity, coverage, alignment) or by
+    """Search the atlas by sequence (MMseqs2 where installed, else pyhmmer's phmmer: E-value, bit score, identity,
+    coverage, alignment) or by
     structure (Foldseek's 3Di prefilter and 3Di+AA ranking with E-values, then TM-align: TM-scores, RMSD, aligned
     length, identity)."""
     from foldatlas.atlas import open_atlas
@@ -320,7 +325,8 @@ def search(
         from foldatlas.seq.fasta import read_inputs
 
         options = SearchOptions(evalue=evalue, max_hits=max_hits, exhaustive=exhaustive,
-                                max_candidates=max_candidates or 1000, threads=threads)
+                                max_candidates=max_candidates or 1000, threads=threads, engine=engine,
+                                sensitivity=sensitivity)
         queries = read_inputs([sequence], default_name="query")
     else:
         options = _structure_options(min_tm, max_hits, bool(exhaustive), max_candidates, tmalign, threads, mode)
