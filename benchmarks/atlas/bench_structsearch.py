@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     # exhaustive TM-align, timed here on a sample of pairs and scaled to the database
     rng = np.random.default_rng(0)
-    traces = {i: chain_traces(read_structure(args.pdb / f"{i}.pdb.gz"))[0] for i in
+    traces = {i: chain_traces(read_structure(args.pdb / f"{i}.pdb.gz"), threedi=False)[0] for i in
               set(queries) | set(rng.choice(database, args.tmalign_sample, replace=False).tolist())}
     sample = [i for i in traces if i not in queries][:args.tmalign_sample]
     start = time.perf_counter()

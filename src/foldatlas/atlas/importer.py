@@ -248,7 +248,7 @@ def _torch_threads(embedder, workers: int):
 def _sequence(atoms) -> str:
     from foldatlas.atlas.structindex import chain_traces
 
-    return ":".join(chain.sequence for chain in chain_traces(atoms))
+    return ":".join(chain.sequence for chain in chain_traces(atoms, threedi=False))
 
 
 class _Batch:

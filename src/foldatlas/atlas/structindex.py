@@ -47,20 +47,21 @@ class ChainTrace:
         return self.states3di if self.states3di is not None else np.full(len(self.ca), UNDEFINED, np.uint8)
 
 
-def chain_traces(atoms) -> list[ChainTrace]:
-    """The protein chains of a biotite ``AtomArray``, in file order."""
+def chain_traces(atoms, threedi: bool = True) -> list[ChainTrace]:
+    """The protein chains of a biotite ``AtomArray``, in file order, with their 3Di states unless ``threedi`` is
+    False (which saves the encoder's time where only C-alphas and sequences are needed)."""
     from foldatlas.structure.io import ca_trace
-
-    from foldatlas.structure.threedi import UNDEFINED, threedi_states
+    from foldatlas.structure.threedi import threedi_states
 
     coords, sequence, chains = ca_trace(atoms)
-    states = threedi_states(atoms)
-    if len(states) != len(coords):  # chains interleaved in the file: not the C-alpha order
-        states = np.full(len(coords), UNDEFINED, np.uint8)
+    states = threedi_states(atoms) if threedi else None
+    if states is not None and len(states) != len(coords):  # chains interleaved in the file: no reliable order
+        states = None
     out, start = [], 0
     for k in range(1, len(chains) + 1):
         if k == len(chains) or chains[k] != chains[k - 1]:
-            out.append(ChainTrace(str(chains[start]), coords[start:k], sequence[start:k], states[start:k]))
+            out.append(ChainTrace(str(chains[start]), coords[start:k], sequence[start:k],
+                                  None if states is None else states[start:k]))
             start = k
     return out
 
