@@ -66,7 +66,7 @@ def test_atlas_search_benchmark_runs(tmp_path, split_dir):
                  "--queries", "2"])
     tools = row["tools"]
     assert set(tools) == {"foldatlas_prefilter", "foldatlas_exhaustive", "mmseqs2_easy_search",
-                          "mmseqs2_prebuilt_index"}
+                          "mmseqs2_prebuilt_index", "foldatlas_mmseqs_engine_s5.7", "foldatlas_mmseqs_engine_s7.5"}
     assert all(t["queries_per_second"] > 0 for t in tools.values())
 
 
