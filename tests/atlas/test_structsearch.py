@@ -69,6 +69,19 @@ def test_entry_queries_options_and_index_growth(atlas, split_dir, tmp_path):
     assert found == {"1AX8_A", "late"}
 
 
+def test_read_only_atlas_with_a_stale_index_says_so(atlas, tmp_path):
+    import shutil
+
+    from foldatlas.atlas.structindex import index_dir
+
+    search_structures(atlas, query_chains("1AX8_A", atlas))  # indexes everything
+    readonly = open_atlas(atlas.folder, readonly=True)
+    assert search_structures(readonly, query_chains("1AX8_A", readonly))[0][0].target == "1AX8_A"
+    shutil.rmtree(index_dir(atlas.folder))  # as an atlas indexed by an older foldatlas (another index format)
+    with pytest.raises(InvalidOptionError, match="structure index is missing or behind"):
+        search_structures(readonly, query_chains("1AX8_A", readonly))
+
+
 def test_errors(atlas, tmp_path):
     with pytest.raises(InvalidFileError, match="no such file"):
         query_chains(tmp_path / "missing.pdb", atlas)

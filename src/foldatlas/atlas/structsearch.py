@@ -493,10 +493,18 @@ def search_structures(atlas, queries: list[QueryChain],
     list of list of StructureHit
         For each query, its hits: the TM-aligned ones first, by TM-score (by query), then the other candidates in
         prefilter order.
+
+    Raises
+    ------
+    InvalidOptionError
+        If a read-only atlas' structure index does not cover all its entries (it cannot be updated).
     """
     if not atlas.readonly:
         update_structure_index(atlas)
     shards = load_structure_shards(atlas.folder)
+    if atlas.readonly and max((s.last for s in shards), default=0) < atlas.max_rowid():
+        raise InvalidOptionError("the atlas' structure index is missing or behind its entries (made by an older "
+                                 "foldatlas, or entries added since); open the atlas writable once to update it")
     searcher = StructureSearcher(shards, options)
     try:
         raw = [searcher.search(q) for q in queries]
