@@ -86,6 +86,17 @@ def test_mmseqs_engine_finds_planted_homologs_at_their_identity(atlas, real_sequ
     assert {(h.target, h.chain) for h in hits} >= {("1FHG_A", "A"), ("complex", "B")}
 
 
+def test_read_only_atlas_with_a_stale_sequence_index_says_so(atlas, real_sequences, blob):
+    query = [make_record("q", real_sequences["1FHG_A"])]
+    search_sequences(atlas, query, SearchOptions(engine="phmmer"))  # indexes everything
+    readonly = open_atlas(atlas.folder, readonly=True)
+    assert search_sequences(readonly, query, SearchOptions(engine="phmmer"))[0][0].target == "1FHG_A"
+    _add(atlas, blob, [("late", real_sequences["1FHG_A"])])  # added without updating the index
+    for engine in ("phmmer", "auto"):
+        with pytest.raises(InvalidOptionError, match="sequence index is missing or behind"):
+            search_sequences(readonly, query, SearchOptions(engine=engine))
+
+
 def test_mmseqs_engine_missing_is_one_clear_error(atlas, monkeypatch):
     from foldatlas.atlas.seqsearch import resolve_engine
 

@@ -260,11 +260,16 @@ def search_sequences(atlas, queries: list[Record], options: SearchOptions = Sear
     ------
     InvalidSequenceError
         If a query is a complex.
+    InvalidOptionError
+        If a read-only atlas' sequence index does not cover all its entries (it cannot be updated).
     """
     for q in queries:
         if len(q.chains) > 1:
             raise InvalidSequenceError(f"query '{q.name}': a complex ({len(q.chains)} chains); search one chain at "
                                        f"a time (one FASTA record per chain)")
+    if atlas.readonly and max((sh.last for sh in load_shards(atlas.folder)), default=0) < atlas.max_rowid():
+        raise InvalidOptionError("the atlas' sequence index is missing or behind its entries (entries added "
+                                 "since, or made by an older foldatlas); open the atlas writable once to update it")
     if resolve_engine(options.engine) == "mmseqs":
         from foldatlas.atlas.mmseqs import search_mmseqs
 
