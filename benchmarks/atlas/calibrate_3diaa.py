@@ -62,7 +62,8 @@ def main() -> None:
     seconds = time.perf_counter() - start
     lam, log_k = fit_gumbel(scores, m, n)
     p = pair_pvalue(scores, m, n, lam, log_k)
-    print(json.dumps({"pairs": len(scores), "aa_weight": args.aa_weight, "reverse": args.reverse, "lambda": round(lam, 4),
+    print(json.dumps({"pairs": len(scores), "aa_weight": args.aa_weight, "reverse": args.reverse,
+                      "lambda": round(lam, 4),
                       "log_k": round(log_k, 3), "seconds": round(seconds, 1),
                       "fraction_p_le": {str(a): round(float(np.mean(p <= a)), 5) for a in (0.1, 0.01, 0.001)},
                       "score_quantiles": {str(q): round(float(np.quantile(scores, q)), 1)

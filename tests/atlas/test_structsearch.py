@@ -106,7 +106,8 @@ def test_tmalign_worker_processes_give_the_same_hits(atlas, split_dir):
 
 
 def test_a_distant_partner_ranks_first_by_the_3di_aa_score(atlas, split_dir, tmp_path):
-    """A copy with 1 A coordinate noise (TM-score about 0.74) and 40% of its residues mutated (a remote homolog's kind of difference)
+    """A copy with 1 A coordinate noise (TM-score about 0.74) and 40% of its residues mutated (a remote homolog's
+    kind of difference)
     outranks every other chain in the alignment stage, and TM-align confirms it; the 3Di+AA score of a partner is
     far above the unrelated chains'."""
     from foldatlas.atlas import NewEntry, codec

@@ -137,7 +137,8 @@ def search_mmseqs(atlas, queries, options) -> list[list]:
         (work / "q.fasta").write_text("".join(f">{k}\n{q.chains[0]}\n" for k, q in enumerate(queries)))
         _run([binary, "createdb", str(work / "q.fasta"), str(work / "q"), "-v", "1"])
         _run([binary, "search", str(work / "q"), str(targets), str(work / "res"), str(work / "tmp"),
-              "-s", str(options.sensitivity), "-e", repr(float(options.evalue)), "--max-seqs", str(options.max_candidates),
+              "-s", str(options.sensitivity), "-e", repr(float(options.evalue)),
+              "--max-seqs", str(options.max_candidates),
               "--threads", str(threads), "-a", "-v", "1"])
         _run([binary, "convertalis", str(work / "q"), str(targets), str(work / "res"), str(work / "out.tsv"),
               "--format-output", _COLUMNS, "--threads", str(threads), "-v", "1"])

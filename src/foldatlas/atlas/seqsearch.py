@@ -36,8 +36,8 @@ from foldatlas.atlas.seqindex import SequenceShard, diagonal_scores, encode_digi
 from foldatlas.errors import InvalidOptionError, InvalidSequenceError
 from foldatlas.seq.records import CHAIN_IDS, Record
 
-__all__ = ["resolve_engine", "ENGINES", "SequenceHit", "SearchOptions", "SequenceSearcher", "search_sequences", "make_hit", "HIT_COLUMNS",
-           "EXHAUSTIVE_MAX_CHAINS"]
+__all__ = ["resolve_engine", "ENGINES", "SequenceHit", "SearchOptions", "SequenceSearcher", "search_sequences",
+           "make_hit", "HIT_COLUMNS", "EXHAUSTIVE_MAX_CHAINS"]
 
 EXHAUSTIVE_MAX_CHAINS = 50_000
 ENGINES = ("auto", "phmmer", "mmseqs")

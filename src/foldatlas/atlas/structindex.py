@@ -2,11 +2,11 @@
 
 Shards (see :mod:`foldatlas.atlas.shards`) of ``.npy`` arrays per range of entry row ids: the chains' Foldseek 3Di
 states (:mod:`foldatlas.structure.threedi`, what the prefilter and the 3Di+AA alignment score) and states of the
-project's own alphabet (:mod:`foldatlas.structure.alphabet`, kept for comparison), their C-alpha coordinates as int16 tenths of an
-Angstrom about the chain's centre (what TM-align and the alignment superposition use, without decoding the stored
-structures; TM-scores move by less than 0.001) and their residues. The index folder is named after the alphabet's
-fingerprint and the shard layout's version, so an atlas indexed with another alphabet or layout is indexed
-afresh.
+project's own alphabet (:mod:`foldatlas.structure.alphabet`, kept for comparison), their C-alpha coordinates as
+int16 tenths of an Angstrom about the chain's centre (what TM-align and the alignment superposition use, without
+decoding the stored structures; TM-scores move by less than 0.001) and their residues. The index folder is named
+after the alphabet's fingerprint and the shard layout's version, so an atlas indexed with another alphabet or layout
+is indexed afresh.
 """
 
 from __future__ import annotations

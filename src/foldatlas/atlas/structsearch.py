@@ -29,16 +29,17 @@ from foldatlas.atlas.structindex import (ChainTrace, StructureShard, chain_trace
 from foldatlas.errors import InvalidOptionError
 from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
 
-__all__ = ["threedi_aa_scores", "StructureHit", "StructureSearchOptions", "StructureSearcher", "QueryChain", "query_chains", "chains_of",
-           "search_structures", "superposed_chain", "STRUCTURE_HIT_COLUMNS"]
+__all__ = ["threedi_aa_scores", "StructureHit", "StructureSearchOptions", "StructureSearcher", "QueryChain",
+           "query_chains", "chains_of", "search_structures", "superposed_chain", "STRUCTURE_HIT_COLUMNS"]
 
 SEARCH_MODES = ("3diaa", "3di", "alphabet")
 GAP_OPEN, GAP_EXTEND = 10, 1  # Foldseek's gap costs (half bits), for 3Di and 3Di+AA alike
 THREEDI_LETTERS = "ACDEFGHIKLMNPQRSTVWYX"  # the 3Di states as pyopal takes them (uppercase; X = undefined)
 STRUCTURE_HIT_COLUMNS = ("query", "target", "chain", "tm_score", "tm_score_target", "rmsd", "aligned_length",
                          "identity", "query_length", "target_length", "prefilter_score", "evalue", "method")
-# The E-value law of the 3Di+AA score (aa_weight 0.5, no reversed-query correction), fitted on random StructureDB pairs outside the benchmark set:
-# benchmarks/atlas/calibrate_3diaa.py (BENCHMARKS.md, "Structure search at scale").
+# The E-value law of the 3Di+AA score (aa_weight 0.5, no reversed-query correction), fitted on random StructureDB
+# pairs outside the benchmark set: benchmarks/atlas/calibrate_3diaa.py (BENCHMARKS.md, "Search: Foldseek's recipe
+# and an MMseqs2 engine").
 EVALUE_LAMBDA, EVALUE_LOG_K = 0.0512, -8.001
 
 
@@ -71,8 +72,8 @@ class StructureHit:
         The alignment stage's score: in mode ``3diaa`` the 3Di+AA local alignment score (half bits);
         otherwise the length-corrected alphabet alignment score.
     evalue : float or None
-        Mode ``3diaa`` (without ``reverse``): unrelated chains expected to score as high in an atlas of this many chains
-        (:mod:`foldatlas.atlas.evalues`), comparable between atlases of different sizes; None otherwise.
+        Mode ``3diaa`` (without ``reverse``): unrelated chains expected to score as high in an atlas of this many
+        chains (:mod:`foldatlas.atlas.evalues`), comparable between atlases of different sizes; None otherwise.
     method : {"tmalign", "alignment"}
         Where the scores come from: TM-align, or the superposition of the prefilter's alignment.
     rotation, translation : list

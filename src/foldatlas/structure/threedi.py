@@ -13,6 +13,8 @@ without N, CA or C, or at a chain end, which Foldseek cannot describe.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["LETTERS", "UNDEFINED", "AA_LETTERS", "threedi_states", "backbone_states", "matrix_3di", "matrix_blosum62",
@@ -83,25 +85,32 @@ def backbone_states(ca: np.ndarray, cb: np.ndarray, n: np.ndarray, c: np.ndarray
     return np.where(np.ma.getmaskarray(codes), UNDEFINED, np.ma.getdata(codes)).astype(np.uint8)
 
 
+@lru_cache(maxsize=1)
 def matrix_3di() -> np.ndarray:
-    """Foldseek's 3Di substitution matrix (half bits), 21 x 21 in state order; the undefined state scores 0."""
+    """Foldseek's 3Di substitution matrix (half bits), 21 x 21 in state order; the undefined state scores 0.
+
+    Built once and shared (read-only)."""
     from biotite.sequence.align import SubstitutionMatrix
 
     m = SubstitutionMatrix.std_3di_matrix()
     order = [m.get_alphabet1().encode(ch) for ch in LETTERS]
     out = np.zeros((21, 21), dtype=np.float32)
     out[:20, :20] = m.score_matrix()[np.ix_(order, order)]
+    out.flags.writeable = False
     return out
 
 
+@lru_cache(maxsize=1)
 def matrix_blosum62() -> np.ndarray:
-    """BLOSUM62 (half bits), 21 x 21 in :data:`AA_LETTERS` order; code 20 (X and the rest) scores -1."""
+    """BLOSUM62 (half bits), 21 x 21 in :data:`AA_LETTERS` order; code 20 (X and the rest) scores -1. Built once
+    and shared (read-only)."""
     from biotite.sequence.align import SubstitutionMatrix
 
     m = SubstitutionMatrix.std_protein_matrix()
     order = [m.get_alphabet1().encode(ch) for ch in AA_LETTERS]
     out = np.full((21, 21), -1.0, dtype=np.float32)
     out[:20, :20] = m.score_matrix()[np.ix_(order, order)]
+    out.flags.writeable = False
     return out
 
 
