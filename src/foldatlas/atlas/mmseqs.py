@@ -70,11 +70,13 @@ def ensure_database(atlas, threads: int) -> Path:
                                  "with write access, or use --engine phmmer")
     work = Path(tempfile.mkdtemp(prefix=".tmp-mmseqs-", dir=atlas.folder))
     try:
-        letters = EASEL_AMINO.encode()
+        import numpy as np
+
+        letters = np.frombuffer(EASEL_AMINO.encode(), dtype=np.uint8)
         with open(work / "targets.fasta", "wb") as f:
             for shard in shards:
                 for t in range(shard.num_targets):
-                    residues = bytes(letters[c] for c in shard.target_codes(t))
+                    residues = letters[shard.target_codes(t)].tobytes()
                     f.write(b">%d:%d\n%s\n" % (int(shard.target_row[t]), int(shard.target_chain[t]), residues))
         _run([binary, "createdb", str(work / "targets.fasta"), str(work / "targets"), "-v", "1"])
         _run([binary, "createindex", str(work / "targets"), str(work / "tmp"), "--threads", str(threads),
