@@ -134,3 +134,36 @@ def test_compare_with_a_deletion_uses_sequence_correspondence(tmp_path):
     assert result.tm_score < result.tm_score_model  # normalised by the longer reference
     ca, seq, _ = ca_trace(part)
     assert len(seq) == 49 and ca.shape == (49, 3)
+
+
+def test_fast_pdb_reading_equals_biotite_and_leaves_unusual_files_to_it():
+    """Plain PDB files are read by their columns; the atoms equal biotite's. Alternate locations, models after the
+    first, a missing element and hybrid-36 numbers are biotite's to read (None)."""
+    import io
+    from pathlib import Path
+
+    from biotite.structure.io import pdb
+
+    from foldatlas.structure.io import _simple_pdb_atoms
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    files = sorted(data.rglob("*.pdb"))
+    assert len(files) >= 4
+    for f in files:
+        text = f.read_text()
+        fast = _simple_pdb_atoms(text)
+        ref = pdb.PDBFile.read(io.StringIO(text)).get_structure(model=1, extra_fields=["b_factor"])
+        assert fast is not None and fast.array_length() == ref.array_length(), f
+        for name in ("chain_id", "res_id", "ins_code", "res_name", "hetero", "atom_name", "element"):
+            assert (getattr(fast, name) == getattr(ref, name)).all(), (f, name)
+        np.testing.assert_allclose(fast.coord, ref.coord)
+        np.testing.assert_allclose(fast.b_factor, ref.b_factor)
+    lines = [ln for ln in files[0].read_text().splitlines() if ln.startswith("ATOM")][:12]
+    two_models = "\n".join(["MODEL        1", *lines, "ENDMDL", "MODEL        2", *lines[:3], "ENDMDL"])
+    assert _simple_pdb_atoms(two_models).array_length() == 12  # the first model only, as biotite
+    altloc = "\n".join([lines[0][:16] + "A" + lines[0][17:], lines[0][:16] + "B" + lines[0][17:], *lines[1:]])
+    no_element = "\n".join([lines[0][:76] + "  ", *lines[1:]])
+    hybrid36 = "\n".join([lines[0][:22] + "A000" + lines[0][26:], *lines[1:]])
+    for text in (altloc, no_element, hybrid36):
+        assert _simple_pdb_atoms(text) is None
+    assert read_structure(text=altloc, name="x.pdb").array_length() == 12  # biotite: the first location

@@ -171,10 +171,10 @@ def _origin(text: str) -> tuple[str | None, str]:
 
 def _with_ca(atoms):
     """Atoms of the residues that have a Cα atom."""
-    import biotite.structure as struc
+    from foldatlas.structure.io import residue_keys
 
-    has_ca = struc.apply_residue_wise(atoms, atoms.atom_name == "CA", np.any)
-    return atoms[struc.spread_residue_wise(atoms, has_ca)]
+    keys = residue_keys(atoms)
+    return atoms[np.isin(keys, keys[atoms.atom_name == "CA"])]
 
 
 def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, object, np.ndarray | None, str]]:

@@ -27,18 +27,27 @@ AA_LETTERS = "ARNDCQEGHILKMFPSTWYV"  # order of the 20 amino-acid codes; 20 = an
 
 def _backbone(chain) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CA, CB, N and C coordinates per residue of ``ca_atoms(chain)`` (NaN where an atom is missing)."""
-    from foldatlas.structure.io import ca_atoms
+    from foldatlas.structure.io import residue_keys
 
-    ca = ca_atoms(chain)
-    keys = {k: i for i, k in enumerate(zip(ca.chain_id.tolist(), ca.res_id.tolist(), ca.ins_code.tolist()))}
-    out = {name: np.full((len(ca), 3), np.nan, dtype=np.float64) for name in ("CB", "N", "C")}
-    for name, arr in out.items():
-        sel = chain[chain.atom_name == name]
-        for key, xyz in zip(zip(sel.chain_id.tolist(), sel.res_id.tolist(), sel.ins_code.tolist()), sel.coord):
-            i = keys.get(key)
-            if i is not None and np.isnan(arr[i, 0]):  # first alternate location, as ca_atoms keeps
-                arr[i] = xyz
-    return ca.coord.astype(np.float64), out["CB"], out["N"], out["C"]
+    keys = residue_keys(chain)
+    names = chain.atom_name
+    ca_idx = np.flatnonzero(names == "CA")
+    ca_keys, first = np.unique(keys[ca_idx], return_index=True)
+    order = np.sort(first)  # ca_atoms' order: file order of each residue's first C-alpha
+    ca_keys = keys[ca_idx[order]]
+    sorter = np.argsort(ca_keys)
+    out = {}
+    for name in ("CB", "N", "C"):
+        arr = np.full((len(order), 3), np.nan, dtype=np.float64)
+        idx = np.flatnonzero(names == name)
+        if idx.size:
+            k, first_of = np.unique(keys[idx], return_index=True)  # the first alternate location, as ca_atoms
+            pos = np.searchsorted(ca_keys, k, sorter=sorter)
+            pos = np.minimum(pos, len(ca_keys) - 1)
+            found = ca_keys[sorter[pos]] == k
+            arr[sorter[pos[found]]] = chain.coord[idx[first_of[found]]]
+        out[name] = arr
+    return chain.coord[ca_idx[order]].astype(np.float64), out["CB"], out["N"], out["C"]
 
 
 def threedi_states(atoms) -> np.ndarray:
