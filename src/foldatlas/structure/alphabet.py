@@ -72,9 +72,10 @@ def ca_features(ca: np.ndarray) -> np.ndarray:
     idx = np.arange(n)
     j = np.zeros(n, dtype=np.int64)
     found = np.zeros(n, bool)
-    for start in range(0, n, 512):  # nearest partner, in row blocks (memory 512 x L)
+    sq = np.einsum("ij,ij->i", centre, centre)
+    for start in range(0, n, 512):  # nearest partner, in row blocks (memory 512 x L); squared distances
         rows = idx[start:start + 512]
-        dist = np.linalg.norm(centre[rows, None] - centre[None], axis=-1)
+        dist = sq[rows, None] + sq[None] - 2.0 * (centre[rows] @ centre.T)
         dist[np.abs(rows[:, None] - idx[None]) < _MIN_SEPARATION] = np.inf
         dist[:, ~ok] = np.inf
         j[rows] = np.argmin(dist, axis=1)
