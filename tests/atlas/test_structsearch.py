@@ -69,6 +69,27 @@ def test_entry_queries_options_and_index_growth(atlas, split_dir, tmp_path):
     assert found == {"1AX8_A", "late"}
 
 
+def test_a_kept_searcher_answers_as_a_fresh_one_and_follows_the_index(atlas, split_dir, tmp_path):
+    """``keep=True`` (the service) reuses one searcher per index state, with per-query options."""
+    from foldatlas.atlas import NewEntry, codec
+    from foldatlas.atlas import structsearch
+
+    query = query_chains("1AX8_A", atlas)
+    fresh = search_structures(atlas, query, StructureSearchOptions(max_hits=3))[0]
+    kept = search_structures(atlas, query, StructureSearchOptions(max_hits=3), keep=True)[0]
+    searcher = next(iter(structsearch._KEPT.values()))
+    assert [(h.target, h.tm_score) for h in kept] == [(h.target, h.tm_score) for h in fresh]
+    assert len(search_structures(atlas, query, StructureSearchOptions(max_hits=1), keep=True)[0]) == 1
+    assert next(iter(structsearch._KEPT.values())) is searcher  # same index, same searcher
+    moved = _moved(read_structure(split_dir / "1AX8_A.pdb"))
+    atlas.insert([NewEntry(id="late", sequence=atlas.get("1AX8_A").sequence, kind="imported", model="test",
+                           structure=codec.encode_structure(moved))])
+    found = {h.target for h in search_structures(atlas, query, keep=True)[0] if h.tm_score > 0.99}
+    assert found == {"1AX8_A", "late"} and next(iter(structsearch._KEPT.values())) is not searcher
+    with pytest.raises(InvalidOptionError, match="keeps its mode"):
+        next(iter(structsearch._KEPT.values())).search(query[0], StructureSearchOptions(mode="alphabet"))
+
+
 def test_read_only_atlas_with_a_stale_index_says_so(atlas, tmp_path):
     import shutil
 

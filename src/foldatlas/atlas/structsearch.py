@@ -19,6 +19,7 @@ For each query chain:
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -319,6 +320,14 @@ class StructureSearcher:
             self._pool.shutdown()
             self._pool = None
 
+    def _per_query(self, options: StructureSearchOptions | None) -> StructureSearchOptions:
+        if options is None:
+            return self.options
+        if (options.mode, options.threads, options.workers) != (self.options.mode, self.options.threads,
+                                                                self.options.workers):
+            raise InvalidOptionError("a structure searcher keeps its mode, threads and TM-align processes")
+        return options
+
     def _align(self, states: str, k: int, targets: list[int] | None, mode: str):
         db = self.databases[k] if targets is None else self.databases[k].extract(targets)
         return list(self.pyopal.align(states, db, self.matrix, gap_open=self.gap_open, gap_extend=self.gap_extend,
@@ -329,7 +338,7 @@ class StructureSearcher:
             return self.alphabet.encode(query.trace.ca)
         return "".join(THREEDI_LETTERS[s] for s in query.trace.threedi)
 
-    def _prefilter(self, states: str) -> list[tuple[int, int, float]]:
+    def _prefilter(self, states: str, opts: StructureSearchOptions) -> list[tuple[int, int, float]]:
         scored = []
         for k in range(len(self.shards)):
             if self.shards[k].size == 0:
@@ -340,10 +349,11 @@ class StructureSearcher:
         if not scored:
             return []
         shard_of, target, score = (np.concatenate(x) for x in zip(*scored))
-        keep = np.argsort(-score, kind="stable")[:self.options.candidates]
+        keep = np.argsort(-score, kind="stable")[:opts.candidates]
         return [(int(shard_of[i]), int(target[i]), float(score[i])) for i in keep]
 
-    def _rescore(self, query: QueryChain, candidates: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    def _rescore(self, query: QueryChain, candidates: list[tuple[int, int, float]],
+                 opts: StructureSearchOptions) -> list[tuple[int, int, float]]:
         """Foldseek's score of each candidate, best first (see :func:`threedi_aa_scores`)."""
         from foldatlas.structure.threedi import aa_codes
 
@@ -353,25 +363,29 @@ class StructureSearcher:
             lo, hi = shard.offsets[t], shard.offsets[t + 1]
             targets.append((shard.states3di[lo:hi], aa_codes(shard.residues[lo:hi])))
         score = threedi_aa_scores(query.trace.threedi, aa_codes(query.trace.sequence), targets,
-                                  self.options.aa_weight, self.options.reverse)
+                                  opts.aa_weight, opts.reverse)
         order = np.argsort(-score, kind="stable")
         return [(candidates[i][0], candidates[i][1], float(score[i])) for i in order]
 
-    def search(self, query: QueryChain) -> list[dict]:
-        """Raw hits of one query chain (dicts of :class:`StructureHit` fields without the entry ID)."""
+    def search(self, query: QueryChain, options: StructureSearchOptions | None = None) -> list[dict]:
+        """Raw hits of one query chain (dicts of :class:`StructureHit` fields without the entry ID).
+
+        ``options`` may change what is searched for per query (hits, candidates, TM-align, weights); the mode,
+        threads and TM-align processes stay the searcher's."""
+        opts = self._per_query(options)
 
         ca, seq = query.trace.ca, query.trace.sequence
-        if self.options.exhaustive:
+        if opts.exhaustive:
             pool = [(k, t, float("nan")) for k, s in enumerate(self.shards) for t in range(s.size)]
-            scored = [self._approx(query, k, t, score, None) for k, t, score in pool]
+            scored = [self._approx(query, k, t, score, None, opts) for k, t, score in pool]
             n_tm = len(scored)
         else:
             states = self._query_string(query)
-            candidates = self._prefilter(states)
-            if self.options.mode == "3diaa":
-                candidates = self._rescore(query, candidates)
+            candidates = self._prefilter(states, opts)
+            if opts.mode == "3diaa":
+                candidates = self._rescore(query, candidates, opts)
             # the alignment superposition of every candidate that can be shown (TM-aligned or not)
-            candidates = candidates[:max(self.options.max_hits, self.options.tmalign)]
+            candidates = candidates[:max(opts.max_hits, opts.tmalign)]
             by_shard: dict[int, list[tuple[int, float]]] = {}
             for k, t, score in candidates:
                 by_shard.setdefault(k, []).append((t, score))
@@ -379,9 +393,9 @@ class StructureSearcher:
             for k, items in by_shard.items():
                 results = self._align(states, k, [t for t, _ in items], "full")
                 for (t, score), res in zip(items, results):
-                    scored.append(self._approx(query, k, t, score, res))
+                    scored.append(self._approx(query, k, t, score, res, opts))
             scored.sort(key=lambda h: -h["prefilter_score"])
-            n_tm = self.options.tmalign
+            n_tm = opts.tmalign
         top = scored[:n_tm]
         jobs = [(ca, self.shards[h["shard"]].target_ca(h["target_index"]), seq,
                  self.shards[h["shard"]].target_sequence(h["target_index"])) for h in top]
@@ -394,16 +408,17 @@ class StructureSearcher:
                        method="tmalign", rotation=u.T.tolist(), translation=(-u.T @ t).tolist())
         scored.sort(key=lambda h: (h["method"] != "tmalign", -h["tm_score"] if h["method"] == "tmalign"
                                    else -h["prefilter_score"]))
-        return [h for h in scored if h["tm_score"] >= self.options.min_tm][:self.options.max_hits]
+        return [h for h in scored if h["tm_score"] >= opts.min_tm][:opts.max_hits]
 
-    def _approx(self, query: QueryChain, k: int, t: int, score: float, res) -> dict:
+    def _approx(self, query: QueryChain, k: int, t: int, score: float, res,
+                opts: StructureSearchOptions) -> dict:
         shard = self.shards[k]
         target_ca = shard.target_ca(t)
         hit = {"shard": k, "target_index": t, "query": query.name, "chain": str(shard.target_chain[t]),
                "query_length": len(query.trace.ca), "target_length": len(target_ca),
                "prefilter_score": None if np.isnan(score) else round(score, 2), "method": "alignment",
                "evalue": None}
-        if self.options.mode == "3diaa" and not self.options.reverse and not np.isnan(score):
+        if opts.mode == "3diaa" and not opts.reverse and not np.isnan(score):
             from foldatlas.atlas.evalues import evalue
 
             e = evalue(score, len(query.trace.ca), len(target_ca), self.chains, EVALUE_LAMBDA, EVALUE_LOG_K)
@@ -478,8 +493,25 @@ def superposed_chain(atlas, hit: StructureHit):
     return atoms
 
 
-def search_structures(atlas, queries: list[QueryChain],
-                      options: StructureSearchOptions = StructureSearchOptions()) -> list[list[StructureHit]]:
+_KEPT: dict[tuple, StructureSearcher] = {}
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept_searcher(shards: list[StructureShard], options: StructureSearchOptions) -> StructureSearcher:
+    """The searcher of these shards kept from an earlier call, or a new one that replaces it (held by a
+    long-running caller: its pyopal databases and TM-align processes are built once per index state)."""
+    key = (tuple((str(s.path), s.first, s.last) for s in shards), options.mode, options.threads, options.workers)
+    searcher = _KEPT.get(key)
+    if searcher is None:
+        for old in _KEPT.values():
+            old.close()
+        _KEPT.clear()
+        searcher = _KEPT[key] = StructureSearcher(shards, options)
+    return searcher
+
+
+def search_structures(atlas, queries: list[QueryChain], options: StructureSearchOptions = StructureSearchOptions(),
+                      keep: bool = False) -> list[list[StructureHit]]:
     """Search an atlas with query chains.
 
     Parameters
@@ -488,6 +520,9 @@ def search_structures(atlas, queries: list[QueryChain],
     queries : list of QueryChain
         From :func:`query_chains`.
     options : StructureSearchOptions
+    keep : bool
+        Keep the searcher (its prefilter databases and TM-align processes) for the next call on the same index,
+        as a server does: at 100,000 chains building it costs seconds, a query less.
 
     Returns
     -------
@@ -506,11 +541,17 @@ def search_structures(atlas, queries: list[QueryChain],
     if atlas.readonly and max((s.last for s in shards), default=0) < atlas.max_rowid():
         raise InvalidOptionError("the atlas' structure index is missing or behind its entries (made by an older "
                                  "foldatlas, or entries added since); open the atlas writable once to update it")
-    searcher = StructureSearcher(shards, options)
-    try:
-        raw = [searcher.search(q) for q in queries]
-    finally:
-        searcher.close()
+    if keep:
+        with _KEPT_LOCK:
+            searcher = _kept_searcher(shards, options)
+            shards = searcher.shards
+            raw = [searcher.search(q, options) for q in queries]
+    else:
+        searcher = StructureSearcher(shards, options)
+        try:
+            raw = [searcher.search(q) for q in queries]
+        finally:
+            searcher.close()
     rowids = sorted({int(shards[h["shard"]].target_row[h["target_index"]]) for hits in raw for h in hits})
     ids = atlas.ids_of(rowids)
     out = []

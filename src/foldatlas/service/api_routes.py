@@ -330,7 +330,7 @@ async def search_structure(request: Request) -> dict:
 
     def run():
         with ctx.folds.write_lock:
-            return search_structures(ctx.atlas, queries[:1], options)[0]
+            return search_structures(ctx.atlas, queries[:1], options, keep=True)[0]
 
     hits = await run_in_threadpool(run)
     return {"query": queries[0].name, "length": len(queries[0].trace.ca), "seconds": round(time.perf_counter()
