@@ -95,3 +95,36 @@ def test_structure_index_killed_mid_update_resumes_with_every_chain_once(tmp_pat
         rows = sorted(int(r) for s in shards for r in s.target_row)
         assert rows == sorted(r["rowid"] for r in atlas.iter_metadata(("rowid",)))
         assert all((s.states3di < 20).mean() > 0.9 for s in shards)  # 3Di states stored
+
+
+def test_killed_import_resumes_with_both_indexes_whole(tmp_path, split_dir):
+    """``atlas import`` killed with SIGKILL while storing entries, then again while updating its indexes: the rerun
+    stores every file once and both search indexes (sequences, structures) cover every entry exactly once."""
+    from foldatlas.atlas.structindex import load_structure_shards
+
+    sources = sorted(split_dir.glob("*.pdb"))
+    files = tmp_path / "files"
+    files.mkdir()
+    for k in range(160):
+        (files / f"s{k:03d}.pdb").write_bytes(sources[k % len(sources)].read_bytes())
+    atlas_dir = tmp_path / "atlas"
+    cmd = [sys.executable, "-m", "foldatlas.cli.main", "atlas", "import", str(files), "--atlas", str(atlas_dir),
+           "--no-embed", "--workers", "0", "-q"]
+    seen = []
+    for stop_at in (50, 160):  # mid-insert, then with every entry stored (the indexes being brought up to date)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None and _count(atlas_dir / "atlas.sqlite") < stop_at:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, "the import should still be running when killed"
+        seen.append(_count(atlas_dir / "atlas.sqlite"))
+    assert 0 < seen[0] < 160 and seen[1] == 160, seen
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    with open_atlas(atlas_dir) as atlas:
+        rows = sorted(r["rowid"] for r in atlas.iter_metadata(("rowid",)))
+        assert len(rows) == 160 and atlas.failures() == []
+        assert sorted(int(x) for s in load_shards(atlas.folder) for x in s.target_row) == rows
+        assert sorted(int(x) for s in load_structure_shards(atlas.folder) for x in s.target_row) == rows
