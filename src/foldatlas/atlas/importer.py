@@ -71,7 +71,7 @@ class ImportOptions:
         Processes that read and encode files while the main process embeds and inserts (0: read in
         the main process). Workers are started with ``spawn``, so a script that sets this must
         guard its entry point with ``if __name__ == "__main__":``. The CLI uses half the CPUs for
-        64 files or more, and gives the language model the other half.
+        64 files or more, and gives the language model the other half (all of them without embeddings).
     """
 
     plddt: str = "auto"

@@ -135,8 +135,8 @@ def import_(
     embedding_model: Optional[str] = typer.Option(None, "--embedding-model"),
     no_embed: bool = typer.Option(False, "--no-embed", help="Store no embeddings."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0,
-                                          help="Processes reading files (default: half the CPUs for 64 files "
-                                               "or more; 0 = none)."),
+                                          help="Processes reading files (default for 64 files or more: half "
+                                               "the CPUs, all of them with --no-embed; 0 = none)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Import structure files (e.g. AlphaFold DB or PDB downloads) as atlas entries."""
@@ -150,7 +150,8 @@ def import_(
     files = find_structure_files(paths)  # a clear error before the atlas is created
     check_output_path(atlas_dir, "--atlas", folder=True)
     if workers is None:
-        workers = max(1, len(os.sched_getaffinity(0)) // 2) if len(files) >= 64 else 0
+        cpus = len(os.sched_getaffinity(0))  # without embeddings the main process only stores
+        workers = (cpus if no_embed else max(1, cpus // 2)) if len(files) >= 64 else 0
     options = ImportOptions(plddt=plddt, split_chains=split_chains, chains=chains, label=label, workers=workers)
     with open_atlas(atlas_dir, create=True) as atlas:
         result = import_structures(atlas, paths, _embedder(atlas, embedding_model, not no_embed), options,
