@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     embedder = None if args.no_embed else load_embedder(DEFAULT_LM)
     start = time.perf_counter()
     with open_atlas(args.atlas, create=True) as atlas:
-        workers = max(1, len(os.sched_getaffinity(0)) // 2)  # as the CLI does
+        cpus = len(os.sched_getaffinity(0))
+        workers = cpus if args.no_embed else max(1, cpus // 2)  # as the CLI does
         result = import_structures(atlas, args.inputs, embedder, ImportOptions(workers=workers), progress=False)
         atlas.checkpoint()
         stats = atlas.stats()

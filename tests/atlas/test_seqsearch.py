@@ -80,8 +80,12 @@ def test_mmseqs_engine_finds_planted_homologs_at_their_identity(atlas, real_sequ
     first = search_sequences(atlas, [query], SearchOptions(engine="mmseqs"))[0]
     assert first[0].midline.count("+") + sum(c.isalpha() for c in first[0].midline) == len(base)
     _add(atlas, blob, [("late", base)])
+    killed = [atlas.folder / ".tmp-mmseqs-killed", atlas.folder / ".old-mmseqs-v1-99"]  # a killed rebuild's
+    for folder in killed:
+        (folder / "tmp").mkdir(parents=True)
     again = {h.target for h in search_sequences(atlas, [query], SearchOptions(engine="mmseqs"))[0]}
     assert "late" in again  # the database caught up with the new entry
+    assert not any(f.exists() for f in killed)  # and the rebuild cleared what a killed one left
     hits = search_sequences(atlas, [make_record("q", real_sequences["1FHG_A"])], SearchOptions(engine="mmseqs"))[0]
     assert {(h.target, h.chain) for h in hits} >= {("1FHG_A", "A"), ("complex", "B")}
 

@@ -15,11 +15,14 @@ chains in the atlas, as phmmer's are.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from foldatlas.errors import FoldatlasError, InvalidOptionError
@@ -54,7 +57,7 @@ def ensure_database(atlas, threads: int) -> Path:
     Path
         The database's path prefix (``.../mmseqs-v1/targets``).
     """
-    from foldatlas.atlas.seqindex import EASEL_AMINO, load_shards, update_sequence_index
+    from foldatlas.atlas.seqindex import load_shards, update_sequence_index
 
     binary = _require()
     folder = Path(atlas.folder) / DB_DIR
@@ -68,7 +71,30 @@ def ensure_database(atlas, threads: int) -> Path:
     if atlas.readonly and not os.access(atlas.folder, os.W_OK):
         raise InvalidOptionError("the atlas is read-only and has no current MMseqs2 database; run a search once "
                                  "with write access, or use --engine phmmer")
-    work = Path(tempfile.mkdtemp(prefix=".tmp-mmseqs-", dir=atlas.folder))
+    with _build_lock(Path(atlas.folder)):
+        if meta.is_file() and json.loads(meta.read_text()).get("covered") == covered:
+            return folder / "targets"  # built by another process meanwhile
+        for stale in [*Path(atlas.folder).glob(".tmp-mmseqs-*"), *Path(atlas.folder).glob(f".old-{DB_DIR}-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build (none runs: we hold the lock)
+        _build(binary, folder, shards, covered, threads)
+    return folder / "targets"
+
+
+@contextmanager
+def _build_lock(atlas_folder: Path) -> Iterator[None]:
+    """One MMseqs2 database build per atlas at a time (a file lock, released if the process dies)."""
+    with open(atlas_folder / ".mmseqs.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build(binary: str, folder: Path, shards, covered: int, threads: int) -> None:
+    from foldatlas.atlas.seqindex import EASEL_AMINO
+
+    work = Path(tempfile.mkdtemp(prefix=".tmp-mmseqs-", dir=folder.parent))
     try:
         import numpy as np
 
@@ -91,7 +117,6 @@ def ensure_database(atlas, threads: int) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return folder / "targets"
 
 
 def _require() -> str:
