@@ -15,16 +15,14 @@ chains in the atlas, as phmmer's are.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from foldatlas.atlas.shards import file_lock
 from foldatlas.errors import FoldatlasError, InvalidOptionError
 
 __all__ = ["mmseqs_binary", "search_mmseqs", "ensure_database", "SENSITIVITY", "DB_DIR"]
@@ -71,24 +69,13 @@ def ensure_database(atlas, threads: int) -> Path:
     if atlas.readonly and not os.access(atlas.folder, os.W_OK):
         raise InvalidOptionError("the atlas is read-only and has no current MMseqs2 database; run a search once "
                                  "with write access, or use --engine phmmer")
-    with _build_lock(Path(atlas.folder)):
+    with file_lock(Path(atlas.folder) / ".mmseqs.lock"):  # one build per atlas at a time
         if meta.is_file() and json.loads(meta.read_text()).get("covered") == covered:
             return folder / "targets"  # built by another process meanwhile
         for stale in [*Path(atlas.folder).glob(".tmp-mmseqs-*"), *Path(atlas.folder).glob(f".old-{DB_DIR}-*")]:
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed build (none runs: we hold the lock)
         _build(binary, folder, shards, covered, threads)
     return folder / "targets"
-
-
-@contextmanager
-def _build_lock(atlas_folder: Path) -> Iterator[None]:
-    """One MMseqs2 database build per atlas at a time (a file lock, released if the process dies)."""
-    with open(atlas_folder / ".mmseqs.lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _build(binary: str, folder: Path, shards, covered: int, threads: int) -> None:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-__all__ = ["Shard", "shard_dirs", "shard_range", "update_shards", "save_arrays", "load_arrays"]
+__all__ = ["Shard", "shard_dirs", "shard_range", "update_shards", "save_arrays", "load_arrays", "file_lock"]
 
 
 class Shard(Protocol):
@@ -85,7 +85,14 @@ def shard_dirs(index: Path) -> list[Path]:
 @contextmanager
 def _locked(index: Path) -> Iterator[None]:
     index.mkdir(parents=True, exist_ok=True)
-    with open(index / ".lock", "a+") as f:
+    with file_lock(index / ".lock"):
+        yield
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on a file (created if missing) between processes; released if the holder dies."""
+    with open(path, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
