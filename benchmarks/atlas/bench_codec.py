@@ -4,8 +4,8 @@ Structures: the 19 CASP14 domains of ../shared/eval/structure (experimental, all
 embedded folding model for their sequences (all atoms, per-atom pLDDT in the B-factors). For each: PDB text and
 mmCIF text compressed with zstd, BinaryCIF as biotite writes it, BinaryCIF with biotite's search of the smallest
 encoding per column (``compress``), BinaryCIF as the atlas encodes it (``codec.encode_structure``: a fixed encoding
-chain per column type), each of those with zstd; encode times of the last two and the decode time of the atlas'. PAE of the same predictions: float16,
-uint16 hundredths and uint8 eighths of an Angstrom, each zstd-compressed, and the largest error of each. Prints JSON.
+chain per column type), each of those with zstd; encode times of the last two and the decode time of the
+atlas'. PAE of the same predictions: float16, uint16 hundredths and uint8 eighths of an Angstrom, each zstd-compressed, and the largest error of each. Prints JSON.
 
     python benchmarks/atlas/bench_codec.py [--eval ../shared/eval/structure]
 """

@@ -23,7 +23,8 @@ Per size, in one run:
 * **sequence search** (``search_sequences``, engine auto, 2 threads): the 50 benchmark queries' sequences; seconds
   per query and the recall of each query's copies by identity tier (hits at E <= 1e-3).
 * **structure search** (``search_structures``, 3Di+AA, TM-align of the best 20, the searcher kept between queries
-  as the service keeps it; the first query, which builds it, timed apart): the 50 queries; seconds per query, recall at 100 of the query's copies with TM >= 0.5, and of the TM-align partners known from the 2,000-chain
+  as the service keeps it; the first query, which builds it, timed apart): the 50 queries; seconds per query,
+  recall at 100 of the query's copies with TM >= 0.5, and of the TM-align partners known from the 2,000-chain
   ground truth (``benchmarks/atlas/data``; a partner counts once, as itself or any copy).
 * **memory**: peak resident memory of the process that searched (a fresh one per size).
 * **service**: the HTTP API on the atlas (FastAPI test client): entry JSON, PDB file, sequence and structure search.
