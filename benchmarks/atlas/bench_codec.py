@@ -5,7 +5,8 @@ embedded folding model for their sequences (all atoms, per-atom pLDDT in the B-f
 mmCIF text compressed with zstd, BinaryCIF as biotite writes it, BinaryCIF with biotite's search of the smallest
 encoding per column (``compress``), BinaryCIF as the atlas encodes it (``codec.encode_structure``: a fixed encoding
 chain per column type), each of those with zstd; encode times of the last two and the decode time of the
-atlas'. PAE of the same predictions: float16, uint16 hundredths and uint8 eighths of an Angstrom, each zstd-compressed, and the largest error of each. Prints JSON.
+atlas'. PAE of the same predictions: float16, uint16 hundredths and uint8 eighths of an Angstrom, each
+zstd-compressed, and the largest error of each. Prints JSON.
 
     python benchmarks/atlas/bench_codec.py [--eval ../shared/eval/structure]
 """
