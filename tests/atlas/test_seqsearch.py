@@ -164,6 +164,32 @@ def test_index_grows_in_log_structured_shards(tmp_path, blob):
     assert sum(s.num_targets for s in load_shards(atlas.folder)) == len(seqs) + 1
 
 
+def test_a_large_index_update_keeps_the_pieces_it_finished(tmp_path, blob, monkeypatch):
+    """An update is written in pieces of CHUNK_ROWS row ids: one that dies midway keeps the finished pieces, and
+    the next update indexes the rest, every row once."""
+    from foldatlas.atlas import shards as shards_module
+
+    rng = np.random.default_rng(9)
+    atlas = open_atlas(tmp_path / "atlas", create=True)
+    _add(atlas, blob, [(f"s{k}", _random(rng, 60)) for k in range(23)])
+    monkeypatch.setattr(shards_module, "CHUNK_ROWS", 5)
+    real_build, calls = SequenceShard.build, []
+
+    def dying_build(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process dies while indexing the third piece
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(SequenceShard, "build", staticmethod(dying_build))
+    with pytest.raises(KeyboardInterrupt):
+        update_sequence_index(atlas)
+    assert [int(r) for s in load_shards(atlas.folder) for r in s.target_row] == list(range(1, 11))
+    monkeypatch.setattr(SequenceShard, "build", staticmethod(real_build))
+    assert update_sequence_index(atlas) == 13
+    assert [int(r) for s in load_shards(atlas.folder) for r in s.target_row] == list(range(1, 24))
+
+
 def codec_letters(codes):
     from foldatlas.atlas.seqindex import EASEL_AMINO
 

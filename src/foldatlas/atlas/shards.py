@@ -5,7 +5,8 @@ A shard is a folder of ``.npy`` arrays covering the entries with row ids ``first
 into its predecessor while it is at least half its size, so an index of N items keeps O(log N) shards and each item
 is rewritten O(log N) times. Shards are written to a temporary folder, fsynced and renamed, under an exclusive lock
 on the index folder; a crash leaves at most a stale temporary folder (removed by the next update) or a shard
-contained in a newer one (ignored), and rows not yet indexed are indexed by the next update.
+contained in a newer one (ignored), and rows not yet indexed are indexed by the next update. A large update writes
+a shard per :data:`CHUNK_ROWS` row ids as it goes, so a killed one keeps what it finished.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 __all__ = ["Shard", "shard_dirs", "shard_range", "update_shards", "save_arrays", "load_arrays", "file_lock"]
+
+
+CHUNK_ROWS = 50_000  # row ids per shard written by one step of an update (a killed update keeps finished steps)
 
 
 class Shard(Protocol):
@@ -134,8 +138,10 @@ def update_shards(atlas, index_name: str, build: Callable[[int, int], S], merge:
         dirs = shard_dirs(index)
         covered = shard_range(dirs[-1])[1] if dirs else 0
         last = atlas.max_rowid()
-        if last > covered:
-            _write(index, build(covered + 1, last))
+        # in pieces of at most CHUNK_ROWS rows, each written when done: an update of a million entries that is
+        # killed keeps what it finished
+        for first in range(covered + 1, last + 1, CHUNK_ROWS):
+            _write(index, build(first, min(last, first + CHUNK_ROWS - 1)))
         shards = [load(p) for p in shard_dirs(index)]
         while len(shards) >= 2 and 2 * shards[-1].size >= shards[-2].size:
             older, newer = shards[-2], shards[-1]
