@@ -148,3 +148,20 @@ def test_a_distant_partner_ranks_first_by_the_3di_aa_score(atlas, split_dir, tmp
     assert [h.target for h in hits[:2]] == ["1BUN_B", "far"]
     assert hits[1].tm_score > 0.6 and hits[1].identity < 0.7
     assert hits[1].prefilter_score > 3 * max(h.prefilter_score for h in hits[2:])
+
+
+def test_index_built_in_worker_processes_equals_the_serial_one(atlas, tmp_path):
+    """Large updates decode and encode in worker processes: the same shard as one process builds."""
+    import shutil
+
+    from foldatlas.atlas.structindex import index_dir, load_structure_shards, update_structure_index
+
+    other = tmp_path / "other"
+    shutil.copytree(atlas.folder, other, ignore=shutil.ignore_patterns("structindex-*"))
+    update_structure_index(atlas, workers=0)
+    with open_atlas(other) as copy:
+        assert update_structure_index(copy, workers=2) == len(atlas)
+    a, b = load_structure_shards(atlas.folder), load_structure_shards(other)
+    assert index_dir(other).is_dir() and len(a) == len(b) == 1
+    for name in ("target_row", "target_chain", "offsets", "centre", "states", "states3di", "ca", "residues"):
+        np.testing.assert_array_equal(getattr(a[0], name), getattr(b[0], name))

@@ -5,9 +5,9 @@ Chosen by measurement (``benchmarks/atlas/bench_codec.py``, numbers in BENCHMARK
 * **structure**: BinaryCIF (the PDB's and AlphaFold DB's compact mmCIF encoding, written by
   biotite), then zstd. Each column gets a fixed chain of BinaryCIF's standard encodings by its type
   (numbers: fixed point at PDB precision, delta, run length, packed into 1- or 2-byte integers;
-  strings: a string table with run-length, byte-packed indices), which zstd then squeezes: 8-13%
+  strings: a string table with run-length, byte-packed indices), which zstd then squeezes: 7-23%
   smaller than biotite's per-column search of the smallest chain (``pdbx.compress``) followed by
-  zstd, at a sixth to an eighth of its cost (about 5 ms against 45 ms per 1,600-atom chain). Coordinates are
+  zstd, at a fifth of its cost (10.5 against 51 ms per CASP14 domain, same run). Coordinates are
   kept at 0.001 Å and B-factors and occupancies at 0.01, like a PDB file; about a quarter of the
   size of zstd-compressed PDB text, and decodes about ten times faster. Blobs written with other
   encodings (older atlases) decode the same way: BinaryCIF names its encodings.

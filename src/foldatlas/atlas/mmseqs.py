@@ -79,12 +79,12 @@ def ensure_database(atlas, threads: int) -> Path:
 
 
 def _build(binary: str, folder: Path, shards, covered: int, threads: int) -> None:
+    import numpy as np
+
     from foldatlas.atlas.seqindex import EASEL_AMINO
 
     work = Path(tempfile.mkdtemp(prefix=".tmp-mmseqs-", dir=folder.parent))
     try:
-        import numpy as np
-
         letters = np.frombuffer(EASEL_AMINO.encode(), dtype=np.uint8)
         with open(work / "targets.fasta", "wb") as f:
             for shard in shards:

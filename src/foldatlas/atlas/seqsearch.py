@@ -33,6 +33,7 @@ import numpy as np
 
 from foldatlas.atlas.seqindex import SequenceShard, diagonal_scores, encode_digital, load_shards, \
     update_sequence_index
+from foldatlas.atlas.shards import require_current
 from foldatlas.errors import InvalidOptionError, InvalidSequenceError
 from foldatlas.seq.records import CHAIN_IDS, Record
 
@@ -267,9 +268,7 @@ def search_sequences(atlas, queries: list[Record], options: SearchOptions = Sear
         if len(q.chains) > 1:
             raise InvalidSequenceError(f"query '{q.name}': a complex ({len(q.chains)} chains); search one chain at "
                                        f"a time (one FASTA record per chain)")
-    if atlas.readonly and max((sh.last for sh in load_shards(atlas.folder)), default=0) < atlas.max_rowid():
-        raise InvalidOptionError("the atlas' sequence index is missing or behind its entries (entries added "
-                                 "since, or made by an older foldatlas); open the atlas writable once to update it")
+    require_current(atlas, load_shards(atlas.folder), "sequence")
     if resolve_engine(options.engine) == "mmseqs":
         from foldatlas.atlas.mmseqs import search_mmseqs
 

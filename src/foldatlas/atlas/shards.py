@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-__all__ = ["Shard", "shard_dirs", "shard_range", "update_shards", "save_arrays", "load_arrays", "file_lock"]
+__all__ = ["Shard", "shard_dirs", "shard_range", "update_shards", "save_arrays", "load_arrays", "file_lock",
+           "require_current"]
 
 
 CHUNK_ROWS = 50_000  # row ids per shard written by one step of an update (a killed update keeps finished steps)
@@ -91,6 +92,21 @@ def _locked(index: Path) -> Iterator[None]:
     index.mkdir(parents=True, exist_ok=True)
     with file_lock(index / ".lock"):
         yield
+
+
+def require_current(atlas, shards: list, name: str) -> None:
+    """Refuse to search a read-only atlas whose index (``name``) does not cover all its entries.
+
+    Raises
+    ------
+    InvalidOptionError
+        If the atlas is read-only and rows were added after the newest shard (it cannot be updated).
+    """
+    from foldatlas.errors import InvalidOptionError
+
+    if atlas.readonly and max((s.last for s in shards), default=0) < atlas.max_rowid():
+        raise InvalidOptionError(f"the atlas' {name} index is missing or behind its entries (made by an older "
+                                 f"foldatlas, or entries added since); open the atlas writable once to update it")
 
 
 @contextmanager

@@ -186,7 +186,7 @@ def update_structure_index(atlas, alphabet: StructureAlphabet | None = None, wor
         Default: the shipped one.
     workers : int, optional
         Processes that decode and encode structures (0: this one). Default: one per CPU (at most 4) when
-        :data:`PARALLEL_ROWS` rows or more are new and the alphabet is the shipped one, else 0.
+        :data:`PARALLEL_ROWS` rows or more are new, else 0. Always 0 with another alphabet than the shipped one.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -196,10 +196,14 @@ def update_structure_index(atlas, alphabet: StructureAlphabet | None = None, wor
 
     def build(first: int, last: int) -> StructureShard:
         rowids = [r for r, _ in atlas.iter_sequences(first - 1, last)]
-        n = workers if workers is not None else \
-            (0 if custom or len(rowids) < PARALLEL_ROWS else min(len(os.sched_getaffinity(0)), 4))
+        if custom:  # worker processes rebuild the shipped alphabet only
+            n = 0
+        elif workers is not None:
+            n = workers
+        else:
+            n = min(len(os.sched_getaffinity(0)), 4) if len(rowids) >= PARALLEL_ROWS else 0
         chains: list[tuple] = []
-        if n and not custom:
+        if n:
             # spawn: the caller may hold torch's thread pool, which does not survive a fork. Blobs are read a
             # window at a time, so memory holds a few thousand of them, not the whole range.
             window = 256 * 4 * n

@@ -27,6 +27,7 @@ import numpy as np
 
 from foldatlas.atlas.structindex import (ChainTrace, StructureShard, chain_traces, load_structure_shards,
                                          update_structure_index)
+from foldatlas.atlas.shards import require_current
 from foldatlas.errors import InvalidOptionError
 from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
 
@@ -538,9 +539,7 @@ def search_structures(atlas, queries: list[QueryChain], options: StructureSearch
     if not atlas.readonly:
         update_structure_index(atlas)
     shards = load_structure_shards(atlas.folder)
-    if atlas.readonly and max((s.last for s in shards), default=0) < atlas.max_rowid():
-        raise InvalidOptionError("the atlas' structure index is missing or behind its entries (made by an older "
-                                 "foldatlas, or entries added since); open the atlas writable once to update it")
+    require_current(atlas, shards, "structure")
     if keep:
         with _KEPT_LOCK:
             searcher = _kept_searcher(shards, options)

@@ -71,11 +71,10 @@ def read_structure(path: str | Path | None = None, text: str | None = None, name
             raise InvalidFileError(f"{label}: cannot read as a text structure file ({e.__class__.__name__})") from e
     fmt = _sniff_format(label, text)
     try:
-        atoms = _simple_pdb_atoms(text) if fmt == "pdb" else None
-        if atoms is not None:
-            pass
-        elif fmt == "pdb":
-            atoms = pdb.PDBFile.read(_io.StringIO(text)).get_structure(model=1, extra_fields=["b_factor"])
+        if fmt == "pdb":
+            atoms = _simple_pdb_atoms(text)
+            if atoms is None:
+                atoms = pdb.PDBFile.read(_io.StringIO(text)).get_structure(model=1, extra_fields=["b_factor"])
         else:
             atoms = pdbx.get_structure(pdbx.CIFFile.read(_io.StringIO(text)), model=1, extra_fields=["b_factor"])
     except InvalidFileError:
