@@ -80,18 +80,59 @@ def threedi_states(atoms) -> np.ndarray:
 def backbone_states(ca: np.ndarray, cb: np.ndarray, n: np.ndarray, c: np.ndarray) -> np.ndarray:
     """3Di states of one chain from its per-residue CA, CB, N and C coordinates (NaN rows where missing).
 
+    The same states as biotite's ``Encoder().encode`` (tested), computed with biotite's own geometry, descriptors and
+    network but with plain arrays and a boolean mask in place of its masked arrays, whose bookkeeping took most of
+    its time on chains of a few hundred residues (``benchmarks/structure/bench_threedi.py`` measures both).
+
     Returns
     -------
     ndarray of uint8, shape (L,)
         0-19, :data:`UNDEFINED` where the encoder has no state.
     """
+    length = len(ca)
+    if length < 3:
+        return np.full(length, UNDEFINED, dtype=np.uint8)
+    encoder = _encoder()
+    features = encoder.feature_encoder
+    ca, cb, n, c = (np.array(x, dtype=np.float64) for x in (ca, cb, n, c))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        missing_cb = np.isnan(cb)
+        if missing_cb.any():
+            approx = features.vc_encoder._approximate_cb_position(ca, n, c)
+            cb = np.where(missing_cb, approx, cb)
+        vc = features.vc_encoder._compute_virtual_center(ca, cb, n)
+        masked = np.isnan(ca).any(axis=1) | np.isnan(n).any(axis=1) | np.isnan(c).any(axis=1)
+        partner = _residue_partners(vc, masked)
+        descriptors = features._calc_conformation_descriptors(ca, partner)
+        undefined = features._create_descriptor_mask(masked, partner)[:, 0]
+        states = encoder.vae_encoder(descriptors)
+    return np.where(undefined, UNDEFINED, states).astype(np.uint8)
+
+
+@lru_cache(maxsize=1)
+def _encoder():
     from biotite.structure.alphabet.encoder import Encoder
 
-    if len(ca) < 3:
-        return np.full(len(ca), UNDEFINED, dtype=np.uint8)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        codes = Encoder().encode(*(np.asarray(x, dtype=np.float64) for x in (ca, cb, n, c)))
-    return np.where(np.ma.getmaskarray(codes), UNDEFINED, np.ma.getdata(codes)).astype(np.uint8)
+    return Encoder()
+
+
+def _residue_partners(x: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """Each residue's nearest other residue by virtual centre, as biotite's ``_find_residue_partners`` picks it on
+    its masked array (masked residues and both chain ends are never partners; a row without candidates gives 0).
+    The products are formed as ``numpy.ma.dot`` forms them, so ties break the same way."""
+    if masked.any():
+        x0 = np.where(masked[:, None], 0.0, x)
+        gram = np.dot(x0, x0.copy().T)
+    else:
+        gram = np.dot(x, x.T)
+    r = np.sum(x * x, axis=-1).reshape(-1, 1)
+    r[0] = r[-1] = np.nan
+    d = r - 2 * gram + r.T
+    d[np.diag_indices_from(d)] = np.inf
+    d[masked] = np.inf
+    d[:, masked] = np.inf
+    d[np.isnan(d)] = np.inf
+    return d.argmin(axis=1)
 
 
 @lru_cache(maxsize=1)
