@@ -42,3 +42,42 @@ def test_checksums():
     hba = ("MVLSPADKTNVKAAWGKVGAHAGEYGAEALERMFLSFPTTKTYFPHFDLSHGSAQVKGHGKKVADALTNAVAHVDDMPNALSALSDLHAHKLRV"
            "DPVNFKLLSHCLLVTLAAHLPAEFTPAVHASLDKFLASVSTVLTSKYR")
     assert codec.sequence_crc64(hba) == "15E13666573BBBAE"
+
+
+def test_trace_atoms_are_the_structures_atoms_without_the_extras():
+    """The structure index's lean decoding gives the same atoms, traces and 3Di states as the full one: several
+    chains, insertion codes, hetero atoms, negative residue numbers; several models go through the full decoder."""
+    import biotite.structure as struc
+
+    from foldatlas.atlas.structindex import chain_traces
+
+    a, b = read_structure(DATA / "1AX8_A.pdb"), read_structure(DATA / "1FHG_A.pdb")
+    b.chain_id[:] = "B"
+    b.res_id -= 40  # negative numbers
+    b.ins_code[b.res_id % 7 == 0] = "A"
+    b.hetero[-5:] = True
+    atoms = a + b
+    for structure in (a, atoms):
+        blob = codec.encode_structure(structure)
+        full, lean = codec.decode_structure(blob), codec.decode_trace_atoms(blob)
+        assert lean.array_length() == full.array_length()
+        np.testing.assert_array_equal(lean.coord, full.coord)
+        for name in ("chain_id", "res_id", "ins_code", "res_name", "atom_name", "hetero"):
+            assert (lean.get_annotation(name) == full.get_annotation(name)).all(), name
+        for x, y in zip(chain_traces(lean), chain_traces(full), strict=True):
+            assert x.chain_id == y.chain_id and x.sequence == y.sequence
+            np.testing.assert_array_equal(x.ca, y.ca)
+            np.testing.assert_array_equal(x.threedi, y.threedi)
+    assert (atoms.ins_code == "A").any()
+    models = struc.stack([a, a])
+    models.coord[1] += 5.0
+    from biotite.structure.io import pdbx
+
+    bcif = pdbx.BinaryCIFFile()
+    pdbx.set_structure(bcif, models)
+    import io
+
+    buf = io.BytesIO()
+    bcif.write(buf)
+    blob = codec._compress(buf.getvalue())
+    np.testing.assert_array_equal(codec.decode_trace_atoms(blob).coord, a.coord.round(3))  # the first model only

@@ -27,7 +27,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["sequence_md5", "sequence_crc64", "encode_structure", "decode_structure", "decode_bcif", "encode_plddt",
+__all__ = ["sequence_md5", "sequence_crc64", "encode_structure", "decode_structure", "decode_trace_atoms",
+           "decode_bcif", "encode_plddt",
            "decode_plddt", "encode_pae", "decode_pae", "encode_embedding", "decode_embedding", "PAE_STEP"]
 
 PAE_STEP = 0.125  # Å per uint8 step
@@ -151,6 +152,41 @@ def decode_structure(blob: bytes):
 
     bcif = pdbx.BinaryCIFFile.read(io.BytesIO(_decompress(blob)))
     return pdbx.get_structure(bcif, model=1, extra_fields=["b_factor"])
+
+
+def decode_trace_atoms(blob: bytes):
+    """The atoms of :func:`decode_structure` with only what chain traces and 3Di states need: coordinates, chain
+    id, residue number, insertion code, residue name, atom name and the hetero flag (no B-factors, elements or
+    charges).
+
+    Decodes 8 of the 19 columns the atlas writes and skips biotite's general conversion: about half the time of
+    :func:`decode_structure` (the structure index decodes every entry). Blobs with several models or alternate
+    locations (not written by the atlas) go through :func:`decode_structure`.
+    """
+    import biotite.structure as struc
+    from biotite.structure.io import pdbx
+
+    site = pdbx.BinaryCIFFile.read(io.BytesIO(_decompress(blob))).block["atom_site"]
+    plain = all(name in site for name in _TRACE_COLUMNS)
+    for name in ("pdbx_PDB_model_num", "label_alt_id"):
+        if plain and name in site:
+            values = site[name].as_array(str, masked_value="")
+            plain = len(values) == 0 or bool((values == values[0]).all())
+    if not plain:
+        return decode_structure(blob)
+    atoms = struc.AtomArray(site.row_count)
+    atoms.coord = np.stack([site[f"Cartn_{axis}"].as_array(np.float32) for axis in "xyz"], axis=1)
+    atoms.chain_id = site["auth_asym_id"].as_array(str)
+    atoms.res_id = site["auth_seq_id"].as_array(int)
+    atoms.ins_code = site["pdbx_PDB_ins_code"].as_array(str, masked_value="")
+    atoms.res_name = site["auth_comp_id"].as_array(str)
+    atoms.atom_name = site["auth_atom_id"].as_array(str)
+    atoms.hetero = site["group_PDB"].as_array(str) == "HETATM"
+    return atoms
+
+
+_TRACE_COLUMNS = ("Cartn_x", "Cartn_y", "Cartn_z", "auth_asym_id", "auth_seq_id", "pdbx_PDB_ins_code", "auth_comp_id",
+                  "auth_atom_id", "group_PDB")
 
 
 def decode_bcif(blob: bytes) -> bytes:

@@ -168,7 +168,7 @@ def _index_blobs(batch: list[tuple[int, bytes]], alphabet: StructureAlphabet | N
     alphabet = alphabet or load_alphabet()
     out = []
     for rowid, blob in batch:
-        for chain in chain_traces(codec.decode_structure(blob)):
+        for chain in chain_traces(codec.decode_trace_atoms(blob)):
             out.append((rowid, chain.chain_id, chain.ca, chain.sequence, alphabet.states(chain.ca), chain.threedi))
     return out
 
