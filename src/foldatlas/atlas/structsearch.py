@@ -32,7 +32,8 @@ from foldatlas.errors import InvalidOptionError
 from foldatlas.structure.alphabet import StructureAlphabet, load_alphabet
 
 __all__ = ["threedi_aa_scores", "StructureHit", "StructureSearchOptions", "StructureSearcher", "QueryChain",
-           "query_chains", "chains_of", "search_structures", "superposed_chain", "STRUCTURE_HIT_COLUMNS"]
+           "query_chains", "structure_of", "chains_of", "search_structures", "superposed_chain",
+           "STRUCTURE_HIT_COLUMNS"]
 
 SEARCH_MODES = ("3diaa", "3di", "alphabet")
 GAP_OPEN, GAP_EXTEND = 10, 1  # Foldseek's gap costs (half bits), for 3Di and 3Di+AA alike
@@ -447,24 +448,39 @@ def query_chains(source: str | Path, atlas=None, chains: str | None = None) -> l
     UnknownEntryError
         If the source is neither a file nor an entry of the atlas.
     """
+    atoms, name = structure_of(source, atlas)
+    return chains_of(atoms, name, chains, label=str(source))
+
+
+def structure_of(source: str | Path, atlas=None):
+    """The atoms and a name of a structure file (PDB/mmCIF, gzipped too) or, failing that, an atlas entry ID.
+
+    Returns
+    -------
+    atoms : biotite.structure.AtomArray
+    name : str
+        The file name without its suffixes, or the entry ID.
+
+    Raises
+    ------
+    InvalidFileError
+        If a path-like source is not a readable structure.
+    UnknownEntryError
+        If the source is neither a file nor an entry of the atlas.
+    """
     from foldatlas.atlas import codec
     from foldatlas.errors import InvalidFileError
-    from foldatlas.structure.io import read_structure
-
     from foldatlas.files import is_existing_file
+    from foldatlas.structure.io import read_structure
 
     path = Path(source)
     if is_existing_file(path):
-        atoms = read_structure(path)
-        name = path.name.split(".")[0]
-    elif atlas is not None and not any(c in str(source) for c in "/\\") and not str(source).lower().endswith(
+        return read_structure(path), path.name.split(".")[0]
+    if atlas is not None and not any(c in str(source) for c in "/\\") and not str(source).lower().endswith(
             (".pdb", ".cif", ".gz", ".ent", ".mmcif")):
         entry = atlas.get(str(source), pae=False, embedding=False)
-        atoms = codec.decode_structure(entry.structure_blob)
-        name = entry.id
-    else:
-        raise InvalidFileError(f"{source}: no such file")
-    return chains_of(atoms, name, chains, label=str(source))
+        return codec.decode_structure(entry.structure_blob), entry.id
+    raise InvalidFileError(f"{source}: no such file")
 
 
 def chains_of(atoms, name: str, chains: str | None = None, label: str | None = None) -> list[QueryChain]:

@@ -32,7 +32,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register() -> None:
-    from foldatlas.cli import atlas, compare, fold, lm, models, serve, train
+    from foldatlas.cli import atlas, compare, design, fold, lm, models, serve, train
 
     fold.register(app)
     compare.register(app)
@@ -41,6 +41,7 @@ def _register() -> None:
     train.register(app)
     serve.register(app)
     lm.register(app)
+    design.register(app)
 
 
 _register()

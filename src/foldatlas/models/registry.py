@@ -16,7 +16,8 @@ from pathlib import Path
 
 from foldatlas.errors import UnknownModelError, WeightsIntegrityError, WeightsNotFoundError
 
-__all__ = ["ModelSpec", "REGISTRY", "DEFAULT_FOLD_MODEL", "DEFAULT_LM", "ResolvedModel", "hub_cache_dir",
+__all__ = ["ModelSpec", "REGISTRY", "DEFAULT_FOLD_MODEL", "DEFAULT_LM", "DEFAULT_DESIGN_MODEL", "ResolvedModel",
+           "hub_cache_dir",
            "resolve_model"]
 
 
@@ -28,9 +29,9 @@ class ModelSpec:
     ----------
     name : str
         Short name used on the command line.
-    kind : {"fold", "lm"}
-        A folding model (``EsmForProteinFolding`` or ``EsmFold2Model``) or a language model
-        (``EsmForMaskedLM`` or ``EsmcForMaskedLM``).
+    kind : {"fold", "lm", "design"}
+        A folding model (``EsmForProteinFolding`` or ``EsmFold2Model``), a language model
+        (``EsmForMaskedLM`` or ``EsmcForMaskedLM``) or an inverse-folding model (ProteinMPNN).
     hub_id : str or None
         Hugging Face repository, looked up in the local hub cache.
     package_path : str or None
@@ -50,6 +51,8 @@ class ModelSpec:
 DEFAULT_FOLD_MODEL = "foldatlas-fold-small"
 # The embedded language model, trained by the project and shipped in the package.
 DEFAULT_LM = "foldatlas-lm-small"
+# The design model: ProteinMPNN's released weights, converted and shipped in the package.
+DEFAULT_DESIGN_MODEL = "proteinmpnn"
 
 _ESM2 = (("esm2_t6_8M_UR50D", "8M"), ("esm2_t12_35M_UR50D", "35M"), ("esm2_t30_150M_UR50D", "150M"),
          ("esm2_t33_650M_UR50D", "650M"), ("esm2_t36_3B_UR50D", "3B"))
@@ -68,6 +71,10 @@ REGISTRY: dict[str, ModelSpec] = {
                               "far less accurate than esmfold_v1"),
         ModelSpec(DEFAULT_LM, "lm", package_path="weights/foldatlas-lm-small",
                   description="foldatlas' embedded ESM-2-architecture language model, trained by the project"),
+        ModelSpec(DEFAULT_DESIGN_MODEL, "design", package_path="weights/proteinmpnn_v_48_020",
+                  description="ProteinMPNN v_48_020 (Dauparas et al. 2022), the released weights (MIT), shipped"),
+        ModelSpec("soluble", "design", package_path="weights/solublempnn_v_48_020",
+                  description="SolubleMPNN v_48_020: ProteinMPNN trained on soluble proteins only (MIT), shipped"),
         *(ModelSpec(name, "lm", hub_id=f"facebook/{name}", description=f"ESM-2 {size}, Meta's released weights")
           for name, size in _ESM2),
         *(ModelSpec(f"esmc_{size.lower()}", "lm", hub_id=f"biohub/ESMC-{size}",

@@ -1,0 +1,27 @@
+"""``foldatlas design`` as a user runs it: FASTA out, sequences scored, one-line errors."""
+
+import json
+
+
+def test_design_writes_fasta_and_scores_sequences(run_cli, split_dir, tmp_path):
+    out = tmp_path / "designs.fasta"
+    done = run_cli("design", str(split_dir / "1BUN_B.pdb"), "-n", "2", "--batch-size", "2", "--seed", "3",
+                   "--omit", "C", "-o", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert text.count(">") == 3 and ">1BUN_B native score=" in text and ">1BUN_B_design_2 score=" in text
+    native = text.splitlines()[1]
+    scored = run_cli("design", str(split_dir / "1BUN_B.pdb"), "--score", native, "--json", timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads(scored.stdout)[0]
+    assert result["sequence"] == native and result["mean"] < 0 and len(result["per_residue"]) == len(native)
+
+
+def test_design_errors_are_one_line(run_cli, split_dir, tmp_path):
+    for args, message in ((["--fixed", "Z1-5"], "--fixed: no chain Z"), (["--bias", "A=1"], "--bias"),
+                          (["--temperature", "0"], "--temperature"), (["--model", "esmfold_v1"], "is a fold model")):
+        done = run_cli("design", str(split_dir / "1BUN_B.pdb"), *args, timeout=300)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, (args, done.stderr)
+    missing = run_cli("design", str(tmp_path / "nope.pdb"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
