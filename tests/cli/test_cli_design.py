@@ -25,3 +25,17 @@ def test_design_errors_are_one_line(run_cli, split_dir, tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, (args, done.stderr)
     missing = run_cli("design", str(tmp_path / "nope.pdb"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_variants_with_a_structure_add_proteinmpnn_scores(run_cli, split_dir, tmp_path):
+    from foldatlas.design import backbone
+    from foldatlas.structure.io import read_structure
+
+    native = backbone(read_structure(split_dir / "1BUN_B.pdb")).sequence
+    out = tmp_path / "v.csv"
+    done = run_cli("variants", native, "--mutations", f"{native[4]}5A,{native[9]}10P", "--methods", "wt_marginal",
+                   "--structure", str(split_dir / "1BUN_B.pdb"), "-o", str(out), "-q", timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "mutant,n_mutations,wt_marginal,proteinmpnn" and len(lines) == 3
+    assert all(line.split(",")[-1] not in ("", "nan") for line in lines[1:])

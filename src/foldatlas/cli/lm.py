@@ -141,9 +141,17 @@ def register(app: typer.Typer) -> None:
         heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="PNG heatmap of the single substitutions."),
         model: str = MODEL_OPTION,
         max_tokens: int = TOKENS_OPTION,
+        structure: Optional[str] = typer.Option(None, "--structure", help="A structure of the protein (PDB or "
+                                                "mmCIF): adds ProteinMPNN's structure-conditioned score (column "
+                                                "proteinmpnn)."),
+        chain: Optional[str] = typer.Option(None, "--chain", help="The structure's chain of the protein (default: "
+                                            "the best match)."),
+        design_model: str = typer.Option("proteinmpnn", "--design-model", help="ProteinMPNN model for "
+                                         "--structure: proteinmpnn or soluble."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
-        """Zero-shot variant effect scores (ESM-1v's masked marginal, wild-type marginal, pseudo-log-likelihood)."""
+        """Zero-shot variant effect scores (ESM-1v's masked marginal, wild-type marginal, pseudo-log-likelihood;
+        with --structure also ProteinMPNN's)."""
         from foldatlas.errors import InvalidOptionError
         from foldatlas.lm import load_lm, parse_variants, score_variants, single_scan
         from foldatlas.lm.model import single_chain
@@ -169,9 +177,20 @@ def register(app: typer.Typer) -> None:
             variants += single_scan(wt, offset)
         chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
         check_methods(chosen)
+        atoms = None
+        if structure is not None:
+            from foldatlas.atlas.structsearch import structure_of
+
+            atoms, _ = structure_of(structure)
         lm = load_lm(model)
         with _bar(variant_tokens(wt, variants, chosen), quiet, "scoring") as bar:
             rows = score_variants(lm, wt, variants, chosen, max_tokens, progress=bar.update)
+        if atoms is not None:
+            from foldatlas.design.variants import structure_variant_scores
+
+            for row, value in zip(rows, structure_variant_scores(atoms, wt, variants, chain, design_model)):
+                row["proteinmpnn"] = "" if value is None else value
+            chosen = (*chosen, "proteinmpnn")
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["mutant", "n_mutations", *chosen], lineterminator="\n")
         writer.writeheader()

@@ -19,7 +19,7 @@ from foldatlas.design.features import Backbone, backbone, parse_positions, tied_
 from foldatlas.errors import InvalidOptionError, InvalidSequenceError
 
 __all__ = ["DesignOptions", "Design", "DesignResult", "SequenceScore", "design_sequences", "score_sequences",
-           "load_design_model"]
+           "position_log_probs", "load_design_model"]
 
 _AMINO = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -336,3 +336,67 @@ def score_sequences(atoms, sequences: list[str], model: str = "proteinmpnn", num
                                                              for v, r in zip(per, read)],
                                  total=round(float(per[read].sum()), 4), mean=round(float(per[read].mean()), 4)))
     return out
+
+
+def position_log_probs(atoms, sequence: str | None = None, model: str = "proteinmpnn", num_orders: int = 4,
+                       seed: int = 0, positions: list[int] | None = None, rows_per_pass: int = 8) -> np.ndarray:
+    """Each position's amino-acid log-probabilities given the structure and every other residue's amino acid.
+
+    Position ``i`` is decoded last (after all the others, whose order is random), so its distribution is conditioned
+    on the backbone and the whole rest of the sequence: ProteinMPNN's analogue of a masked language model's
+    masked marginal. Averaged over ``num_orders`` random orders of the others.
+
+    Parameters
+    ----------
+    atoms : biotite.structure.AtomArray
+    sequence : str, optional
+        The amino acids to read on the backbone, one per residue (default: the structure's own).
+    model : str
+    num_orders : int
+    seed : int
+    positions : list of int, optional
+        0-based residues to compute (default: all); the other rows are NaN.
+    rows_per_pass : int
+        (position, order) pairs decoded together (memory: about 25 MB per row per 100 residues).
+
+    Returns
+    -------
+    ndarray of float32, shape (L, 21)
+        Natural-log probabilities in :data:`foldatlas.models.proteinmpnn.MPNN_ALPHABET` order; NaN rows where the
+        network does not read the residue.
+    """
+    import torch
+
+    from foldatlas.models.proteinmpnn import MPNN_ALPHABET, decoding_order
+
+    if num_orders < 1 or rows_per_pass < 1:
+        raise InvalidOptionError("the number of decoding orders and rows per pass must be >= 1")
+    bb = backbone(atoms)
+    net = load_design_model(model)
+    x, mask, residue_index, chain_labels, codes = _tensors(bb)
+    if sequence is not None:
+        flat = sequence.replace(":", "").upper()
+        if len(flat) != len(bb) or set(flat) - set(MPNN_ALPHABET):
+            raise InvalidSequenceError(f"the sequence must have one amino acid per residue of the structure "
+                                       f"({len(bb)}), got {len(flat)}")
+        codes = torch.tensor([MPNN_ALPHABET.index(ch) for ch in flat])[None]
+    length = len(bb)
+    read = np.flatnonzero(bb.mask > 0)
+    if positions is not None:
+        read = np.array(sorted(set(int(p) for p in positions) & set(read.tolist())), dtype=np.int64)
+    generator = torch.Generator().manual_seed(seed)
+    randn = torch.randn(num_orders, length, generator=generator)
+    pairs = [(int(i), o) for i in read for o in range(num_orders)]
+    out = np.full((length, 21), np.nan)
+    out[read] = 0.0
+    with torch.no_grad():
+        encoded = net.encode(x, mask, residue_index, chain_labels)
+        for start in range(0, len(pairs), rows_per_pass):
+            chunk = pairs[start:start + rows_per_pass]
+            last = torch.zeros(len(chunk), length)
+            last[torch.arange(len(chunk)), torch.tensor([i for i, _ in chunk])] = 1.0
+            order = decoding_order(randn[[o for _, o in chunk]], last)  # position i after every other one
+            lp = net.decode(encoded, mask, codes, order)
+            for row, (i, _) in enumerate(chunk):
+                out[i] += lp[row, i].numpy()
+    return (out / num_orders).astype(np.float32)

@@ -264,7 +264,12 @@ class ProteinMPNN(nn.Module):
         """Log-probabilities [B, L, 21] of every amino acid at every position, each position seeing the amino acids
         of ``sequence`` [B, L] decoded before it in ``order`` [B, L] (the reference's ``score`` with
         ``use_sequence``)."""
-        h_v, h_e, idx = self.encode(x, mask, residue_index, chain_labels)
+        return self.decode(self.encode(x, mask, residue_index, chain_labels), mask, sequence, order)
+
+    def decode(self, encoded: tuple[torch.Tensor, torch.Tensor, torch.Tensor], mask: torch.Tensor,
+               sequence: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_probs` from the :meth:`encode` output of one backbone (shared by every order)."""
+        h_v, h_e, idx = encoded
         num = order.shape[0]  # several orders (or sequences) of one backbone: its encoding is shared
         idx, h_v, h_e = idx.expand(num, -1, -1), h_v.expand(num, -1, -1), h_e.expand(num, -1, -1, -1)
         mask = mask.expand(num, -1)
