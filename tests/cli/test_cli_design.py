@@ -39,3 +39,19 @@ def test_variants_with_a_structure_add_proteinmpnn_scores(run_cli, split_dir, tm
     lines = out.read_text().splitlines()
     assert lines[0] == "mutant,n_mutations,wt_marginal,proteinmpnn" and len(lines) == 3
     assert all(line.split(",")[-1] not in ("", "nan") for line in lines[1:])
+
+
+def test_refold_reports_self_consistency(run_cli, split_dir, tmp_path, tiny_checkpoint):
+    """--refold folds each design (here with a tiny random folding model: the numbers mean nothing, the plumbing
+    is what is tested) and writes the models."""
+    out, models = tmp_path / "d.fasta", tmp_path / "models"
+    done = run_cli("design", str(split_dir / "1BUN_B.pdb"), "-n", "2", "--batch-size", "2", "--refold",
+                   str(tiny_checkpoint), "--refold-dir", str(models), "-o", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr
+    headers = [line for line in out.read_text().splitlines() if line.startswith(">")]
+    assert len(headers) == 3 and all("sc_tm=" in h and "plddt=" in h for h in headers)
+    assert sorted(p.name for p in models.iterdir()) == ["1BUN_B_design_1.pdb", "1BUN_B_design_2.pdb",
+                                                        "1BUN_B_native.pdb"]
+    assert "scTM" in done.stderr
+    bad = run_cli("design", str(split_dir / "1BUN_B.pdb"), "--refold-dir", str(models))
+    assert bad.returncode != 0 and "needs --refold" in bad.stderr

@@ -47,6 +47,11 @@ def register(app: typer.Typer) -> None:
                                                                           "of the other chains."),
         score: Optional[list[str]] = typer.Option(None, "--score", help="Score this sequence on the structure "
                                                                         "instead of designing (repeatable)."),
+        refold: Optional[str] = typer.Option(None, "--refold", help="Fold every design (and the input's "
+                                                                    "sequence) with this folding model and report "
+                                                                    "scTM, RMSD, pLDDT and pTM, best first."),
+        refold_dir: Optional[Path] = typer.Option(None, "--refold-dir", help="With --refold: write each refolded "
+                                                                             "model here as PDB."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write FASTA (or JSON with --json) "
                                                                            "here instead of printing it."),
         as_json: bool = typer.Option(False, "--json", help="JSON instead of FASTA."),
@@ -56,8 +61,16 @@ def register(app: typer.Typer) -> None:
         from foldatlas.design.mpnn import DesignOptions, design_sequences, score_sequences
         from foldatlas.files import atomic_write_text, check_output_path
 
+        from foldatlas.errors import InvalidOptionError
+
         if output is not None:
             check_output_path(output, "--output")
+        if refold_dir is not None:
+            if refold is None:
+                raise InvalidOptionError("--refold-dir needs --refold MODEL")
+            check_output_path(refold_dir, "--refold-dir", folder=True)
+        if refold is not None and score:
+            raise InvalidOptionError("--refold designs and folds them; it does not apply to --score")
         options = DesignOptions(num_sequences=num_sequences, temperature=temperature, seed=seed,
                                 batch_size=batch_size, omit=omit, bias=_bias(bias), tied=tied,
                                 homo_oligomer=homo_oligomer, model=model, fixed=fixed,
@@ -78,7 +91,36 @@ def register(app: typer.Typer) -> None:
         else:
             result = design_sequences(atoms, options, name=name)
             text = json.dumps(result.to_dict(), indent=1) + "\n" if as_json else result.to_fasta()
+            if refold is not None:
+                text = _refold(result, atoms, refold, refold_dir, as_json)
         if output is not None:
             atomic_write_text(output, text)
         else:
             typer.echo(text, nl=False)
+
+
+def _refold(result, atoms, model: str, folder: Optional[Path], as_json: bool) -> str:
+    """Refold the designs: FASTA with scTM, RMSD, pLDDT and pTM in each header (a ranked table on stderr), or JSON
+    with a ``refolded`` list."""
+    from foldatlas.design.refold import refold_designs
+    from foldatlas.files import atomic_write_text
+
+    keep = None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def keep(index: int, prediction) -> None:
+            label = "native" if index == 0 else f"design_{index}"
+            atomic_write_text(folder / f"{result.name}_{label}.pdb", prediction.to_pdb())
+
+    rows = refold_designs(result, atoms, model, keep=keep)
+    if as_json:
+        data = result.to_dict()
+        data["refolded"] = {"model": model, "designs": [r.to_dict() for r in rows]}
+        return json.dumps(data, indent=1) + "\n"
+    typer.echo(f"refolded with {model}, best scTM first (0: the input's own sequence)\n"
+               "index\tscTM\tRMSD\tpLDDT\tpTM", err=True)
+    for r in rows:
+        typer.echo(f"{r.index}\t{r.sc_tm:.3f}\t{r.rmsd:.2f}\t{r.plddt:.1f}\t{r.ptm:.3f}", err=True)
+    return result.to_fasta({r.index: f"sc_tm={r.sc_tm:.4f} rmsd={r.rmsd:.3f} plddt={r.plddt:.2f} ptm={r.ptm:.4f}"
+                            for r in rows})

@@ -144,14 +144,16 @@ class DesignResult:
     options: DesignOptions
     designs: list
 
-    def to_fasta(self) -> str:
-        """FASTA: the input first (its score), then each design with its scores, as ProteinMPNN writes them."""
-        o = self.options
+    def to_fasta(self, extra: dict | None = None) -> str:
+        """FASTA: the input first (its score), then each design with its scores, as ProteinMPNN writes them;
+        ``extra`` maps a design index (0: the input) to more ``key=value`` text for its header."""
+        o, extra = self.options, extra or {}
+        more = lambda k: f" {extra[k]}" if k in extra else ""  # noqa: E731
         lines = [f">{self.name} native score={self.native_score:.4f} designed={self.designed} model={self.model} "
-                 f"temperature={o.temperature:g} seed={o.seed}", self.native]
+                 f"temperature={o.temperature:g} seed={o.seed}{more(0)}", self.native]
         for d in self.designs:
             lines += [f">{self.name}_design_{d.index} score={d.score:.4f} global_score={d.global_score:.4f} "
-                      f"confidence={d.confidence:.4f} recovery={d.recovery:.4f}", d.sequence]
+                      f"confidence={d.confidence:.4f} recovery={d.recovery:.4f}{more(d.index)}", d.sequence]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
