@@ -105,15 +105,13 @@ def _refold(result, atoms, model: str, folder: Optional[Path], as_json: bool) ->
     from foldatlas.design.refold import refold_designs
     from foldatlas.files import atomic_write_text
 
-    keep = None
+    def write(index: int, prediction) -> None:
+        label = "native" if index == 0 else f"design_{index}"
+        atomic_write_text(folder / f"{result.name}_{label}.pdb", prediction.to_pdb())
+
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-
-        def keep(index: int, prediction) -> None:
-            label = "native" if index == 0 else f"design_{index}"
-            atomic_write_text(folder / f"{result.name}_{label}.pdb", prediction.to_pdb())
-
-    rows = refold_designs(result, atoms, model, keep=keep)
+    rows = refold_designs(result, atoms, model, keep=write if folder is not None else None)
     if as_json:
         data = result.to_dict()
         data["refolded"] = {"model": model, "designs": [r.to_dict() for r in rows]}
