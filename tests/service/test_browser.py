@@ -199,6 +199,24 @@ def test_superposition_on_an_experimental_structure(live_server, page):
     assert page.is_visible("#legend-reference")
 
 
+def test_design_panel_shows_designs_and_a_refolded_model(live_server, page):
+    page.goto(live_server + "/entry/1BUN_B")
+    page.wait_for_function("document.getElementById('entry-title').textContent === '1BUN_B'")
+    page.fill("#design-count", "2")
+    page.fill("#design-omit", "C")
+    page.click("#design-form button")
+    page.wait_for_selector("#design-table:not([hidden])", timeout=240_000)
+    rows = page.query_selector_all("#design-table tbody tr")
+    assert len(rows) == 3  # the input and two designs
+    sequences = [r.query_selector(".design-seq").text_content() for r in rows]
+    assert all(len(s) == len(sequences[0]) for s in sequences) and all("C" not in s for s in sequences[1:])
+    assert "refolded with" in page.text_content("#design-status")
+    page.click("#design-table tbody tr[data-index='1'] .design-show")
+    page.wait_for_function("window.foldatlas.shownDesign === 1", timeout=30_000)
+    assert page.is_visible("#legend-reference")
+    assert page.evaluate("window.foldatlas.viewer.getModel(1) !== null")  # the target drawn with the design
+
+
 def test_errors_are_shown_not_thrown(live_server, page):
     page.goto(live_server + "/entry/NO_SUCH_ENTRY")
     page.wait_for_selector("#message:not([hidden])")

@@ -51,7 +51,8 @@ def register(app: typer.Typer) -> None:
                                                                     "sequence) with this folding model and report "
                                                                     "scTM, RMSD, pLDDT and pTM, best first."),
         refold_dir: Optional[Path] = typer.Option(None, "--refold-dir", help="With --refold: write each refolded "
-                                                                             "model here as PDB."),
+                                                                             "model here as PDB, superposed on the "
+                                                                             "target."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write FASTA (or JSON with --json) "
                                                                            "here instead of printing it."),
         as_json: bool = typer.Option(False, "--json", help="JSON instead of FASTA."),
@@ -105,9 +106,11 @@ def _refold(result, atoms, model: str, folder: Optional[Path], as_json: bool) ->
     from foldatlas.design.refold import refold_designs
     from foldatlas.files import atomic_write_text
 
-    def write(index: int, prediction) -> None:
+    def write(index: int, prediction, superposed) -> None:  # the model moved onto the target, pLDDT kept
+        from foldatlas.structure.io import to_pdb_string
+
         label = "native" if index == 0 else f"design_{index}"
-        atomic_write_text(folder / f"{result.name}_{label}.pdb", prediction.to_pdb())
+        atomic_write_text(folder / f"{result.name}_{label}.pdb", to_pdb_string(superposed))
 
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ class Refolded:
         return asdict(self)
 
 
-def refold_designs(result, atoms, model: str, include_native: bool = True, keep=None) -> list[Refolded]:
+def refold_designs(result, atoms, model, include_native: bool = True, keep=None) -> list[Refolded]:
     """Fold the designs of a :class:`~foldatlas.design.mpnn.DesignResult` and compare them with the target.
 
     Parameters
@@ -55,12 +55,13 @@ def refold_designs(result, atoms, model: str, include_native: bool = True, keep=
     result : DesignResult
     atoms : biotite.structure.AtomArray
         The target (the structure the designs were made for).
-    model : str
-        A folding model (registered name, hub id or checkpoint folder).
+    model : str or FoldingModel
+        A folding model: a registered name, hub id or checkpoint folder, or one already loaded (a server's).
     include_native : bool
         Also refold the input's own sequence (index 0), the baseline a design is compared with.
     keep : callable, optional
-        Called with ``(index, prediction)`` for each refolded sequence (to write or show the models).
+        Called with ``(index, prediction, superposed)`` for each refolded sequence, ``superposed`` being the
+        prediction's atoms moved onto the target by TM-align (to write or show the models).
 
     Returns
     -------
@@ -69,7 +70,6 @@ def refold_designs(result, atoms, model: str, include_native: bool = True, keep=
     """
     import tmtools
 
-    from foldatlas.api import fold
     from foldatlas.design.features import backbone
     from foldatlas.structure.metrics import superposed_rmsd
 
@@ -77,20 +77,28 @@ def refold_designs(result, atoms, model: str, include_native: bool = True, keep=
     target = bb.coords[:, 1].astype(np.float64)
     read = bb.mask > 0
     jobs = ([(0, result.native)] if include_native else []) + [(d.index, d.sequence) for d in result.designs]
-    predictions = fold([s for _, s in jobs], model=model, names=[f"{result.name}_{k}" for k, _ in jobs])
+    names = [f"{result.name}_{k}" for k, _ in jobs]
+    if isinstance(model, str):
+        from foldatlas.api import fold
+
+        predictions = fold([s for _, s in jobs], model=model, names=names)
+    else:
+        from foldatlas.predict.engine import FoldOptions, fold_batch
+        from foldatlas.seq.records import make_record
+
+        predictions = [fold_batch(model, [make_record(n, s)], FoldOptions())[0] for n, (_, s) in zip(names, jobs)]
     out = []
     for (index, sequence), pred in zip(jobs, predictions):
         ca = np.asarray(pred.ca_positions, dtype=np.float64)
-        if len(ca) != len(target):  # a residue the model could not place: pair by position as far as they go
-            n = min(len(ca), len(target))
-            ca, tgt, flat = ca[:n], target[:n], sequence.replace(":", "")[:n]
-        else:
-            tgt, flat = target, sequence.replace(":", "")
-        tm = tmtools.tm_align(ca, tgt, flat, bb.sequence[:len(tgt)])
-        rmsd = superposed_rmsd(ca[read[:len(ca)]], tgt[read[:len(ca)]])
+        n = min(len(ca), len(target))  # equal unless the model could not place a residue: pair as far as they go
+        flat = sequence.replace(":", "")[:n]
+        tm = tmtools.tm_align(ca[:n], target[:n], flat, bb.sequence[:n])
+        rmsd = superposed_rmsd(ca[:n][read[:n]], target[:n][read[:n]])
         out.append(Refolded(index=index, sequence=sequence, sc_tm=round(float(tm.tm_norm_chain2), 4),
                             rmsd=round(float(rmsd), 3), plddt=round(float(pred.mean_plddt), 2),
                             ptm=round(float(pred.ptm), 4)))
         if keep is not None:
-            keep(index, pred)
+            superposed = pred.to_atoms()
+            superposed.coord = (superposed.coord.astype(np.float64) @ tm.u.T + tm.t).astype(np.float32)
+            keep(index, pred, superposed)
     return sorted(out, key=lambda r: -r.sc_tm)

@@ -60,7 +60,7 @@ class SequenceSearchRequest(BaseModel):
 
 def limits(ctx) -> dict:
     """Every limit a request is checked against, as ``GET /api/v1/info`` lists them."""
-    from foldatlas.service import lm_routes
+    from foldatlas.service import design_routes, lm_routes
 
     return {
         "fold": {"max_length": ctx.max_length, "num_recycles": ctx.folds.num_recycles,
@@ -73,6 +73,7 @@ def limits(ctx) -> dict:
                    "tmalign": [0, MAX_TMALIGN]},
         "map": {"max_points": [1, MAX_MAP_POINTS]},
         "lm": lm_routes.limits(),
+        "design": design_routes.limits(),
         "max_body_bytes": ctx.settings.max_body_bytes,
     }
 

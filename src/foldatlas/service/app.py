@@ -84,6 +84,7 @@ class ServiceContext:
         self.map_cache: tuple[tuple, dict] | None = None
         self.lm_lock = threading.Lock()
         self._lm = None
+        self.designs = None  # the design job queue, made on first use (foldatlas.service.design_routes)
 
     def language_model(self):
         """The language model of the LM tools, loaded on first use."""
@@ -111,6 +112,8 @@ class ServiceContext:
 
     def close(self) -> None:
         """Finish running folds, close the atlas, remove a temporary atlas."""
+        if self.designs is not None:
+            self.designs.close()
         self.folds.close()
         self.atlas.close()
         if self._temp is not None:
@@ -247,7 +250,7 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
     fastapi.FastAPI
         The model loads when the application starts (the lifespan), so the first request is not slow.
     """
-    from foldatlas.service import api_routes, esm_routes, lm_routes, pages
+    from foldatlas.service import api_routes, design_routes, esm_routes, lm_routes, pages
 
     settings = settings or ServiceSettings.from_env()
 
@@ -303,6 +306,7 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
     app.include_router(esm_routes.router)
     app.include_router(api_routes.router)
     app.include_router(lm_routes.router)
+    app.include_router(design_routes.router)
     pages.mount(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

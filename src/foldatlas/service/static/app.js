@@ -119,6 +119,9 @@ async function showEntry(id) {
   $("search-similar").href = `/search?entry=${encodeURIComponent(entry.id)}`;
   $("superpose-result").textContent = "";
   $("legend-reference").hidden = true;
+  $("design-status").textContent = "";
+  $("design-table").hidden = true;
+  $("design-note").hidden = true;
   const pdb = await api(`${base}/structure.pdb`);
   drawStructure(pdb, entry.plddt != null);
   const hasPlddt = entry.plddt != null;
@@ -282,6 +285,80 @@ async function superpose(event) {
     $("superpose-result").textContent = "";
     showMessage(error.message);
   }
+}
+
+// ---- design (ProteinMPNN) ------------------------------------------------------------------------------
+
+async function design(event) {
+  event.preventDefault();
+  if (!state.entry) return;
+  const body = { entry_id: state.entry.id, num_sequences: Number($("design-count").value) || 4,
+    temperature: Number($("design-temperature").value) || 0.1, omit: $("design-omit").value.trim().toUpperCase(),
+    refold: $("design-refold").checked };
+  $("design-status").textContent = "Designing...";
+  $("design-table").hidden = true;
+  try {
+    let job = await api("/api/v1/design", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body) });
+    while (job.status === "queued" || job.status === "running") {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      job = await api(job.links.job);
+    }
+    if (job.status === "failed") throw new Error(job.error);
+    state.design = job;
+    showDesigns(job);
+  } catch (error) {
+    $("design-status").textContent = "";
+    showMessage(error.message);
+  }
+}
+
+function showDesigns(job) {
+  const result = job.result;
+  const refolded = new Map(((result.refolded || {}).designs || []).map((r) => [r.index, r]));
+  const rows = [{ index: 0, sequence: result.native, score: result.native_score, recovery: 1 },
+    ...result.designs];
+  const tbody = $("design-table").querySelector("tbody");
+  tbody.innerHTML = "";
+  for (const d of rows) {
+    const r = refolded.get(d.index);
+    const tr = document.createElement("tr");
+    tr.dataset.index = d.index;
+    const cells = [d.index === 0 ? "input" : d.index, d.score.toFixed(3), d.recovery.toFixed(3),
+      r ? r.sc_tm.toFixed(3) : "-", r ? r.rmsd.toFixed(2) : "-", r ? r.plddt.toFixed(1) : "-"];
+    for (const value of cells) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.appendChild(td);
+    }
+    const seq = document.createElement("td");
+    seq.className = "design-seq";
+    seq.textContent = d.sequence;
+    tr.appendChild(seq);
+    const action = document.createElement("td");
+    if (job.links.models[String(d.index)]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = "Show";
+      button.className = "design-show";
+      button.addEventListener("click", () => showRefolded(job, d.index));
+      action.appendChild(button);
+    }
+    tr.appendChild(action);
+    tbody.appendChild(tr);
+  }
+  $("design-table").hidden = false;
+  $("design-note").hidden = false;
+  $("design-status").textContent = `${result.designs.length} designs, ${result.designed} positions designed` +
+    (result.refolded ? `, refolded with ${result.refolded.model}` : "") + ".";
+}
+
+async function showRefolded(job, index) {
+  const base = `/api/v1/entries/${encodeURIComponent(state.entry.id)}`;
+  const [model, target] = await Promise.all([api(job.links.models[String(index)]), api(`${base}/structure.pdb`)]);
+  drawStructure(model, true, target);
+  $("legend-reference").hidden = false;
+  state.shownDesign = index;
 }
 
 // ---- search --------------------------------------------------------------------------------------------
@@ -451,6 +528,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (file) $("sequence").value = await file.text();
   });
   $("superpose-form").addEventListener("submit", superpose);
+  $("design-form").addEventListener("submit", design);
   $("sample-prev").addEventListener("click", () => stepSample(-1));
   $("sample-next").addEventListener("click", () => stepSample(1));
   $("lookup-form").addEventListener("submit", (event) => {
