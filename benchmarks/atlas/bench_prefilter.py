@@ -15,7 +15,6 @@ lines.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -25,19 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / "data"
 LETTERS = "ACDEFGHIKLMNPQRSTVWYX"
 DEPTHS = (100, 300, 1000, 3000)
-
-
-def _truth() -> dict[str, set[str]]:
-    partners: dict[str, set[str]] = {}
-    for line in gzip.decompress((DATA / "ground_truth.tsv.gz").read_bytes()).decode().splitlines():
-        q, t, tm_q, _ = line.split("\t")
-        partners.setdefault(q, set())
-        if t != q and float(tm_q) >= 0.5:
-            partners[q].add(t)
-    return partners
 
 
 def _recall(truth: dict[str, set[str]], ranked: dict[str, list[str]]) -> dict:
@@ -83,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
                 name = ids[int(s.target_row[t])]
                 strings[name] = table[s.target_states3di(t)].tobytes().decode()
                 f.write(f">{name}\n{strings[name]}\n")
+    from bench_scale import _truth  # the benchmark's partners (TM >= 0.5), read as the scale benchmark reads them
+
     truth = {q: p for q, p in _truth().items() if q in strings}
     queries = sorted(truth)
     common = {"chains": len(strings), "queries": len(queries), "machine": machine, "date": time.strftime("%Y-%m-%d")}
