@@ -52,7 +52,8 @@ def test_missing_esm2_weights_say_how_to_get_them(tmp_path, monkeypatch):
 
 
 def test_shipped_language_model_loads_with_no_network(monkeypatch, tmp_path):
-    """The embedded LM is inside the package: safetensors, config, tokenizer and model card, under 30 MB."""
+    """The embedded LM is inside the package: safetensors, config, tokenizer and model card; all shipped models
+    together under 40 MB."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     from foldatlas.models.language import load_language_model
@@ -64,7 +65,7 @@ def test_shipped_language_model_loads_with_no_network(monkeypatch, tmp_path):
     assert {"config.json", "model.safetensors", "vocab.txt", "README.md"} <= files
     weights_dir = resolved.path.parent
     total = sum(p.stat().st_size for p in weights_dir.rglob("*") if p.is_file())
-    assert total <= 30 * 1024 * 1024
+    assert total <= 40 * 1024 * 1024  # every shipped model together (two ProteinMPNN checkpoints: 6.7 MB)
     config = json.loads((resolved.path / "config.json").read_text())
     assert config["position_embedding_type"] == "rotary" and config["vocab_size"] == 33
     # A trained model, not random weights: masked residues of a real protein (ubiquitin) are predicted far

@@ -19,7 +19,7 @@ def test_shipped_fold_model_beats_its_untrained_twin_on_held_out_chains(monkeypa
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in resolved.path.iterdir()}
     assert not list(resolved.path.glob("*.bin")) and not list(resolved.path.glob("*.pt"))
     total = sum(p.stat().st_size for p in resolved.path.parent.rglob("*") if p.is_file())
-    assert total <= 30 * 1024 * 1024  # every shipped model together
+    assert total <= 40 * 1024 * 1024  # every shipped model together (two ProteinMPNN checkpoints: 6.7 MB)
     config = json.loads((resolved.path / "config.json").read_text())
     assert config["is_folding_model"] and config["esmfold_config"]["trunk"]["num_blocks"] >= 1
 
