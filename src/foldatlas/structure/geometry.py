@@ -1,0 +1,171 @@
+"""Physical checks of a protein structure: chain breaks, backbone bond and angle outliers, steric clashes.
+
+What is checked, and the cut-offs (documented here so that every report means the same):
+
+* **chain breaks**: consecutive residues of a chain (both with C and N) whose peptide C-N distance exceeds
+  :data:`BREAK_CN` (2.0 A; the ideal bond is 1.33 A). A model with breaks draws as a broken ribbon.
+* **bond-length outliers**: backbone N-CA, CA-C and peptide C-N bonds more than :data:`SIGMAS` (4) standard
+  deviations from Engh & Huber's ideal values (the targets MolProbity and AlphaFold's violation checks use); peptide
+  bonds across a chain break are counted as breaks, not outliers.
+* **bond-angle outliers**: N-CA-C, CA-C-N and C-N-CA, likewise (4 sigma).
+* **clashes**: pairs of heavy atoms of different, non-consecutive residues closer than the sum of their van der
+  Waals radii minus :data:`CLASH_OVERLAP` (0.4 A, MolProbity's "serious clash"); a disulfide SG-SG pair is no clash.
+  ``clashscore`` is clashes per 1,000 atoms, as MolProbity's, but on heavy atoms only (MolProbity adds hydrogens
+  first), so it reads lower than MolProbity's on the same structure: an approximation, compared with itself.
+
+Imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["GeometryReport", "geometry_report", "BREAK_CN", "SIGMAS", "CLASH_OVERLAP"]
+
+BREAK_CN = 2.0  # A: a longer peptide C-N is a chain break
+SIGMAS = 4.0  # bond and angle outliers: further than this many standard deviations from ideal
+CLASH_OVERLAP = 0.4  # A of van der Waals overlap that makes a clash (MolProbity's serious clash)
+# Engh & Huber (1991) ideals and standard deviations (A, degrees); proline's C-N is a little longer.
+_BONDS = {"N-CA": (1.459, 0.020), "CA-C": (1.525, 0.026), "C-N": (1.329, 0.014)}
+_ANGLES = {"N-CA-C": (111.0, 2.7), "CA-C-N": (116.2, 2.0), "C-N-CA": (121.7, 1.8)}
+_RADII = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80}
+
+
+@dataclass(frozen=True)
+class GeometryReport:
+    """What :func:`geometry_report` found.
+
+    Attributes
+    ----------
+    residues, atoms : int
+        Residues with a C-alpha and heavy atoms checked.
+    chain_breaks : int
+    breaks_per_100 : float
+        Chain breaks per 100 residues.
+    bond_outliers, angle_outliers : int
+    bonds_checked, angles_checked : int
+    clashes : int
+    clashscore : float
+        Clashes per 1,000 heavy atoms.
+    worst_clash : float
+        Largest overlap (A), 0 when none.
+    """
+
+    residues: int
+    atoms: int
+    chain_breaks: int
+    breaks_per_100: float
+    bond_outliers: int
+    bonds_checked: int
+    angle_outliers: int
+    angles_checked: int
+    clashes: int
+    clashscore: float
+    worst_clash: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @property
+    def plausible(self) -> bool:
+        """No chain break and a clashscore under 40 (a rough line: crystal structures score far lower)."""
+        return self.chain_breaks == 0 and self.clashscore < 40.0
+
+
+def _backbone_table(atoms):
+    """Per residue (C-alpha order): N, CA, C coordinates (NaN where missing), chain ids, residue names."""
+    from foldatlas.structure.io import residue_keys
+
+    keys = residue_keys(atoms)
+    ca_idx = np.flatnonzero(atoms.atom_name == "CA")
+    _, first = np.unique(keys[ca_idx], return_index=True)
+    ca_idx = ca_idx[np.sort(first)]
+    res_key = keys[ca_idx]
+    sorter = np.argsort(res_key)
+    out = {}
+    for name in ("N", "CA", "C"):
+        arr = np.full((len(ca_idx), 3), np.nan)
+        idx = np.flatnonzero(atoms.atom_name == name)
+        if idx.size and len(ca_idx):
+            k, first_of = np.unique(keys[idx], return_index=True)
+            pos = np.minimum(np.searchsorted(res_key, k, sorter=sorter), len(res_key) - 1)
+            found = res_key[sorter[pos]] == k
+            arr[sorter[pos[found]]] = atoms.coord[idx[first_of[found]]]
+        out[name] = arr
+    return out["N"], out["CA"], out["C"], np.asarray(atoms.chain_id[ca_idx]), np.asarray(atoms.res_name[ca_idx])
+
+
+def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    u, v = a - b, c - b
+    cos = np.sum(u * v, axis=-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _outliers(values: np.ndarray, ideal: float, sigma: float) -> tuple[int, int]:
+    ok = np.isfinite(values)
+    return int((np.abs(values[ok] - ideal) > SIGMAS * sigma).sum()), int(ok.sum())
+
+
+def geometry_report(atoms) -> GeometryReport:
+    """Check a structure's backbone geometry and steric clashes (see the module docstring for the cut-offs).
+
+    Parameters
+    ----------
+    atoms : biotite.structure.AtomArray
+        One model; hydrogens are ignored.
+
+    Returns
+    -------
+    GeometryReport
+    """
+    from scipy.spatial import cKDTree
+
+    from foldatlas.structure.io import residue_keys
+
+    n, ca, c, chains, names = _backbone_table(atoms)
+    same_chain = chains[1:] == chains[:-1]
+    with np.errstate(invalid="ignore"):
+        cn = np.linalg.norm(n[1:] - c[:-1], axis=1)
+        broken = same_chain & np.isfinite(cn) & (cn > BREAK_CN)
+        linked = same_chain & np.isfinite(cn) & ~broken
+        bond_out, bond_n = 0, 0
+        for values, (ideal, sigma) in ((np.linalg.norm(ca - n, axis=1), _BONDS["N-CA"]),
+                                       (np.linalg.norm(c - ca, axis=1), _BONDS["CA-C"])):
+            o, k = _outliers(values, ideal, sigma)
+            bond_out, bond_n = bond_out + o, bond_n + k
+        pro = names[1:] == "PRO"
+        peptide = cn[linked]
+        ideal = np.where(pro[linked], 1.341, _BONDS["C-N"][0])
+        sig = np.where(pro[linked], 0.016, _BONDS["C-N"][1])
+        bond_out += int((np.abs(peptide - ideal) > SIGMAS * sig).sum())
+        bond_n += int(linked.sum())
+        angle_out, angle_n = _outliers(_angle(n, ca, c), *_ANGLES["N-CA-C"])
+        for values, key in ((_angle(ca[:-1], c[:-1], n[1:])[linked], "CA-C-N"),
+                            (_angle(c[:-1], n[1:], ca[1:])[linked], "C-N-CA")):
+            o, k = _outliers(values, *_ANGLES[key])
+            angle_out, angle_n = angle_out + o, angle_n + k
+
+    heavy = atoms[(atoms.element != "H") & (atoms.element != "D")]
+    # residues numbered in key order (chain, number, insertion code): neighbours in a chain differ by one
+    _, residue = np.unique(residue_keys(heavy), return_inverse=True)
+    chain_of = np.unique(heavy.chain_id, return_inverse=True)[1]
+    radius = np.array([_RADII.get(str(e).upper()[:1], 1.7) for e in heavy.element])
+    pairs = cKDTree(heavy.coord).query_pairs(2 * max(_RADII.values()) - CLASH_OVERLAP, output_type="ndarray")
+    clashes, worst = 0, 0.0
+    if len(pairs):
+        i, j = pairs[:, 0], pairs[:, 1]
+        d = np.linalg.norm(heavy.coord[i] - heavy.coord[j], axis=1)
+        overlap = radius[i] + radius[j] - d
+        near = (chain_of[i] == chain_of[j]) & (np.abs(residue[i] - residue[j]) <= 1)  # same or bonded residues
+        disulfide = (heavy.atom_name[i] == "SG") & (heavy.atom_name[j] == "SG")
+        hit = (overlap >= CLASH_OVERLAP) & ~near & ~disulfide
+        clashes, worst = int(hit.sum()), float(overlap[hit].max()) if hit.any() else 0.0
+    residues = len(ca)
+    return GeometryReport(residues=residues, atoms=len(heavy), chain_breaks=int(broken.sum()),
+                          breaks_per_100=round(float(100.0 * broken.sum() / max(residues, 1)), 3),
+                          bond_outliers=bond_out, bonds_checked=bond_n, angle_outliers=angle_out,
+                          angles_checked=angle_n, clashes=clashes,
+                          clashscore=round(1000.0 * clashes / max(len(heavy), 1), 2), worst_clash=round(worst, 3))
