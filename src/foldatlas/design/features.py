@@ -90,28 +90,15 @@ def backbone(atoms) -> Backbone:
         If the structure has no amino-acid residue with a C-alpha.
     """
     from foldatlas.seq.alphabet import RESTYPE_3TO1
-    from foldatlas.structure.io import residue_keys
+    from foldatlas.structure.io import residue_atoms
 
-    keys = residue_keys(atoms)
-    ca_idx = np.flatnonzero(atoms.atom_name == "CA")
-    _, first_ca = np.unique(keys[ca_idx], return_index=True)
-    ca_idx = ca_idx[np.sort(first_ca)]  # ca_atoms' residues: one C-alpha each, in file order
-    if not ca_idx.size:
+    ca_index, xyz = residue_atoms(atoms, _BACKBONE)
+    if not ca_index.size:
         raise InvalidOptionError("the structure has no amino-acid residue with a C-alpha to design")
-    ca = atoms[ca_idx]
-    res_key = keys[ca_idx]
-    coords = np.zeros((len(ca), 4, 3), dtype=np.float32)
-    present = np.zeros((len(ca), 4), dtype=bool)
-    sorter = np.argsort(res_key)
-    for a, name in enumerate(_BACKBONE):
-        idx = np.flatnonzero(atoms.atom_name == name)
-        if not idx.size:
-            continue
-        k, first = np.unique(keys[idx], return_index=True)  # the first alternate location, as ca_atoms
-        pos = np.minimum(np.searchsorted(res_key, k, sorter=sorter), len(res_key) - 1)
-        found = res_key[sorter[pos]] == k
-        coords[sorter[pos[found]], a] = atoms.coord[idx[first[found]]]
-        present[sorter[pos[found]], a] = True
+    ca = atoms[ca_index]
+    stacked = np.stack([xyz[name] for name in _BACKBONE], axis=1)  # [L, 4, 3], NaN where missing
+    present = np.isfinite(stacked).all(axis=2)
+    coords = np.nan_to_num(stacked).astype(np.float32)
     chain_ids = np.asarray(ca.chain_id).astype(str)
     labels = {c: k for k, c in enumerate(dict.fromkeys(chain_ids.tolist()))}
     res_ids = np.asarray(ca.res_id, dtype=np.int64)

@@ -19,7 +19,7 @@ from foldatlas.design.features import Backbone, backbone, parse_positions, tied_
 from foldatlas.errors import InvalidOptionError, InvalidSequenceError
 
 __all__ = ["DesignOptions", "Design", "DesignResult", "SequenceScore", "design_sequences", "score_sequences",
-           "position_log_probs", "load_design_model"]
+           "position_log_probs", "load_design_model", "design_plan"]
 
 _AMINO = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -214,6 +214,27 @@ def _join(bb: Backbone, letters: np.ndarray) -> str:
     return ":".join("".join(letters[bb.chain_ids == c]) for c in bb.chains)
 
 
+def design_plan(bb: Backbone, options: DesignOptions) -> tuple[np.ndarray, list[list[int]]]:
+    """The positions to design (boolean, per residue) and the tied groups, checked against the structure.
+
+    Raises
+    ------
+    InvalidOptionError
+        If options name chains or residues the structure lacks, or leave nothing to design.
+    """
+    if options.chains:
+        missing = [c for c in options.chains if c not in bb.chains]
+        if missing:
+            raise InvalidOptionError(f"--chains: no chain {', '.join(missing)} (chains: {', '.join(bb.chains)})")
+    designed = np.isin(bb.chain_ids, options.chains) if options.chains else np.ones(len(bb), dtype=bool)
+    designed &= ~parse_positions(options.fixed, bb, "--fixed")
+    designed &= bb.mask > 0
+    if not designed.any():
+        raise InvalidOptionError("nothing to design: every position is fixed, outside --chains, or lacks backbone "
+                                 "atoms")
+    return designed, tied_groups(options.tied, bb, options.homo_oligomer)
+
+
 def design_sequences(atoms, options: DesignOptions = DesignOptions(), name: str = "design") -> DesignResult:
     """Design sequences for a structure's backbone.
 
@@ -238,17 +259,7 @@ def design_sequences(atoms, options: DesignOptions = DesignOptions(), name: str 
     from foldatlas.models.proteinmpnn import MPNN_ALPHABET
 
     bb = backbone(atoms)
-    if options.chains:
-        missing = [c for c in options.chains if c not in bb.chains]
-        if missing:
-            raise InvalidOptionError(f"--chains: no chain {', '.join(missing)} (chains: {', '.join(bb.chains)})")
-    designed = np.isin(bb.chain_ids, options.chains) if options.chains else np.ones(len(bb), dtype=bool)
-    designed &= ~parse_positions(options.fixed, bb, "--fixed")
-    designed &= bb.mask > 0
-    if not designed.any():
-        raise InvalidOptionError("nothing to design: every position is fixed, outside --chains, or lacks backbone "
-                                 "atoms")
-    tied = tied_groups(options.tied, bb, options.homo_oligomer)
+    designed, tied = design_plan(bb, options)
     bias = np.zeros((len(bb), 21), dtype=np.float32)
     for aa, value in options.bias.items():
         bias[:, MPNN_ALPHABET.index(aa.upper())] += value
@@ -261,13 +272,15 @@ def design_sequences(atoms, options: DesignOptions = DesignOptions(), name: str 
     generator = torch.Generator().manual_seed(options.seed)
     sequences, scores, global_scores, native_scores = [], [], [], []
     with torch.no_grad():
+        encoded = model.encode(x, mask, residue_index, chain_labels)  # one backbone: encoded once for every batch
         while len(sequences) < options.num_sequences:
             randn = torch.randn(options.batch_size, len(bb), generator=generator)
             out = model.sample(x, mask, residue_index, chain_labels, native, designed_t,
-                               torch.tensor(bias)[None], options.temperature, randn, generator, tied or None)
+                               torch.tensor(bias)[None], options.temperature, randn, generator, tied or None,
+                               encoded=encoded)
             # the log-likelihoods of the whole chain under the same orders (sampling returns only designed ones)
-            lp = model.log_probs(x, mask, residue_index, chain_labels, out["S"], out["order"])
-            native_lp = model.log_probs(x, mask, residue_index, chain_labels, native, out["order"])
+            lp = model.decode(encoded, mask, out["S"], out["order"])
+            native_lp = model.decode(encoded, mask, native, out["order"])
             for k in range(options.batch_size):
                 s = out["S"][k]
                 picked = lp[k, torch.arange(len(bb)), s].numpy()
@@ -316,6 +329,8 @@ def score_sequences(atoms, sequences: list[str], model: str = "proteinmpnn", num
     net = load_design_model(model)
     x, mask, residue_index, chain_labels, _ = _tensors(bb)
     table = {ch: k for k, ch in enumerate(MPNN_ALPHABET)}
+    with torch.no_grad():
+        encoded = net.encode(x, mask, residue_index, chain_labels)  # shared by every sequence scored
     out = []
     for sequence in sequences:
         flat = sequence.replace(":", "").upper()
@@ -331,7 +346,7 @@ def score_sequences(atoms, sequences: list[str], model: str = "proteinmpnn", num
         with torch.no_grad():
             randn = torch.randn(num_orders, len(bb), generator=generator)
             order = decoding_order(randn, torch.ones(1, len(bb)))
-            lp = net.log_probs(x, mask, residue_index, chain_labels, codes, order)
+            lp = net.decode(encoded, mask, codes, order)
         per = lp[:, torch.arange(len(bb)), codes[0]].mean(0).numpy()
         read = bb.mask > 0
         out.append(SequenceScore(sequence=flat, per_residue=[round(float(v), 4) if r else None

@@ -75,8 +75,8 @@ def structure_variant_scores(atoms, sequence: str, variants: list, chain: str | 
     chains = bb.chain_sequences()
     if chain is not None and chain not in chains:
         raise InvalidOptionError(f"--chain: no chain {chain} in the structure (chains: {', '.join(chains)})")
-    if chain is None:
-        chain = max(chains, key=lambda c: _identity(sequence, chains[c]))
+    if chain is None:  # the only chain, or the one the wild type matches best
+        chain = next(iter(chains)) if len(chains) == 1 else max(chains, key=lambda c: _identity(sequence, chains[c]))
     start = int(np.flatnonzero(bb.chain_ids == chain)[0])
     mapping = align_to_structure(sequence, chains[chain])
     threaded = list(bb.sequence)

@@ -285,8 +285,8 @@ class ProteinMPNN(nn.Module):
     def sample(self, x: torch.Tensor, mask: torch.Tensor, residue_index: torch.Tensor, chain_labels: torch.Tensor,
                sequence: torch.Tensor, designed: torch.Tensor, bias: torch.Tensor, temperature: float,
                randn: torch.Tensor, generator: torch.Generator | None = None,
-               tied: list[list[int]] | None = None, tied_weights: list[list[float]] | None = None
-               ) -> dict[str, torch.Tensor]:
+               tied: list[list[int]] | None = None, tied_weights: list[list[float]] | None = None,
+               encoded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Design sequences for one backbone (the reference's ``sample``, random numbers drawn in its order).
 
         Parameters
@@ -308,6 +308,8 @@ class ProteinMPNN(nn.Module):
         tied, tied_weights : list of list, optional
             Groups of positions that get one amino acid, sampled from the weighted sum of their logits (default
             weights: 1 / group size, the mean, as the reference's homo-oligomer mode).
+        encoded : tuple, optional
+            :meth:`encode`'s output for this backbone, when the caller already has it.
 
         Returns
         -------
@@ -316,7 +318,7 @@ class ProteinMPNN(nn.Module):
             ``order`` [S, L].
         """
         num = randn.shape[0]
-        h_v, h_e, idx = self.encode(x, mask, residue_index, chain_labels)
+        h_v, h_e, idx = encoded if encoded is not None else self.encode(x, mask, residue_index, chain_labels)
         designed = designed * mask
         order = decoding_order(randn, designed)  # [S, L]
         tied = [list(g) for g in (tied or []) if g]

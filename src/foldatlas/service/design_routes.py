@@ -135,7 +135,8 @@ async def submit_design(req: DesignRequest, request: Request) -> JSONResponse:
     except UnknownEntryError as e:
         raise field_error("entry_id", e) from None
     atoms = codec.decode_structure(entry.structure_blob)
-    length = len(backbone(atoms))
+    bb = backbone(atoms)
+    length = len(bb)
     if length > MAX_RESIDUES:
         raise field_error("entry_id", InvalidOptionError(f"the entry has {length} residues; this server designs at "
                                                          f"most {MAX_RESIDUES}"))
@@ -148,7 +149,7 @@ async def submit_design(req: DesignRequest, request: Request) -> JSONResponse:
                                 homo_oligomer=req.homo_oligomer, model=req.model)
     except InvalidOptionError as e:
         raise field_error(_field_of(str(e)), e) from None
-    _check(atoms, options)
+    _check(bb, options)
     folding_model = ctx.folds.model
 
     def run(job: dict) -> None:
@@ -178,23 +179,12 @@ def _field_of(message: str) -> str:
     return "options"
 
 
-def _check(atoms, options) -> None:
+def _check(bb, options) -> None:
     """Refuse (422) what the design would refuse, before queueing it: chains, positions, ties."""
-    import numpy as np
+    from foldatlas.design.mpnn import design_plan
 
-    from foldatlas.design.features import backbone, parse_positions, tied_groups
-
-    bb = backbone(atoms)
     try:
-        if options.chains:
-            missing = [c for c in options.chains if c not in bb.chains]
-            if missing:
-                raise InvalidOptionError(f"--chains: no chain {', '.join(missing)} (chains: {', '.join(bb.chains)})")
-        designed = np.isin(bb.chain_ids, options.chains) if options.chains else np.ones(len(bb), dtype=bool)
-        designed &= ~parse_positions(options.fixed, bb, "--fixed") & (bb.mask > 0)
-        if not designed.any():
-            raise InvalidOptionError("--fixed: nothing left to design")
-        tied_groups(options.tied, bb, options.homo_oligomer)
+        design_plan(bb, options)
     except InvalidOptionError as e:
         raise field_error(_field_of(str(e)), e) from None
 

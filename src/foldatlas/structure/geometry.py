@@ -77,25 +77,10 @@ class GeometryReport:
 
 def _backbone_table(atoms):
     """Per residue (C-alpha order): N, CA, C coordinates (NaN where missing), chain ids, residue names."""
-    from foldatlas.structure.io import residue_keys
+    from foldatlas.structure.io import residue_atoms
 
-    keys = residue_keys(atoms)
-    ca_idx = np.flatnonzero(atoms.atom_name == "CA")
-    _, first = np.unique(keys[ca_idx], return_index=True)
-    ca_idx = ca_idx[np.sort(first)]
-    res_key = keys[ca_idx]
-    sorter = np.argsort(res_key)
-    out = {}
-    for name in ("N", "CA", "C"):
-        arr = np.full((len(ca_idx), 3), np.nan)
-        idx = np.flatnonzero(atoms.atom_name == name)
-        if idx.size and len(ca_idx):
-            k, first_of = np.unique(keys[idx], return_index=True)
-            pos = np.minimum(np.searchsorted(res_key, k, sorter=sorter), len(res_key) - 1)
-            found = res_key[sorter[pos]] == k
-            arr[sorter[pos[found]]] = atoms.coord[idx[first_of[found]]]
-        out[name] = arr
-    return out["N"], out["CA"], out["C"], np.asarray(atoms.chain_id[ca_idx]), np.asarray(atoms.res_name[ca_idx])
+    ca_index, xyz = residue_atoms(atoms, ("N", "CA", "C"))
+    return xyz["N"], xyz["CA"], xyz["C"], np.asarray(atoms.chain_id[ca_index]), np.asarray(atoms.res_name[ca_index])
 
 
 def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

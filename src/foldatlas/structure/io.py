@@ -14,7 +14,8 @@ import numpy as np
 
 from foldatlas.errors import InvalidFileError
 
-__all__ = ["read_structure", "to_pdb_string", "to_mmcif_string", "ca_atoms", "ca_trace", "select_chains"]
+__all__ = ["read_structure", "to_pdb_string", "to_mmcif_string", "ca_atoms", "ca_trace", "select_chains",
+           "residue_keys", "residue_atoms"]
 
 
 def _sniff_format(name: str, text: str) -> str:
@@ -176,6 +177,35 @@ def residue_keys(atoms) -> np.ndarray:
     ins = np.unique(atoms.ins_code, return_inverse=True)[1].astype(np.int64)
     res = atoms.res_id.astype(np.int64) + (1 << 31)  # residue numbers may be negative
     return (chain << 40) | (res << 8) | ins
+
+
+def residue_atoms(atoms, names: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Coordinates of named atoms per residue, residues as :func:`ca_atoms` gives them.
+
+    Returns
+    -------
+    ca_index : ndarray of int64, shape (L,)
+        Index into ``atoms`` of each residue's C-alpha (:func:`ca_atoms` is ``atoms[ca_index]``).
+    coords : dict of str to ndarray of float64, shape (L, 3)
+        Per name, the atom's coordinates in each residue (its first alternate location), NaN where it is missing.
+    """
+    keys = residue_keys(atoms)
+    ca_index = np.flatnonzero(atoms.atom_name == "CA")
+    _, first = np.unique(keys[ca_index], return_index=True)
+    ca_index = ca_index[np.sort(first)]  # one C-alpha per residue, in file order
+    res_key = keys[ca_index]
+    sorter = np.argsort(res_key)
+    coords = {}
+    for name in names:
+        arr = np.full((len(ca_index), 3), np.nan)
+        idx = np.flatnonzero(atoms.atom_name == name)
+        if idx.size and len(ca_index):
+            k, first_of = np.unique(keys[idx], return_index=True)
+            pos = np.minimum(np.searchsorted(res_key, k, sorter=sorter), len(res_key) - 1)
+            found = res_key[sorter[pos]] == k
+            arr[sorter[pos[found]]] = atoms.coord[idx[first_of[found]]]
+        coords[name] = arr
+    return ca_index, coords
 
 
 def ca_trace(atoms) -> tuple[np.ndarray, str, np.ndarray]:

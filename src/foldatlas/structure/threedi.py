@@ -27,27 +27,10 @@ AA_LETTERS = "ARNDCQEGHILKMFPSTWYV"  # order of the 20 amino-acid codes; 20 = an
 
 def _backbone(chain) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CA, CB, N and C coordinates per residue of ``ca_atoms(chain)`` (NaN where an atom is missing)."""
-    from foldatlas.structure.io import residue_keys
+    from foldatlas.structure.io import residue_atoms
 
-    keys = residue_keys(chain)
-    names = chain.atom_name
-    ca_idx = np.flatnonzero(names == "CA")
-    ca_keys, first = np.unique(keys[ca_idx], return_index=True)
-    order = np.sort(first)  # ca_atoms' order: file order of each residue's first C-alpha
-    ca_keys = keys[ca_idx[order]]
-    sorter = np.argsort(ca_keys)
-    out = {}
-    for name in ("CB", "N", "C"):
-        arr = np.full((len(order), 3), np.nan, dtype=np.float64)
-        idx = np.flatnonzero(names == name)
-        if idx.size:
-            k, first_of = np.unique(keys[idx], return_index=True)  # the first alternate location, as ca_atoms
-            pos = np.searchsorted(ca_keys, k, sorter=sorter)
-            pos = np.minimum(pos, len(ca_keys) - 1)
-            found = ca_keys[sorter[pos]] == k
-            arr[sorter[pos[found]]] = chain.coord[idx[first_of[found]]]
-        out[name] = arr
-    return chain.coord[ca_idx[order]].astype(np.float64), out["CB"], out["N"], out["C"]
+    _, xyz = residue_atoms(chain, ("CA", "CB", "N", "C"))
+    return xyz["CA"], xyz["CB"], xyz["N"], xyz["C"]
 
 
 def threedi_states(atoms) -> np.ndarray:
