@@ -76,3 +76,24 @@ def test_missing_training_extra_is_a_one_line_error():
 
     with pytest.raises(DataToolError, match=r"pip install 'foldatlas\[train\]'"):
         require_extra("foldatlas_no_such_module", "no-such-package")
+
+
+def test_packed_structures_round_trip_to_a_hundredth_of_an_angstrom(tiny_data, tmp_path):
+    from foldatlas.train.data import ideal_cb, load_structures, pack_structures, training_windows
+
+    data, _ = tiny_data
+    full = load_structures(data / "structures_train.npz")
+    windows = training_windows(full, window=30, min_length=10, seed=1)
+    assert len(windows) and all(len(windows.chain(k)["sequence"]) <= 30 for k in range(len(windows)))
+    first = windows.chain(0)
+    source = full.chain(int(np.flatnonzero(full.ids == first["id"])[0]))
+    assert first["sequence"] in source["sequence"]
+    size = pack_structures(windows, tmp_path / "packed.npz")
+    back = load_structures(tmp_path / "packed.npz")
+    assert size == (tmp_path / "packed.npz").stat().st_size
+    assert back.sequence == windows.sequence and back.dssp == windows.dssp
+    assert list(back.ids) == list(windows.ids) and np.array_equal(back.offsets, windows.offsets)
+    assert np.abs(back.coords[:, :4] - windows.coords[:, :4]).max() <= 0.0051
+    rebuilt = ideal_cb(back.coords[:, 0], back.coords[:, 1], back.coords[:, 2])
+    np.testing.assert_allclose(back.coords[:, 4], rebuilt, atol=1e-4)
+    assert back.profile.shape == windows.profile.shape and not back.profile.any()

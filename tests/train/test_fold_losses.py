@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from transformers.models.esm.openfold_utils.rigid_utils import Rigid
 
 from foldatlas.train.fold_losses import (
     LossWeights, backbone_frames, ca_clash, distogram_bins, folding_losses, lddt_ca_per_residue, pae_bins, plddt_bins,
+    structural_violations,
 )
 
 
@@ -118,3 +120,58 @@ def test_clash_is_zero_for_a_real_chain_and_large_for_a_collapsed_one():
     # Its gradient pushes residues apart: a small step along -grad grows the radius.
     moved = ball.detach() - 0.01 * grad
     assert (moved - moved.mean(1)).norm(dim=-1).mean() > (ball - ball.mean(1)).norm(dim=-1).mean()
+
+
+def _experimental_backbone(split_dir):
+    """1AX8_A's N, CA, C, O as atom14 positions ``[1, L, 14, 3]`` with its residue types."""
+    from foldatlas.seq.alphabet import RESTYPE_INDEX
+    from foldatlas.structure.io import ca_atoms, read_structure, residue_atoms
+
+    atoms = read_structure(split_dir / "1AX8_A.pdb")
+    index, xyz = residue_atoms(atoms, ("N", "CA", "C", "O"))
+    keep = ~np.isnan(np.stack([xyz[k] for k in ("N", "CA", "C", "O")])).any((0, 2))
+    pos = torch.zeros(1, int(keep.sum()), 14, 3)
+    for a, k in enumerate(("N", "CA", "C", "O")):
+        pos[0, :, a] = torch.tensor(xyz[k][keep], dtype=torch.float32)
+    from biotite.sequence import ProteinSequence
+
+    names = ca_atoms(atoms).res_name[keep]
+    aatype = torch.tensor([[RESTYPE_INDEX.get(ProteinSequence.convert_letter_3to1(n), 20) for n in names]])
+    exists = torch.zeros(1, pos.shape[1], 14)
+    exists[..., :4] = 1
+    return pos, exists, aatype
+
+
+def test_structural_violations_pass_an_experimental_chain_and_flag_a_break_and_a_clash(split_dir):
+    pos, exists, aatype = _experimental_backbone(split_dir)
+    mask = torch.ones(aatype.shape)
+    clean = structural_violations(pos, exists, aatype, mask)
+    assert float(clean["c_n_bond"]) < 1e-3 and float(clean["ca_c_n_angle"]) < 1e-3
+    assert float(clean["c_n_ca_angle"]) < 1e-3 and float(clean["clash"]) < 1e-3
+
+    broken = pos.clone()
+    broken[0, 30:] += torch.tensor([3.0, 0.0, 0.0])  # a planted chain break after residue 30
+    bad = structural_violations(broken, exists, aatype, mask)
+    assert float(bad["c_n_bond"]) > 2.0 / pos.shape[1] and float(bad["violation"]) > float(clean["violation"])
+    # the same break present in the experimental chain (a gap) is not penalised
+    gap = structural_violations(broken, exists, aatype, mask, broken[..., 0, :], broken[..., 2, :])
+    assert float(gap["c_n_bond"]) < 1e-3
+
+    clashing = pos.clone().requires_grad_(True)
+    moved = clashing + 0  # residue 40 dropped onto residue 10
+    moved = torch.cat([moved[:, :40], (moved[:, 10:11] + 0.5), moved[:, 41:]], dim=1)
+    loss = structural_violations(moved, exists, aatype, mask)["clash"]
+    (grad,) = torch.autograd.grad(loss, clashing)
+    assert float(loss) > 10 * float(clean["clash"]) + 0.01
+    assert torch.isfinite(grad).all() and grad[0, 10].abs().sum() > 0 and grad[0, 20].abs().sum() == 0
+
+
+def test_violation_weight_adds_the_terms_to_the_total(tiny_outputs):
+    out, aatype = tiny_outputs
+    perfect, coords, mask = _perfect(out, aatype)
+    perfect.atom14_atom_exists = out.atom14_atom_exists
+    plain = folding_losses(perfect, coords, aatype, mask)
+    with_violation = folding_losses(perfect, coords, aatype, mask, LossWeights(violation=1.0))
+    assert "violation" not in plain
+    assert float(with_violation["loss"]) == pytest.approx(float(plain["loss"] + with_violation["violation"]),
+                                                          rel=1e-5)

@@ -103,3 +103,36 @@ def test_fold_training_resumes_exactly(tiny_data, tiny_lm, tmp_path):
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tuning_starts_from_a_trained_model_and_stops_at_its_time_limit(tiny_data, tiny_lm, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from foldatlas.train.data import load_structures, pack_structures, training_windows
+
+    data, _ = tiny_data
+    base = train_fold(data, tmp_path / "base", _cfg(tiny_lm, steps=3), log=lambda m: None)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    shutil.copy(data / "structures_valid.npz", packed)
+    windows = training_windows(load_structures(data / "structures_train.npz"), 60)
+    pack_structures(windows, packed / "structures_train.npz")
+
+    cfg = _cfg(tiny_lm, steps=5, init=str(base), violation=1.0, time_limit=0.0)
+    start = build_fold_model(cfg)
+    saved, own = load_file(str(base / "model.safetensors")), start.state_dict()
+    common = [k for k in saved if k in own]
+    assert len([k for k in common if k.startswith("trunk.")]) > 20
+    for k in common:
+        torch.testing.assert_close(own[k], saved[k])
+    with pytest.raises(ValueError, match="trunk"):
+        build_fold_model(replace(cfg, blocks=2))
+    run = tmp_path / "tuned"
+    assert train_fold(packed, run, cfg, log=lambda m: None) is None  # out of time after its first step
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1] and rows[0]["violation"] >= 0 and "c_n_bond" in rows[0]
+    final = train_fold(packed, run, replace(cfg, time_limit=None), log=lambda m: None)
+    assert final is not None and json.loads((run / "state" / "state.json").read_text())["step"] == 5

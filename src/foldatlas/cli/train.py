@@ -108,18 +108,54 @@ def fold(
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     until: Optional[int] = typer.Option(None, "--until", min=1, help="Stop at this step (resume later)."),
+    violation: float = typer.Option(0.0, "--violation", min=0.0,
+                                    help="Weight of AlphaFold's violation losses (peptide bonds, angles, clashes)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune this folding model (name or folder) "
+                                                            "instead of training a new one."),
+    device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cuda."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.0,
+                                               help="Stop with a checkpoint after this many seconds (resume later)."),
 ) -> None:
     """Train an ESMFold-architecture model on the training structures (resumable, seeded)."""
-    from foldatlas.errors import InvalidFileError
+    from foldatlas.errors import InvalidFileError, InvalidOptionError
     from foldatlas.train.fold import FoldTrainConfig, train_fold
 
     if not (data_dir / "structures_train.npz").is_file():
         raise InvalidFileError(f"{data_dir}: no structures_train.npz (run 'foldatlas train data' first)")
     cfg = FoldTrainConfig(lm=lm, blocks=blocks, sequence_dim=sequence_dim, pairwise_dim=pairwise_dim,
                           eval_chains=eval_chains, crop=crop, batch_size=batch_size, steps=steps, lr=lr,
-                          max_recycles=max_recycles, seed=seed, threads=threads)
-    final = train_fold(data_dir, out, cfg, log=_log, until=until)
-    _log(f"model written to {final}" if final else f"stopped at step {until}; rerun to resume")
+                          max_recycles=max_recycles, seed=seed, threads=threads, violation=violation, init=init,
+                          device=device, time_limit=time_limit)
+    try:
+        final = train_fold(data_dir, out, cfg, log=_log, until=until)
+    except ValueError as exc:
+        raise InvalidOptionError(str(exc)) from None
+    _log(f"model written to {final}" if final else "stopped before the last step; rerun to resume")
+
+
+@train_app.command("pack")
+def pack(
+    data_dir: Path = typer.Option(..., "--data", help="Folder written by 'foldatlas train data'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the packed structures_{train,valid}.npz."),
+    window: int = typer.Option(128, "--window", min=16, help="Residues kept per training chain (a random window)."),
+    max_chains: Optional[int] = typer.Option(None, "--max-chains", min=1, help="Training chains kept (a sample)."),
+    valid_chains: int = typer.Option(40, "--valid-chains", min=1, help="Validation chains kept (the first N)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a compact copy of the training set (0.01 A backbones), e.g. to train on another machine."""
+    from foldatlas.errors import InvalidFileError
+    from foldatlas.train.data import load_structures, pack_structures, training_windows
+
+    for name in ("structures_train.npz", "structures_valid.npz"):
+        if not (data_dir / name).is_file():
+            raise InvalidFileError(f"{data_dir}: no {name} (run 'foldatlas train data' first)")
+    out.mkdir(parents=True, exist_ok=True)
+    train = training_windows(load_structures(data_dir / "structures_train.npz"), window, max_chains, seed=seed)
+    size = pack_structures(train, out / "structures_train.npz")
+    valid = load_structures(data_dir / "structures_valid.npz")
+    vsize = pack_structures(valid.subset(list(range(min(valid_chains, len(valid))))), out / "structures_valid.npz")
+    _log(f"{len(train)} training chains, {len(train.sequence):,} residues: {size / 1e6:.1f} MB; "
+         f"validation {vsize / 1e6:.1f} MB")
 
 
 def _means_json(metrics: dict) -> str:

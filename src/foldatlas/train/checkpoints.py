@@ -76,6 +76,6 @@ def load_training_state(path: str | Path, modules: dict, optimizer) -> int:
     for name, p in _named_params(modules):
         if f"opt.{name}.exp_avg" in tensors:
             optimizer.state[p] = {"step": tensors[f"opt.{name}.step"].reshape(()).clone(),
-                                  "exp_avg": tensors[f"opt.{name}.exp_avg"],
-                                  "exp_avg_sq": tensors[f"opt.{name}.exp_avg_sq"]}
+                                  "exp_avg": tensors[f"opt.{name}.exp_avg"].to(p.device),
+                                  "exp_avg_sq": tensors[f"opt.{name}.exp_avg_sq"].to(p.device)}
     return int(json.loads((path / "state.json").read_text())["step"])

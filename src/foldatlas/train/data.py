@@ -39,7 +39,9 @@ from foldatlas.files import atomic_write_text, sha256_file
 from foldatlas.seq.alphabet import RESTYPES_WITH_X
 from foldatlas.train.sources import mmseqs_version, run_tool
 
-__all__ = ["SplitOptions", "StructureSet", "build_dataset", "load_structures", "read_fasta_pairs"]
+__all__ = ["SplitOptions", "StructureSet", "build_dataset", "load_structures", "pack_structures", "ideal_cb",
+           "training_windows",
+           "read_fasta_pairs"]
 
 _ALLOWED = frozenset(RESTYPES_WITH_X)
 
@@ -100,11 +102,105 @@ class StructureSet:
         tmp.replace(path)
 
 
+PACK_SCALE = 100  # packed coordinates: integer hundredths of an angstrom
+
+
+def ideal_cb(n: np.ndarray, ca: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Virtual C-beta from N, CA, C (``[..., 3]``), with the constants of ProteinMPNN and trRosetta."""
+    b, cc = ca - n, c - ca
+    a = np.cross(b, cc)
+    return -0.58273431 * a + 0.56802827 * b - 0.54067466 * cc + ca
+
+
+def pack_structures(structures: StructureSet, path: str | Path) -> int:
+    """Write ``structures`` compactly (for carrying a training set to another machine); return its bytes.
+
+    Keeps ids, sequences, DSSP and the N, CA, C, O positions rounded to 0.01 A,
+    stored as LZMA-compressed 16-bit steps between consecutive atoms of a chain
+    (its first atom as an absolute 32-bit position). C-beta is dropped and
+    rebuilt as :func:`ideal_cb` on reading, and the profiles are not kept
+    (zeros on reading). About 13 bytes per residue, against 80 in the dump.
+
+    Raises
+    ------
+    ValueError
+        If two consecutive atoms of a chain are over 327 A apart.
+    """
+    import lzma
+
+    q = np.round(np.asarray(structures.coords[:, :4], dtype=np.float64) * PACK_SCALE).astype(np.int64)
+    flat = q.reshape(-1, 3)
+    starts = structures.offsets[:-1] * 4
+    steps = np.diff(flat, axis=0, prepend=flat[:1])
+    steps[starts[starts < len(flat)]] = 0
+    if np.abs(steps).max(initial=0) > 32767:
+        raise ValueError("consecutive atoms over 327 A apart: cannot pack")
+    first = flat[starts[starts < len(flat)]].astype(np.int32)
+    blob = lzma.compress(steps.astype("<i2").tobytes(), preset=6)
+    out = Path(path)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(tmp, ids=structures.ids, offsets=structures.offsets, sequence=np.array(structures.sequence),
+                        dssp=np.array(structures.dssp), packed_first=first,
+                        packed_steps=np.frombuffer(blob, np.uint8))
+    tmp.replace(out)
+    return out.stat().st_size
+
+
+def training_windows(structures: StructureSet, window: int, max_chains: int | None = None, min_length: int = 40,
+                     seed: int = 0) -> StructureSet:
+    """One random window of at most ``window`` residues from each of (a seeded sample of) the chains.
+
+    For a training set that must be small (:func:`pack_structures`): chains
+    shorter than ``min_length`` are left out, as training leaves them out.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = np.diff(structures.offsets)
+    pool = np.flatnonzero(lengths >= min_length)
+    if max_chains is not None and max_chains < len(pool):
+        pool = np.sort(rng.choice(pool, max_chains, replace=False))
+    idx, new_lengths = [], []
+    for k in pool:
+        n = int(lengths[k])
+        start = int(structures.offsets[k]) + (int(rng.integers(0, n - window + 1)) if n > window else 0)
+        span = min(n, window)
+        idx.append(np.arange(start, start + span))
+        new_lengths.append(span)
+    flat = np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64)
+    spans = [(int(a[0]), int(a[-1]) + 1) for a in idx]
+    return StructureSet(ids=structures.ids[pool], offsets=offsets,
+                        sequence="".join(structures.sequence[a:b] for a, b in spans),
+                        dssp="".join(structures.dssp[a:b] for a, b in spans),
+                        coords=structures.coords[flat], profile=structures.profile[flat])
+
+
+def _unpack(d, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import lzma
+
+    steps = np.frombuffer(lzma.decompress(d["packed_steps"].tobytes()), "<i2").reshape(-1, 3).astype(np.int64)
+    starts = offsets[:-1] * 4
+    starts = starts[starts < len(steps)]
+    steps[starts] = d["packed_first"]
+    flat = np.cumsum(steps, axis=0)
+    # the cumulative sum runs across chains: take each chain's own start back out
+    chain_of = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(steps))))
+    base = flat[starts] - d["packed_first"]
+    flat = flat - base[chain_of]
+    bb = (flat.astype(np.float32) / PACK_SCALE).reshape(-1, 4, 3)
+    coords = np.concatenate([bb, ideal_cb(bb[:, 0], bb[:, 1], bb[:, 2])[:, None]], axis=1).astype(np.float32)
+    return coords, np.zeros((len(coords), 20), dtype=np.float16)
+
+
 def load_structures(path: str | Path) -> StructureSet:
-    """Read a structure NPZ written by the dump or by :func:`build_dataset`."""
+    """Read a structure NPZ written by the dump, by :func:`build_dataset` or by :func:`pack_structures`."""
     with np.load(path) as d:
-        return StructureSet(ids=d["ids"], offsets=d["offsets"], sequence=str(d["sequence"]), dssp=str(d["dssp"]),
-                            coords=d["coords"], profile=d["profile"])
+        offsets = d["offsets"]
+        if "packed_steps" in d.files:
+            coords, profile = _unpack(d, offsets)
+        else:
+            coords, profile = d["coords"], d["profile"]
+        return StructureSet(ids=d["ids"], offsets=offsets, sequence=str(d["sequence"]), dssp=str(d["dssp"]),
+                            coords=coords, profile=profile)
 
 
 def read_fasta_pairs(path: str | Path) -> list[tuple[str, str]]:

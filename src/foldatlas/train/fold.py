@@ -30,7 +30,17 @@ __all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "init_fold
 
 @dataclass
 class FoldTrainConfig:
-    """Model size and training schedule (recorded in the run folder and the model card)."""
+    """Model size and training schedule (recorded in the run folder and the model card).
+
+    ``violation`` weighs AlphaFold's between-residue violation losses
+    (:func:`foldatlas.train.fold_losses.structural_violations`; AlphaFold
+    fine-tunes with 1.0), ``violation_clash`` their all-atom clash part and
+    ``unclamped_fape`` the share of unclamped FAPE (AlphaFold: 0.1). ``init``
+    starts from a trained folding model (name or folder) of this architecture
+    instead of a new one: fine-tuning. ``device``
+    is a torch device (``"cuda"`` trains on a GPU). ``time_limit`` stops the run
+    (with a checkpoint) after that many seconds of this call; a later call resumes.
+    """
 
     lm: str = "foldatlas-lm-small"
     blocks: int = 4
@@ -54,6 +64,12 @@ class FoldTrainConfig:
     eval_every: int = 250
     eval_chains: int = 40
     log_every: int = 5
+    violation: float = 0.0
+    violation_clash: float = 1.0
+    unclamped_fape: float = 0.1
+    init: str | None = None
+    device: str = "cpu"
+    time_limit: float | None = None
 
 
 def fold_config_dict(lm_config: dict, cfg: FoldTrainConfig) -> dict:
@@ -151,11 +167,18 @@ def init_folding_weights(model) -> None:
 
 
 def build_fold_model(cfg: FoldTrainConfig):
-    """A new folding model with the language model's trained weights loaded and frozen."""
+    """A new folding model with the language model's trained weights loaded and frozen.
+
+    With ``cfg.init`` the trunk and heads start from that trained folding model
+    (its ``config.json`` must describe the same sizes).
+    """
     import torch
     from transformers import EsmConfig, EsmForProteinFolding
 
     from foldatlas.models.language import load_language_model
+
+    if cfg.init:
+        return _load_initial_model(cfg)
 
     lm, resolved = load_language_model(cfg.lm, attn_implementation="sdpa")
     lm_config = json.loads((resolved.path / "config.json").read_text())
@@ -165,6 +188,26 @@ def build_fold_model(cfg: FoldTrainConfig):
     missing, unexpected = model.esm.load_state_dict(lm.esm.state_dict(), strict=False)
     if unexpected or [k for k in missing if not k.startswith("contact_head")]:
         raise RuntimeError(f"language model '{cfg.lm}' does not fit: missing {missing}, unexpected {unexpected}")
+    model.esm.requires_grad_(False)
+    return model
+
+
+def _load_initial_model(cfg: FoldTrainConfig):
+    """A trained folding model in float32 for fine-tuning, its language model frozen."""
+    import torch
+    from transformers import EsmForProteinFolding
+
+    from foldatlas.models.loading import from_pretrained_quietly
+    from foldatlas.models.registry import resolve_model
+
+    folder = resolve_model(cfg.init).path
+    trunk = json.loads((folder / "config.json").read_text()).get("esmfold_config", {}).get("trunk", {})
+    want = dict(num_blocks=cfg.blocks, sequence_state_dim=cfg.sequence_dim, pairwise_state_dim=cfg.pairwise_dim)
+    have = {k: trunk.get(k) for k in want}
+    if have != want:
+        raise ValueError(f"'{cfg.init}' has trunk {have}, the run asks for {want}")
+    torch.manual_seed(cfg.seed)
+    model = from_pretrained_quietly(EsmForProteinFolding, folder, cfg.init, dtype=torch.float32)
     model.esm.requires_grad_(False)
     return model
 
@@ -207,16 +250,17 @@ def _clear_openfold_caches() -> None:
 def _validate(model, chains: list[dict], cfg: FoldTrainConfig) -> dict:
     import torch
 
-    from foldatlas.train.fold_losses import folding_losses
+    from foldatlas.train.fold_losses import LossWeights, folding_losses
 
     model.eval()
     rng = np.random.default_rng(0)
     totals: dict[str, float] = {}
+    weights = LossWeights(violation=1.0)  # reported whatever the training weight
     with torch.no_grad():
         for ch in chains:
-            aatype, mask, coords, residx = chain_batch([ch], 256, rng)
+            aatype, mask, coords, residx = (t.to(cfg.device) for t in chain_batch([ch], 256, rng))
             out = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=cfg.max_recycles)
-            for k, v in folding_losses(out, coords, aatype, mask).items():
+            for k, v in folding_losses(out, coords, aatype, mask, weights).items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(chains)
     model.train()
     return {f"valid_{k}": round(v, 4) for k, v in totals.items()}
@@ -244,7 +288,7 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     import torch
 
     from foldatlas.train.data import load_structures
-    from foldatlas.train.fold_losses import folding_losses
+    from foldatlas.train.fold_losses import LossWeights, folding_losses
     from foldatlas.train.lm import write_tokenizer
 
     data, out = Path(data_dir), Path(out_dir)
@@ -255,7 +299,9 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.min_length]
     valid_set = load_structures(data / "structures_valid.npz")
     valid = [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
-    model = build_fold_model(cfg)
+    model = build_fold_model(cfg).to(cfg.device)
+    weights = LossWeights(violation=cfg.violation, violation_clash=cfg.violation_clash,
+                          unclamped_fape=cfg.unclamped_fape)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.0)
     modules = {"model": model}
@@ -273,12 +319,12 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
             rng = np.random.default_rng((cfg.seed, step))
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: the same on a resumed run
             chains = [train.chain(int(pool[i])) for i in rng.integers(0, len(pool), cfg.batch_size)]
-            aatype, mask, coords, residx = chain_batch(chains, cfg.crop, rng)
+            aatype, mask, coords, residx = (t.to(cfg.device) for t in chain_batch(chains, cfg.crop, rng))
             recycles = int(rng.integers(0, cfg.max_recycles + 1))
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine_lr(step, cfg)
             out_ = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=recycles)
-            losses = folding_losses(out_, coords, aatype, mask)
+            losses = folding_losses(out_, coords, aatype, mask, weights)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -296,8 +342,12 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 log(json.dumps(rec))
-            if step % cfg.checkpoint_every == 0 or step == stop:
+            out_of_time = cfg.time_limit is not None and time.time() - started > cfg.time_limit
+            if step % cfg.checkpoint_every == 0 or step == stop or out_of_time:
                 save_training_state(out / "state", modules, opt, step, asdict(cfg))
+            if out_of_time:
+                log(f"time limit reached at step {step}")
+                break
     if step < cfg.steps:
         return None
     model.eval()

@@ -9,7 +9,9 @@ One script scores a model and two baselines the same way, on the test split of
   lDDT-Ca, residues matched one to one (the folded sequence is the observed one);
 * pLDDT calibration: Pearson correlation of mean pLDDT with true lDDT-Ca per chain;
 * three-state secondary structure (H: H/G/I, E: E/B, C: the rest) of the
-  prediction (DSSP on its backbone, pydssp) against DSSP of the experiment.
+  prediction (DSSP on its backbone, pydssp) against DSSP of the experiment;
+* geometry of the prediction (:func:`foldatlas.structure.geometry.geometry_report`):
+  chain breaks per 100 residues, backbone bond and angle outliers, clashscore.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def score_model(model: str, targets: list[dict], log=print) -> dict:
         Per-target rows and means.
     """
     from foldatlas.api import fold
+    from foldatlas.structure.geometry import geometry_report
 
     rows = []
     for t in targets:
@@ -127,12 +130,17 @@ def score_model(model: str, targets: list[dict], log=print) -> dict:
         row = {"id": t["id"], "length": len(t["sequence"]), "tm_score": tm, "lddt_ca": ld,
                "mean_plddt": float(pred.plddt.mean()), "ptm": float(pred.ptm), "helix_tm_score": htm,
                "helix_lddt_ca": hld}
+        geo = geometry_report(pred.to_atoms())
+        row.update(breaks_per_100=geo.breaks_per_100, clashscore=geo.clashscore,
+                   bond_outliers_pct=100 * geo.bond_outliers / max(1, geo.bonds_checked),
+                   angle_outliers_pct=100 * geo.angle_outliers / max(1, geo.angles_checked))
         if t.get("ss"):
             pss = backbone_ss(pred_bb)
             row["ss_agreement"] = float(np.mean([a == b for a, b in zip(pss, t["ss"])]))
             row["helix_ss_agreement"] = float(np.mean([c == "H" for c in t["ss"]]))
         rows.append(row)
-        log(f"{t['id']}: TM {tm:.3f} lDDT {ld:.3f} pLDDT {row['mean_plddt']:.1f}")
+        log(f"{t['id']}: TM {tm:.3f} lDDT {ld:.3f} pLDDT {row['mean_plddt']:.1f} "
+            f"breaks/100 {geo.breaks_per_100:.1f} clashscore {geo.clashscore:.0f}")
     means = {k: float(np.mean([r[k] for r in rows if k in r])) for k in rows[0] if k not in ("id", "length")}
     plddt, true = np.array([r["mean_plddt"] for r in rows]), np.array([r["lddt_ca"] for r in rows])
     means["plddt_pearson"] = float(np.corrcoef(plddt, true)[0, 1]) if len(rows) > 2 and plddt.std() > 0 else None

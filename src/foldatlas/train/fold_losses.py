@@ -24,6 +24,13 @@ the training data holds (backbone N, CA, C, O and C-beta per residue):
   backbone-only model places: C-alpha pairs three or more residues apart
   closer than 3.5 A, summed per residue. Without it a model that cannot yet
   place distant residues settles on the FAPE-optimal collapsed ball.
+* **violation** (:func:`structural_violations`): AlphaFold's own
+  between-residue terms on every atom the model places: the peptide C-N bond
+  length and the CA-C-N and C-N-CA angles against Engh & Huber's values with a
+  flat bottom of 12 standard deviations, and heavy-atom clashes between
+  residues (van der Waals radii minus 1.5 A). Peptide bonds across a gap of
+  the experimental chain are left out. This is what keeps the backbone of a
+  short-trained model from breaking between residues.
 
 Every loss is zero or minimal for a perfect prediction (tested).
 """
@@ -35,8 +42,8 @@ from dataclasses import dataclass
 import torch
 from transformers.models.esm.openfold_utils.rigid_utils import Rigid
 
-__all__ = ["LossWeights", "backbone_frames", "fape", "ca_clash", "ca_bond", "lddt_ca_per_residue", "distogram_bins", "pae_bins",
-           "plddt_bins", "folding_losses"]
+__all__ = ["LossWeights", "backbone_frames", "fape", "ca_clash", "ca_bond", "structural_violations",
+           "lddt_ca_per_residue", "distogram_bins", "pae_bins", "plddt_bins", "folding_losses"]
 
 FAPE_CLAMP = 10.0
 FAPE_SCALE = 10.0
@@ -47,7 +54,11 @@ PLDDT_BINS = 50
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the terms of :func:`folding_losses` (AlphaFold's, confidence heads raised)."""
+    """Weights of the terms of :func:`folding_losses` (AlphaFold's, confidence heads raised).
+
+    ``violation`` weighs :func:`structural_violations` (0: not computed), within
+    which ``violation_clash`` scales the all-atom clash part (AlphaFold: 1).
+    """
 
     fape: float = 1.0
     distogram: float = 0.3
@@ -57,6 +68,8 @@ class LossWeights:
     unclamped_fape: float = 0.1
     clash: float = 0.1
     bond: float = 0.3
+    violation: float = 0.0
+    violation_clash: float = 1.0
 
 
 def backbone_frames(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor) -> Rigid:
@@ -105,6 +118,94 @@ def ca_bond(pred_ca: torch.Tensor, true_ca: torch.Tensor, mask: torch.Tensor, to
     pair = mask[..., 1:] * mask[..., :-1]
     err = torch.relu((step(pred_ca) - step(true_ca)).abs() - tolerance)
     return (err * pair).sum() / (pair.sum() + 1e-8)
+
+
+def _atom14_radii() -> torch.Tensor:
+    """van der Waals radius of each atom14 slot of each residue type ``[21, 14]`` (0 where no atom)."""
+    from transformers.models.esm.openfold_utils import residue_constants as rc
+
+    radii = torch.zeros(21, 14)
+    for r, one in enumerate(rc.restypes):
+        for a, name in enumerate(rc.restype_name_to_atom14_names[rc.restype_1to3[one]]):
+            if name:
+                radii[r, a] = rc.van_der_waals_radius[name[0]]
+    return radii
+
+
+def structural_violations(pos: torch.Tensor, atom_exists: torch.Tensor, aatype: torch.Tensor,
+                          mask: torch.Tensor, true_n: torch.Tensor | None = None,
+                          true_c: torch.Tensor | None = None, tolerance: float = 12.0,
+                          clash_overlap: float = 1.5, eps: float = 1e-6) -> dict[str, torch.Tensor]:
+    """AlphaFold 2's between-residue violation losses (supplement 1.9.11) on atom14 positions.
+
+    Parameters
+    ----------
+    pos : Tensor
+        ``[B, L, 14, 3]`` predicted atoms (atom14 order: N, CA, C, O, then the side chain).
+    atom_exists : Tensor
+        ``[B, L, 14]``, 1 for atoms the residue type has.
+    aatype : Tensor
+        ``[B, L]`` residue types (AlphaFold order, 20 = unknown).
+    mask : Tensor
+        ``[B, L]``, 1 for real residues.
+    true_n, true_c : Tensor, optional
+        ``[B, L, 3]`` experimental N and C: a peptide bond whose experimental
+        C-N distance is over 2 A (a gap in the chain) is not scored.
+    tolerance : float
+        Flat bottom in standard deviations (AlphaFold: 12).
+    clash_overlap : float
+        Allowed overlap of van der Waals radii, A (AlphaFold: 1.5).
+
+    Returns
+    -------
+    dict
+        ``c_n_bond``, ``ca_c_n_angle``, ``c_n_ca_angle`` (means over peptide bonds), ``clash`` (summed clash
+        depth per atom) and ``violation`` (their sum, AlphaFold's violation loss); each 0 for ideal geometry.
+    """
+    from transformers.models.esm.openfold_utils import residue_constants as rc
+
+    mask = mask.to(pos.dtype)
+    n, ca, c = pos[..., 0, :], pos[..., 1, :], pos[..., 2, :]
+    pair = mask[..., :-1] * mask[..., 1:]
+    if true_n is not None and true_c is not None:
+        gap = torch.sqrt(((true_c[..., :-1, :] - true_n[..., 1:, :]) ** 2).sum(-1) + eps) > 2.0
+        pair = pair * (~gap).to(pos.dtype)
+    proline = (aatype[..., 1:] == rc.restype_order["P"]).to(pos.dtype)
+    length_ideal = rc.between_res_bond_length_c_n[0] * (1 - proline) + rc.between_res_bond_length_c_n[1] * proline
+    length_sd = (rc.between_res_bond_length_stddev_c_n[0] * (1 - proline)
+                 + rc.between_res_bond_length_stddev_c_n[1] * proline)
+    c_n = n[..., 1:, :] - c[..., :-1, :]
+    c_n_len = torch.sqrt((c_n ** 2).sum(-1) + eps)
+    c_n_unit = c_n / c_n_len[..., None]
+    c_ca = ca[..., :-1, :] - c[..., :-1, :]
+    c_ca_unit = c_ca / torch.sqrt((c_ca ** 2).sum(-1) + eps)[..., None]
+    n_ca = ca[..., 1:, :] - n[..., 1:, :]
+    n_ca_unit = n_ca / torch.sqrt((n_ca ** 2).sum(-1) + eps)[..., None]
+
+    def flat_bottom(value, ideal, sd):
+        err = torch.sqrt((value - ideal) ** 2 + eps)
+        return (torch.relu(err - tolerance * sd) * pair).sum() / (pair.sum() + eps)
+
+    bond = flat_bottom(c_n_len, length_ideal, length_sd)
+    ca_c_n = flat_bottom((c_ca_unit * c_n_unit).sum(-1), *rc.between_res_cos_angles_ca_c_n)
+    c_n_ca = flat_bottom((-c_n_unit * n_ca_unit).sum(-1), *rc.between_res_cos_angles_c_n_ca)
+
+    b_, l_ = mask.shape
+    radii = _atom14_radii().to(pos)[aatype.clamp(max=20)] * atom_exists.to(pos.dtype)  # [B, L, 14]
+    exists = atom_exists.to(pos.dtype) * mask[..., None]
+    xyz = pos.reshape(b_, l_ * 14, 3)
+    ex, rad = exists.reshape(b_, l_ * 14), radii.reshape(b_, l_ * 14)
+    res = torch.arange(l_, device=pos.device).repeat_interleave(14)
+    slot = torch.arange(14, device=pos.device).repeat(l_)
+    between = res[:, None] < res[None, :]  # each pair of atoms of different residues once
+    peptide = (res[None, :] == res[:, None] + 1) & (slot[:, None] == 2) & (slot[None, :] == 0)
+    keep = (between & ~peptide).to(pos.dtype)
+    d = torch.sqrt(((xyz[:, :, None, :] - xyz[:, None, :, :]) ** 2).sum(-1) + 1e-10)
+    lower = rad[:, :, None] + rad[:, None, :] - clash_overlap
+    depth = torch.relu(lower - d) * keep * ex[:, :, None] * ex[:, None, :]
+    clash = (2 * depth.sum((-1, -2)) / (ex.sum(-1) + eps)).mean()  # each pair counted for both atoms
+    return {"c_n_bond": bond, "ca_c_n_angle": ca_c_n, "c_n_ca_angle": c_n_ca, "clash": clash,
+            "violation": bond + ca_c_n + c_n_ca + clash}
 
 
 def lddt_ca_per_residue(pred_ca: torch.Tensor, true_ca: torch.Tensor, mask: torch.Tensor,
@@ -206,5 +307,13 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
 
     total = (weights.fape * fape_train + weights.distogram * disto + weights.plddt * plddt + weights.pae * pae
              + weights.angle_norm * angle_norm + weights.clash * clash + weights.bond * bond)
+    extra = {}
+    if weights.violation:
+        viol = structural_violations(pos, outputs.atom14_atom_exists, aatype, mask, coords[..., 0, :],
+                                     coords[..., 2, :])
+        scaled = viol["violation"] - (1 - weights.violation_clash) * viol["clash"]
+        total = total + weights.violation * scaled
+        extra = {"violation": viol["violation"], "c_n_bond": viol["c_n_bond"], "atom_clash": viol["clash"]}
     return {"loss": total, "fape": fape_loss, "distogram": disto, "plddt": plddt, "pae": pae,
-            "angle_norm": angle_norm, "clash": clash, "bond": bond, "lddt_ca": (lddt * mask).sum() / mask.sum()}
+            "angle_norm": angle_norm, "clash": clash, "bond": bond, **extra,
+            "lddt_ca": (lddt * mask).sum() / mask.sum()}

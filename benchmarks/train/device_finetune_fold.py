@@ -1,0 +1,129 @@
+"""Fine-tune the embedded folding model on a GPU with AlphaFold's violation losses (issue 21).
+
+Prepared on the CPU, run once on a lent GPU machine (only 64 MiB travel, so the
+training set goes as ``foldatlas train pack`` output)::
+
+    foldatlas train pack --data DATA --out .gpu/data --window 160 --max-chains 9000
+    PYTHONPATH=src python3 benchmarks/train/device_finetune_fold.py --data .gpu/data --out $OUT --seconds 360
+
+It starts from ``foldatlas-fold-small``, scores the validation chains before
+training, times a short probe to size the cosine schedule to the time given,
+trains (batches of 16 crops of 128, 0-1 recycles, violation weight 1.0) and
+writes to ``--out``: the model in float16 (``model/``, shards under 16 MB), the
+run's ``log.jsonl`` and ``config.json``, and ``summary.json`` (JSON on stdout
+too). Bring ``model/`` back into a run folder and release it with ``foldatlas
+train fold-release``, which evaluates it on the CPU as the shipped model was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+
+def radius_ratio(model, chains: list[dict], cfg) -> float:
+    """Mean radius of gyration of predicted over experimental C-alpha (crops of 256): 1 is the right size."""
+    import numpy as np
+    import torch
+
+    from foldatlas.train.fold import chain_batch
+
+    rng, ratios = np.random.default_rng(0), []
+    model.eval()
+    with torch.no_grad():
+        for ch in chains:
+            aatype, mask, coords, residx = (t.to(cfg.device) for t in chain_batch([ch], 256, rng))
+            out = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=cfg.max_recycles)
+            pred, true = out.positions[-1][0, :, 1], coords[0, :, 1]
+            rg = [float(((x - x.mean(0)) ** 2).sum(-1).mean().sqrt()) for x in (pred, true)]
+            ratios.append(rg[0] / rg[1])
+    model.train()
+    return round(float(np.mean(ratios)), 3)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="Folder with structures_{train,valid}.npz (packed or not).")
+    ap.add_argument("--out", required=True, help="Folder for the model, logs and summary.")
+    ap.add_argument("--work", default="/tmp/foldatlas-finetune", help="Run folder (checkpoints).")
+    ap.add_argument("--seconds", type=float, default=360.0, help="Training time, probe included.")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--violation", type=float, default=1.0)
+    ap.add_argument("--violation-clash", type=float, default=1.0, help="Scale of the all-atom clash part.")
+    ap.add_argument("--unclamped-fape", type=float, default=0.1)
+    ap.add_argument("--init", default="foldatlas-fold-small")
+    ap.add_argument("--probe-steps", type=int, default=40)
+    ap.add_argument("--eval-chains", type=int, default=20)
+    args = ap.parse_args(argv)
+
+    import torch
+    import transformers
+
+    from foldatlas.train.fold import FoldTrainConfig, _validate, build_fold_model, train_fold
+    from foldatlas.train.data import load_structures
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    out, work = Path(args.out), Path(args.work)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    summary = {"torch": torch.__version__, "transformers": transformers.__version__,
+               "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device}
+    print(json.dumps(summary), flush=True)
+    # the shipped model's sizes (its card): 4 trunk blocks, sequence 256, pair 32, 8 structure-module blocks
+    cfg = FoldTrainConfig(lm="foldatlas-lm-small", blocks=4, sequence_dim=256, pairwise_dim=32, head_width=32,
+                          sm_dim=128, sm_blocks=8, ipa_heads=8, crop=128, batch_size=args.batch_size, steps=10**6,
+                          lr=args.lr, warmup=100, min_lr_ratio=0.1, max_recycles=1, seed=0,
+                          checkpoint_every=10**9, eval_every=500, eval_chains=args.eval_chains, log_every=25,
+                          violation=args.violation, violation_clash=args.violation_clash,
+                          unclamped_fape=args.unclamped_fape, init=args.init, device=args.device)
+    valid_set = load_structures(Path(args.data) / "structures_valid.npz")
+    valid = [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
+    t0 = time.time()
+    start_model = build_fold_model(cfg).to(args.device)
+    summary["before"] = dict(_validate(start_model, valid, cfg), radius_ratio=radius_ratio(start_model, valid, cfg))
+    print(json.dumps({"before": summary["before"], "seconds": round(time.time() - t0, 1)}), flush=True)
+
+    started = time.time()
+    quiet = lambda m: None  # noqa: E731
+    train_fold(args.data, work, cfg, log=quiet, until=args.probe_steps // 2)
+    mid = time.time()
+    train_fold(args.data, work, cfg, log=quiet, until=args.probe_steps)
+    per_step = (time.time() - mid) / (args.probe_steps - args.probe_steps // 2)
+    left = args.seconds - (time.time() - started)
+    steps = max(args.probe_steps + 1, args.probe_steps + int(left / per_step * 0.9))
+    summary.update(seconds_per_step=round(per_step, 4), steps=steps)
+    print(json.dumps({"seconds_per_step": per_step, "steps": steps}), flush=True)
+    cfg = replace(cfg, steps=steps, time_limit=max(10.0, left))
+    final = train_fold(args.data, work, cfg, log=print)
+    summary["train_seconds"] = round(time.time() - started, 1)
+    summary["config"] = asdict(cfg)
+    if final is None:  # out of time: release the last checkpoint's weights all the same
+        from transformers import EsmForProteinFolding  # noqa: F401
+
+        from foldatlas.train.checkpoints import load_training_state
+
+        model = build_fold_model(cfg)
+        summary["stopped_at"] = load_training_state(work / "state", {"model": model}, torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad]))
+    else:
+        from transformers import EsmForProteinFolding
+
+        model = EsmForProteinFolding.from_pretrained(str(final), dtype=torch.float32)
+    model.to(args.device)
+    summary["after"] = dict(_validate(model, valid, cfg), radius_ratio=radius_ratio(model, valid, cfg))
+    model.half().save_pretrained(str(out / "model"), safe_serialization=True, max_shard_size="12MB")
+    for name in ("log.jsonl", "config.json"):
+        shutil.copy(work / name, out / name)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
