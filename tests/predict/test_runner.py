@@ -36,9 +36,26 @@ def test_outputs_manifest_and_summary(tmp_path, tiny_model):
     assert manifest["runs"][-1]["counts"] == {"folded": 3, "skipped": 0, "failed": 0}
     rows = _summary(out)
     assert [r["name"] for r in rows] == ["a|1", "b", "c"] and {r["status"] for r in rows} == {"ok"}
+    # every record's geometry: in its JSON and the summary (a random-weight model's structures are no proteins)
+    geo = data["geometry"]
+    assert geo["residues"] == 18 and geo["bonds_checked"] > 0 and geo["plausible"] == (geo["warning"] is None)
+    assert rows[1]["chain_breaks"] == str(geo["chain_breaks"]) and float(rows[1]["clashscore"]) == geo["clashscore"]
     # pLDDT in the PDB B-factor column is on the 0-100 scale
     bfac = [float(line[60:66]) for line in (out / "c.pdb").read_text().splitlines() if line.startswith("ATOM")]
     assert max(bfac) > 1.0
+
+
+def test_an_implausible_prediction_gets_one_warning_line(tmp_path, tiny_model):
+    lines = []
+    run_fold([make_record("c", "ACDEFGHIKLMNPQRSTVWY")], RunConfig(output=tmp_path / "o", chunk_size=0), tiny_model,
+             progress=False, log=lines.append)
+    data = json.loads((tmp_path / "o" / "c.json").read_text())
+    warnings = [x for x in lines if "warning" in x]
+    if data["geometry"]["plausible"]:
+        assert not warnings
+    else:
+        assert warnings == [f"record 'c': warning: {data['geometry']['warning']}"]
+        assert "implausible" in warnings[0] and "\n" not in warnings[0]
 
 
 def test_rerun_skips_finished_records(tmp_path, tiny_model):

@@ -137,6 +137,13 @@ def test_fold_on_the_page_renders_the_model_and_its_confidence(live_server, page
     entry = _api(live_server, f"/api/v1/entries/{entry_id}")
     assert page.text_content("#mean-plddt") == f"{entry['mean_plddt']:.2f}"
     assert page.text_content("#entry-length") == str(len(SEQ))
+    geo = entry["geometry"]  # the page shows the entry's geometry and, when implausible, the warning
+    plural = "" if geo["chain_breaks"] == 1 else "s"
+    shown = f"{geo['chain_breaks']} break{plural}, clashscore {geo['clashscore']:.1f}"
+    assert page.text_content("#entry-geometry") == shown
+    assert page.is_visible("#geometry-warning") == (geo["warning"] is not None)
+    if geo["warning"]:
+        assert page.text_content("#geometry-warning") == f"Warning: {geo['warning']}"
     page.wait_for_timeout(500)  # the viewer draws on the next animation frame
     canvas = page.locator("#viewer canvas")
     assert canvas.count() >= 1

@@ -45,6 +45,10 @@ def test_esm_fold_endpoint_answers_pdb_then_serves_it_from_the_atlas(client):
     assert entry["sequence"] == SEQ and entry["kind"] == "predicted" and entry["description"] == "query"
     ca = [line for line in first.text.splitlines() if line.startswith("ATOM") and line[12:16] == " CA "]
     np.testing.assert_allclose([float(line[60:66]) for line in ca], entry["plddt"], atol=0.01)
+    geo = entry["geometry"]  # the entry's geometry report, with the one-line warning when implausible
+    assert geo["residues"] == len(SEQ) and geo["plausible"] == (geo["warning"] is None)
+    experimental = client.get("/api/v1/entries/1AX8_A").json()["geometry"]
+    assert experimental["chain_breaks"] == 0 and experimental["plausible"] and experimental["warning"] is None
 
     assert client.get(f"/fetchPredictedStructure/{entry_id}").text == first.text
     assert client.get(f"/fetchPredictedStructure/{entry_id}.pdb").text == first.text

@@ -248,8 +248,18 @@ class AtlasEntry:
         return [{"predicted_aligned_error": np.round(self.pae.astype(np.float64), 3).tolist(),
                  "max_predicted_aligned_error": self.max_pae}]
 
-    def to_dict(self, include_pae: bool = False, include_embedding: bool = False) -> dict:
-        """Metadata and confidence as a JSON-ready dict."""
+    def geometry_dict(self) -> dict:
+        """Geometry of the stored structure (:func:`foldatlas.structure.geometry.geometry_report`) as JSON,
+        with ``plausible`` and the one-line ``warning`` (None when plausible)."""
+        from foldatlas.structure.geometry import geometry_report, geometry_warning
+
+        report = geometry_report(self.atoms())
+        return {**report.to_dict(), "plausible": report.plausible,
+                "warning": geometry_warning(report, self.ptm, self.mean_plddt)}
+
+    def to_dict(self, include_pae: bool = False, include_embedding: bool = False,
+                include_geometry: bool = False) -> dict:
+        """Metadata and confidence as a JSON-ready dict (``include_geometry``: :meth:`geometry_dict` too)."""
         out = {
             "id": self.id, "checksum": self.checksum, "crc64": self.crc64, "sequence": self.sequence,
             "length": self.length, "chains": len(self.chains), "kind": self.kind, "model": self.model,
@@ -268,6 +278,8 @@ class AtlasEntry:
             out.update(self.pae_json()[0])
         if include_embedding and self.embedding is not None:
             out["embedding"] = np.round(self.embedding.astype(np.float64), 5).tolist()
+        if include_geometry:
+            out["geometry"] = self.geometry_dict()
         return out
 
     def to_json(self, **kwargs) -> str:

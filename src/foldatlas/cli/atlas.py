@@ -196,7 +196,8 @@ def get(
         data = entry.to_bcif()
     else:
         text = {"pdb": entry.to_pdb, "cif": entry.to_mmcif,
-                "json": lambda: json.dumps(entry.to_dict(include_pae=True, include_embedding=True)),
+                "json": lambda: json.dumps(entry.to_dict(include_pae=True, include_embedding=True,
+                                                         include_geometry=True)),
                 "pae": lambda: json.dumps(entry.pae_json(), separators=(",", ":")),
                 "fasta": lambda: f"{fasta_header(entry.id, entry.description)}\n{entry.sequence}\n"}[fmt]()
         data = text.encode() if text.endswith("\n") else (text + "\n").encode()

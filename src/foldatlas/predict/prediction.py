@@ -66,6 +66,7 @@ class Prediction:
     extra: dict = field(default_factory=dict)
     pde: np.ndarray | None = None
     samples: list = field(default_factory=list)
+    _geometry: object = field(default=None, repr=False, compare=False)
 
     def check_finite(self, context: str = "") -> None:
         """Refuse NaN or infinite coordinates, pLDDT, PAE, PDE or scores: a numerical failure of the model
@@ -148,8 +149,24 @@ class Prediction:
         """The predicted distance error matrix as JSON (``predicted_distance_error``, Å)."""
         return {"predicted_distance_error": np.round(self.pde.astype(np.float64), 2).tolist()}
 
+    def geometry(self):
+        """:class:`~foldatlas.structure.geometry.GeometryReport` of the structure (computed once)."""
+        if self._geometry is None:
+            from foldatlas.structure.geometry import geometry_report
+
+            self._geometry = geometry_report(self.to_atoms())
+        return self._geometry
+
+    def geometry_dict(self) -> dict:
+        """The geometry report as JSON, with ``plausible`` and the one-line ``warning`` (None when plausible)."""
+        from foldatlas.structure.geometry import geometry_warning
+
+        report = self.geometry()
+        return {**report.to_dict(), "plausible": report.plausible,
+                "warning": geometry_warning(report, self.ptm, self.mean_plddt)}
+
     def to_dict(self, include_pae: bool = True) -> dict:
-        """Confidence and provenance as a JSON-ready dict."""
+        """Confidence, geometry and provenance as a JSON-ready dict."""
         rec = self.record
         out = {
             "name": rec.name,
@@ -164,6 +181,7 @@ class Prediction:
             "ptm": round(self.ptm, 5),
             "iptm": None if self.iptm is None else round(self.iptm, 5),
             "plddt": np.round(self.plddt.astype(np.float64), 2).tolist(),
+            "geometry": self.geometry_dict(),
         }
         if self.num_recycles is not None:  # models that recycle (ESMFold v1); ESMFold2 records its loops in extra
             out["num_recycles"] = self.num_recycles

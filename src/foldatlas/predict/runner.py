@@ -33,7 +33,8 @@ __all__ = ["RunConfig", "RunResult", "run_fold", "length_problem", "fold_in_batc
            "check_bulk_options", "fold_options", "SUMMARY_COLUMNS"]
 
 _SUMMARY_INTERVAL_S = 10.0
-SUMMARY_COLUMNS = ("name", "file", "length", "chains", "mean_plddt", "ptm", "iptm", "status", "seconds", "error")
+SUMMARY_COLUMNS = ("name", "file", "length", "chains", "mean_plddt", "ptm", "iptm", "chain_breaks", "clashscore",
+                   "status", "seconds", "error")
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,9 @@ def _ok_row(stem: str, data: dict) -> dict:
     """Summary row of a finished record, from the content of its ``{stem}.json``."""
     return {"name": data["name"], "file": stem, "length": data["length"], "chains": len(data["chains"]),
             "mean_plddt": data["mean_plddt"], "ptm": data["ptm"], "iptm": data.get("iptm"),
-            "status": "ok", "seconds": data.get("seconds", ""), "error": ""}
+            "chain_breaks": data.get("geometry", {}).get("chain_breaks"),
+            "clashscore": data.get("geometry", {}).get("clashscore"), "status": "ok",
+            "seconds": data.get("seconds", ""), "error": ""}
 
 
 def _write_summary(folder: Path, rows: list[dict]) -> None:
@@ -289,6 +292,9 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
                 rows[i] = _ok_row(stems[i], write_prediction(prediction, out, stems[i], plot=config.plot,
                                                              extra=extra))
                 result.folded += 1
+                warning = prediction.geometry_dict()["warning"]
+                if warning:
+                    log(f"record '{records[i].name}': warning: {warning}")
         bar.update(sum(records[i].length for i in batch))
         flush()
     bar.close()

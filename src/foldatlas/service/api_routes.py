@@ -133,13 +133,13 @@ async def job_status(job_id: str, request: Request) -> JSONResponse:
 
 @router.get("/entries/{entry_id}")
 async def entry(entry_id: str, request: Request, pae: bool = False) -> Response:
-    """An entry's metadata and per-residue pLDDT (``pae=true``: the PAE matrix too)."""
+    """An entry's metadata, per-residue pLDDT and geometry report (``pae=true``: the PAE matrix too)."""
     ctx = context(request)
     key = (entry_id, "json+pae" if pae else "json")
     data = ctx.cached_render(key)
     if data is None:
-        data = await run_in_threadpool(
-            lambda: ctx.atlas.get(entry_id, pae=pae, embedding=False).to_json(include_pae=pae).encode())
+        data = await run_in_threadpool(lambda: ctx.atlas.get(entry_id, pae=pae, embedding=False).to_json(
+            include_pae=pae, include_geometry=True).encode())
         ctx.store_render(key, data)
     return Response(data, media_type="application/json")
 

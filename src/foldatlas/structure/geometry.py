@@ -22,11 +22,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["GeometryReport", "geometry_report", "BREAK_CN", "SIGMAS", "CLASH_OVERLAP"]
+__all__ = ["GeometryReport", "geometry_report", "geometry_warning", "BREAK_CN", "SIGMAS", "CLASH_OVERLAP",
+           "CLASHSCORE_LIMIT"]
 
 BREAK_CN = 2.0  # A: a longer peptide C-N is a chain break
 SIGMAS = 4.0  # bond and angle outliers: further than this many standard deviations from ideal
 CLASH_OVERLAP = 0.4  # A of van der Waals overlap that makes a clash (MolProbity's serious clash)
+CLASHSCORE_LIMIT = 40.0  # heavy-atom clashscore from which a model is called implausible (crystal structures: < 10)
 # Engh & Huber (1991) ideals and standard deviations (A, degrees); proline's C-N is a little longer.
 _BONDS = {"N-CA": (1.459, 0.020), "CA-C": (1.525, 0.026), "C-N": (1.329, 0.014)}
 _ANGLES = {"N-CA-C": (111.0, 2.7), "CA-C-N": (116.2, 2.0), "C-N-CA": (121.7, 1.8)}
@@ -71,8 +73,8 @@ class GeometryReport:
 
     @property
     def plausible(self) -> bool:
-        """No chain break and a clashscore under 40 (a rough line: crystal structures score far lower)."""
-        return self.chain_breaks == 0 and self.clashscore < 40.0
+        """No chain break and a clashscore under :data:`CLASHSCORE_LIMIT` (crystal structures score far lower)."""
+        return self.chain_breaks == 0 and self.clashscore < CLASHSCORE_LIMIT
 
 
 def _backbone_table(atoms):
@@ -94,6 +96,43 @@ def _outliers(values: np.ndarray, ideal: float, sigma: float) -> tuple[int, int]
     return int((np.abs(values[ok] - ideal) > SIGMAS * sigma).sum()), int(ok.sum())
 
 
+def geometry_warning(report: GeometryReport, ptm: float | None = None,
+                     mean_plddt: float | None = None) -> str | None:
+    """One line saying why a structure is physically implausible, or None when it is not.
+
+    A prediction whose confidence is high (pTM >= 0.5 or mean pLDDT >= 70) while
+    its geometry is implausible gets the stronger wording: its confidence and its
+    geometry disagree, and neither should be trusted without a look.
+    """
+    problems = []
+    if report.chain_breaks:
+        problems.append(f"{report.chain_breaks} chain break{'s' if report.chain_breaks > 1 else ''} "
+                        f"(peptide C-N over {BREAK_CN:g} A)")
+    if report.clashscore >= CLASHSCORE_LIMIT:
+        problems.append(f"clashscore {report.clashscore:.0f} (limit {CLASHSCORE_LIMIT:g})")
+    if not problems:
+        return None
+    what = " and ".join(problems)
+    confident = [f"pTM {ptm:.2f}" for _ in [0] if ptm is not None and ptm >= 0.5]
+    confident += [f"mean pLDDT {mean_plddt:.0f}" for _ in [0] if mean_plddt is not None and mean_plddt >= 70]
+    if confident:
+        return f"confident ({', '.join(confident)}) but physically implausible: {what}"
+    return f"physically implausible: {what}"
+
+
+def _close_pairs(coord: np.ndarray, radius: float) -> np.ndarray:
+    """Index pairs ``i < j`` of points closer than ``radius`` (biotite's cell list), shape (P, 2)."""
+    import biotite.structure as struc
+
+    if len(coord) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    near = struc.CellList(np.asarray(coord, dtype=np.float32), cell_size=radius).get_atoms(coord, radius)
+    i = np.repeat(np.arange(len(coord)), near.shape[1])
+    j = near.reshape(-1)
+    keep = (j >= 0) & (j > i)
+    return np.stack([i[keep], j[keep]], axis=1)
+
+
 def geometry_report(atoms) -> GeometryReport:
     """Check a structure's backbone geometry and steric clashes (see the module docstring for the cut-offs).
 
@@ -106,8 +145,6 @@ def geometry_report(atoms) -> GeometryReport:
     -------
     GeometryReport
     """
-    from scipy.spatial import cKDTree
-
     from foldatlas.structure.io import residue_keys
 
     n, ca, c, chains, names = _backbone_table(atoms)
@@ -138,7 +175,7 @@ def geometry_report(atoms) -> GeometryReport:
     _, residue = np.unique(residue_keys(heavy), return_inverse=True)
     chain_of = np.unique(heavy.chain_id, return_inverse=True)[1]
     radius = np.array([_RADII.get(str(e).upper()[:1], 1.7) for e in heavy.element])
-    pairs = cKDTree(heavy.coord).query_pairs(2 * max(_RADII.values()) - CLASH_OVERLAP, output_type="ndarray")
+    pairs = _close_pairs(heavy.coord, 2 * max(_RADII.values()) - CLASH_OVERLAP)
     clashes, worst = 0, 0.0
     if len(pairs):
         i, j = pairs[:, 0], pairs[:, 1]

@@ -99,6 +99,15 @@ async function fold() {
 
 // ---- an entry ------------------------------------------------------------------------------------------
 
+function showGeometry(geo) {
+  // chain breaks and clashscore of the stored structure; the server's one-line warning when implausible
+  $("entry-geometry").textContent = geo
+    ? `${geo.chain_breaks} break${geo.chain_breaks === 1 ? "" : "s"}, clashscore ${geo.clashscore.toFixed(1)}`
+    : "-";
+  $("geometry-warning").textContent = geo && geo.warning ? `Warning: ${geo.warning}` : "";
+  $("geometry-warning").hidden = !(geo && geo.warning);
+}
+
 async function showEntry(id) {
   hideSamples();
   const entry = await api(`/api/v1/entries/${encodeURIComponent(id)}?pae=true`);
@@ -110,6 +119,7 @@ async function showEntry(id) {
   $("mean-plddt").textContent = entry.mean_plddt == null ? "-" : entry.mean_plddt.toFixed(2);
   $("entry-ptm").textContent = entry.ptm == null ? "-" : entry.ptm.toFixed(3);
   $("entry-model").textContent = entry.model;
+  showGeometry(entry.geometry);
   const base = `/api/v1/entries/${encodeURIComponent(entry.id)}`;
   $("dl-pdb").href = `${base}/structure.pdb?download=true`;
   $("dl-cif").href = `${base}/structure.cif?download=true`;
