@@ -21,6 +21,7 @@ __all__ = [
     "UnknownEntryError",
     "AtlasError",
     "ServiceBusyError",
+    "MissingExtraError",
 ]
 
 
@@ -116,3 +117,9 @@ class ServiceBusyError(FoldatlasError):
     def __init__(self, message: str, retry_after: int = 30) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class MissingExtraError(FoldatlasError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    exit_code = 2

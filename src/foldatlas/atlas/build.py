@@ -44,6 +44,9 @@ class BuildOptions:
         Store each entry's PAE matrix (the largest part of an entry: about L^2 / 3 bytes).
     source : str
         Where the records came from (input files), stored with every entry.
+    relax : bool
+        Store the Amber-relaxed model (:mod:`foldatlas.structure.relax`) as the entry's structure, the
+        before/after report under ``provenance["relax"]``; an ESMFold2 entry's samples stay as predicted.
     """
 
     num_recycles: int | None = None
@@ -56,11 +59,16 @@ class BuildOptions:
     seed: int | None = None
     num_steps: int | None = None
     num_loops: int | None = None
+    relax: bool = False
 
     def __post_init__(self) -> None:
         from foldatlas.predict.runner import check_bulk_options
 
         check_bulk_options(self)
+        if self.relax:
+            from foldatlas.structure.relax import require_relax
+
+            require_relax()
 
 
 @dataclass
@@ -154,9 +162,15 @@ def prediction_entry(prediction, embedding, folding_model, options: BuildOptions
 
     rec = prediction.record
     structure = codec.encode_structure(prediction.to_atoms())
+    stored, relaxed = structure, {}
+    if options.relax:
+        from foldatlas.structure.relax import relax_structure
+
+        result = relax_structure(prediction.to_atoms())
+        stored, relaxed = codec.encode_structure(result.atoms), {"relax": result.to_dict()}
     return NewEntry(
         id=rec.name, sequence=rec.sequence, kind="predicted", model=folding_model.name,
-        model_version=folding_model.weights_sha256, structure=structure,
+        model_version=folding_model.weights_sha256, structure=stored,
         samples=_entry_samples(prediction, structure), plddt=prediction.plddt, ptm=prediction.ptm, iptm=prediction.iptm,
         pae=prediction.pae if options.store_pae else None, max_pae=prediction.max_pae, embedding=embedding,
         description=rec.description, source=options.source,
@@ -166,7 +180,7 @@ def prediction_entry(prediction, embedding, folding_model, options: BuildOptions
                     **{k: prediction.extra[k] for k in _SAMPLING_KEYS if k in prediction.extra},
                     **({"precision": prediction.extra["precision"]} if "precision" in prediction.extra else {}),
                     "seconds": round(seconds, 3), "batch_size": batch_size,
-                    "substitutions": [list(s) for s in rec.substitutions]})
+                    "substitutions": [list(s) for s in rec.substitutions], **relaxed})
 
 
 def batch_entries(predictions: list, folding_model, embedder, options: BuildOptions, seconds: float) -> list[NewEntry]:

@@ -53,6 +53,7 @@ def build(
                                                        f"atlas' own, else {DEFAULT_LM})."),
     no_embed: bool = typer.Option(False, "--no-embed", help="Store no embeddings."),
     no_pae: bool = typer.Option(False, "--no-pae", help="Store no PAE matrices (saves about L^2/3 bytes each)."),
+    relax: bool = typer.Option(False, "--relax", help="Store Amber-relaxed models (needs foldatlas[relax])."),
     num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, max=24,  # engine.MAX_RECYCLES
                                                help="ESMFold v1: recycles after the first pass (default: the "
                                                     "model's own)."),
@@ -87,7 +88,7 @@ def build(
     # Everything is checked before a model loads or the atlas folder is created: a refused command leaves nothing.
     records = read_inputs(inputs, default_name=name)
     options = BuildOptions(num_recycles=num_recycles, chunk_size=chunk_size, max_tokens_per_batch=max_tokens_per_batch,
-                           max_length=max_length, store_pae=not no_pae, source=" ".join(inputs)[:500],
+                           max_length=max_length, store_pae=not no_pae, source=" ".join(inputs)[:500], relax=relax,
                            num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops)
     check_output_path(atlas_dir, "--atlas", folder=True)
     check_device_options(device, dtype, precision)

@@ -77,9 +77,11 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
         name: str = typer.Option("query", "--name", help="Name of a raw sequence."),
         no_plot: bool = typer.Option(False, "--no-plot", help="Skip the pLDDT/PAE PNG."),
+        relax: bool = typer.Option(False, "--relax", help="Also write an Amber-relaxed model per record "
+                                                          "(NAME.relaxed.pdb/.cif; needs foldatlas[relax])."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
-        """Fold proteins: PDB, mmCIF, confidence JSON (pLDDT, pTM, ipTM, PAE) and a plot per record."""
+        """Fold proteins: PDB, mmCIF, confidence JSON (pLDDT, pTM, ipTM, PAE, geometry) and a plot per record."""
         from foldatlas.predict.runner import RunConfig, run_fold
         from foldatlas.seq.fasta import read_inputs
 
@@ -90,7 +92,8 @@ def register(app: typer.Typer) -> None:
         records = read_inputs(inputs, default_name=name)
         config = RunConfig(output=output, num_recycles=num_recycles, chunk_size=chunk_size,
                            max_tokens_per_batch=max_tokens_per_batch, max_length=max_length, plot=not no_plot,
-                           num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops)
+                           num_samples=num_samples, seed=seed, num_steps=num_steps, num_loops=num_loops,
+                           relax=relax)
         check_output_path(output, "--output", folder=True)
         check_device_options(device, dtype, precision)
         check_fold_options(model, config.fold_options())  # before a model loads or the output folder exists

@@ -32,10 +32,11 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _register() -> None:
-    from foldatlas.cli import atlas, compare, design, fold, lm, models, serve, train
+    from foldatlas.cli import atlas, compare, design, fold, lm, models, relax, serve, train
 
     fold.register(app)
     compare.register(app)
+    relax.register(app)
     models.register(app)
     atlas.register(app)
     train.register(app)
