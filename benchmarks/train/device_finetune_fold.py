@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     start_model = build_fold_model(cfg).to(args.device)
     summary["before"] = dict(_validate(start_model, valid, cfg), radius_ratio=radius_ratio(start_model, valid, cfg))
     print(json.dumps({"before": summary["before"], "seconds": round(time.time() - t0, 1)}), flush=True)
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "log.jsonl", "a") as f:  # the validation before training, as step 0 of the curve
+        f.write(json.dumps({"step": 0, **summary["before"]}) + "\n")
 
     started = time.time()
     quiet = lambda m: None  # noqa: E731

@@ -106,7 +106,23 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, tmp_path):
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}
     assert {d for d in dtypes if d.is_floating_point} == {torch.float16}
     card = (dest / "README.md").read_text()
-    for text in ("19 CASP14 domains", "untrained twin", "ideal helix", "Pearson", "a test machine", "| D1 |"):
+    for text in ("19 CASP14 domains", "untrained twin", "ideal helix", "Pearson", "a test machine", "| D1 |",
+                 "chain breaks per 100 residues", "clashscore"):
         assert text in card
+    assert "Previous model" not in card
+
+    # a fine-tuned model's card compares it with the model it replaces
+    from foldatlas.train.release import write_fold_card
+
+    previous = {"training": "The base model, trained on a CPU.", "casp14": metrics["casp14"]}
+    config = json.loads((model.parent / "config.json").read_text())
+    (model.parent / "config.json").write_text(json.dumps(dict(config, init="foldatlas-fold-small", violation=1.0,
+                                                               violation_clash=0.1, unclamped_fape=0.3)))
+    card = write_fold_card(dest, model.parent, json.loads((data / "manifest.json").read_text()), metrics,
+                           "a GPU", previous=previous)
+    assert "then fine-tuned on a GPU" in card and "violation losses added" in card and "scaled by 0.1" in card
+    assert "## Previous model\nThe base model, trained on a CPU." in card
+    assert "| 19 CASP14 domains | mean TM-score |" in card
+    (model.parent / "config.json").write_text(json.dumps(config))
     assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1
     assert not dest.with_name(dest.name + ".tmp").exists()

@@ -217,6 +217,9 @@ def fold_release(
     dest: Path = typer.Option(..., "--dest", help="Release folder, e.g. src/foldatlas/weights/foldatlas-fold-small."),
     test_chains: Optional[int] = typer.Option(None, "--test-chains", min=1, help="Score the first N test chains."),
     machine: str = typer.Option("a 2-core x86-64 CPU", "--machine", help="Where it was trained (for the card)."),
+    previous: Optional[Path] = typer.Option(None, "--previous", help="JSON of the model a fine-tuned one replaces "
+                                                                     "(training: a paragraph; test, casp14: its "
+                                                                     "fold-eval), compared in the card."),
 ) -> None:
     """Store a trained folding model as float16 with its evaluation and model card."""
     from foldatlas.errors import InvalidFileError
@@ -226,7 +229,15 @@ def fold_release(
         raise InvalidFileError(f"{run}: no finished model (run 'foldatlas train fold' to the end first)")
     if not (eval_dir / "targets.tsv").is_file():
         raise InvalidFileError(f"{eval_dir}: no targets.tsv")
-    metrics = release_fold(run, data_dir, eval_dir, dest, machine, test_chains=test_chains, log=_log)
+    import json
+
+    before = None
+    if previous is not None:
+        if not previous.is_file():
+            raise InvalidFileError(f"{previous}: no such file")
+        before = json.loads(previous.read_text())
+    metrics = release_fold(run, data_dir, eval_dir, dest, machine, test_chains=test_chains, log=_log,
+                           previous=before)
     typer.echo(_means_json(metrics))
 
 

@@ -193,13 +193,32 @@ def _fold_table(result: dict) -> str:
             ("3-state SS agreement with DSSP", m.get("ss_agreement"), u.get("ss_agreement"),
              m.get("helix_ss_agreement")),
             ("mean pLDDT / 100", m["mean_plddt"] / 100, u["mean_plddt"] / 100, None)]
+    if "breaks_per_100" in m:  # geometry of the predictions (foldatlas.structure.geometry)
+        rows += [("chain breaks per 100 residues", m["breaks_per_100"], u.get("breaks_per_100"), None),
+                 ("clashscore (heavy atoms)", m["clashscore"], u.get("clashscore"), None)]
     lines = ["| metric | this model | untrained twin | ideal helix |", "|---|---|---|---|"]
     lines += [f"| {name} | {_fmt(a)} | {_fmt(b)} | {_fmt(c)} |" for name, a, b, c in rows]
     return "\n".join(lines)
 
 
+def _previous_section(previous: dict | None, metrics: dict) -> str:
+    """The card's comparison with the model this one replaces (its numbers measured by the same script)."""
+    if not previous:
+        return ""
+    keys = (("mean TM-score", "tm_score"), ("mean lDDT-Ca", "lddt_ca"), ("chain breaks per 100 residues",
+                                                                           "breaks_per_100"),
+            ("clashscore (heavy atoms)", "clashscore"), ("pLDDT vs lDDT-Ca, Pearson r", "plddt_pearson"))
+    lines = [f"## Previous model\n{previous.get('training', '')}\n",
+             "| set | metric | previous | this model |", "|---|---|---|---|"]
+    for name, label in (("test", "test split"), ("casp14", "19 CASP14 domains")):
+        if name in previous and name in metrics:
+            old, new = previous[name]["model"]["mean"], metrics[name]["model"]["mean"]
+            lines += [f"| {label} | {title} | {_fmt(old.get(k))} | {_fmt(new.get(k))} |" for title, k in keys]
+    return "\n".join(lines) + "\n"
+
+
 def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: dict, metrics: dict,
-                    machine: str) -> str:
+                    machine: str, previous: dict | None = None) -> str:
     """Write ``README.md`` (the model card) into the released folding-model folder.
 
     Parameters
@@ -214,6 +233,9 @@ def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: d
         Output of :func:`foldatlas.train.fold_eval.evaluate_fold` with ``test`` and ``casp14``.
     machine : str
         Where it was trained, in words.
+    previous : dict, optional
+        For a fine-tuned model: the model it started from, ``training`` (a paragraph) and its metrics
+        (``test``/``casp14`` as :func:`foldatlas.train.fold_eval.evaluate_fold` gives them), compared in the card.
 
     Returns
     -------
@@ -234,10 +256,19 @@ def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: d
         f"{r['helix_tm_score']:.3f} |" for r in casp["model"]["rows"])
     tm = casp["model"]["mean"]["tm_score"]
     same_fold = sum(r["tm_score"] > 0.5 for r in casp["model"]["rows"])
+    origin = "trained from scratch"
+    tuning = ""
+    if cfg.get("init"):
+        origin = "trained (from scratch on a CPU, then fine-tuned on a GPU)"
+        tuning = (f"\n\nFine-tuning: started from the previous `{cfg['init']}` (see Previous model) with AlphaFold's "
+                  f"between-residue violation losses added (`foldatlas.train.fold_losses.structural_violations`: "
+                  f"peptide C-N length, CA-C-N and C-N-CA angles with a 12-sigma flat bottom, heavy-atom clashes), "
+                  f"weight {cfg.get('violation')}, the all-atom clash part scaled by {cfg.get('violation_clash')}, "
+                  f"unclamped FAPE share {cfg.get('unclamped_fape')}.")
     text = f"""# foldatlas-fold-small
 
 foldatlas' embedded folding model: the ESMFold architecture (`transformers.EsmForProteinFolding`) at a small size,
-trained from scratch by the foldatlas project with `foldatlas train fold` on experimental PDB chains, on top of the
+{origin} by the foldatlas project with `foldatlas train fold` on experimental PDB chains, on top of the
 project's own language model `foldatlas-lm-small` (frozen). It is what `foldatlas fold` uses when no `--model` is
 given, so that folding works offline out of the box. **It is far less accurate than Meta's ESMFold**: mean TM-score
 {tm:.2f} on 19 CASP14 domains, where Meta reports about 0.68 for ESMFold v1. For real work fold with
@@ -269,7 +300,7 @@ experimental ones, non-local pairs closer than 3.5 A), without which a briefly t
 {cfg['batch_size']}, 0 to {cfg['max_recycles']} recycles per step (gradients through the last pass), AdamW (lr
 {cfg['lr']}, warm-up {cfg['warmup']} steps, cosine to {cfg['min_lr_ratio']}x), seed {cfg['seed']};
 {summary['steps']:,} steps. Compute: {summary['train_hours']} hours on {machine} (about {summary['s_per_step']} s per
-step), finished {summary['date']}.
+step), finished {summary['date']}.{tuning}
 
 Validation during training ({cfg['eval_chains']} validation chains, crops of 256):
 
@@ -303,13 +334,13 @@ fold). What limited it: compute ({summary['train_hours']} CPU hours, about
 ESMFold), a small trunk, and a weak language model underneath (its unsupervised contact precision is near random, so
 the trunk has little coevolution-like signal to start from). Do not use it for biological conclusions; treat its pLDDT as a rough, poorly calibrated
 signal (see the Pearson r above).
-"""
+{"" if not previous else chr(10) + _previous_section(previous, metrics)}"""
     atomic_write_text(model_dir / "README.md", text)
     return text
 
 
 def release_fold(run_dir: str | Path, data_dir: str | Path, eval_dir: str | Path, dest: str | Path, machine: str,
-                 test_chains: int | None = None, log=print) -> dict:
+                 test_chains: int | None = None, log=print, previous: dict | None = None) -> dict:
     """Copy a trained folding model into ``dest`` as float16, evaluate it, write its card.
 
     Parameters
@@ -328,6 +359,8 @@ def release_fold(run_dir: str | Path, data_dir: str | Path, eval_dir: str | Path
     test_chains : int, optional
         Score only the first N test chains.
     log : callable
+    previous : dict, optional
+        The replaced model's description and metrics, for the card (:func:`write_fold_card`).
 
     Returns
     -------
@@ -345,7 +378,7 @@ def release_fold(run_dir: str | Path, data_dir: str | Path, eval_dir: str | Path
     metrics["model"] = dest.name
     metrics["trainable_parameters"] = trainable
     manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
-    write_fold_card(tmp, run_dir, manifest, metrics, machine)
+    write_fold_card(tmp, run_dir, manifest, metrics, machine, previous=previous)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     _finish_release(tmp, dest)
     return metrics
