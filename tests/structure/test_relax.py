@@ -87,7 +87,7 @@ def test_fold_and_atlas_build_relax_every_prediction(tmp_path, tiny_model):
     from foldatlas.predict.runner import RunConfig, run_fold
     from foldatlas.seq import make_record
 
-    records = [make_record("r1", "MKTAYIAKQRQISFVKSHFSRQ")]
+    records = [make_record("r1", "MKTAYIAKQRQI")]
     lines: list[str] = []
     run_fold(records, RunConfig(output=tmp_path / "out", relax=True, plot=False), tiny_model, progress=False,
              log=lines.append)
