@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=None, help="'foldatlas train data' folder (its test split).")
     ap.add_argument("--test-chains", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cutoff", type=float, default=None, help="Non-bonded cut-off, A (default: none).")
+    ap.add_argument("--limit", type=int, default=None, help="Relax only the first N structures.")
     args = ap.parse_args(argv)
 
     import torch
@@ -52,11 +54,11 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     rows = []
-    for group, name, seq in _targets(args.eval, args.data, args.test_chains):
+    for group, name, seq in _targets(args.eval, args.data, args.test_chains)[:args.limit]:
         pred = fold(seq, model=args.model, device="cpu")
         atoms = pred.to_atoms()
         started = time.time()
-        res = relax_structure(atoms, RelaxOptions(threads=args.threads))
+        res = relax_structure(atoms, RelaxOptions(threads=args.threads, cutoff=args.cutoff))
         seconds = time.time() - started
         b, a = geometry_report(atoms), res.after
         rows.append({"set": group, "id": name, "length": len(seq), "breaks_per_100_before": b.breaks_per_100,
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = {group: {"n": sum(r["set"] == group for r in rows),
                        **{k: round(float(np.mean([r[k] for r in rows if r["set"] == group])), 4) for k in keys}}
                for group in dict.fromkeys(r["set"] for r in rows)}
-    print(json.dumps({"benchmark": "relax", "model": args.model, "threads": args.threads,
+    print(json.dumps({"benchmark": "relax", "model": args.model, "threads": args.threads, "cutoff": args.cutoff,
                       "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
                       "summary": summary, "rows": rows}))
 

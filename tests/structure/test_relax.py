@@ -56,7 +56,7 @@ def test_cli_relax_writes_the_model_and_missing_openmm_is_one_line(damaged, run_
     src = tmp_path / "model.pdb"
     src.write_text(to_pdb_string(damaged[damaged.res_id <= 25]))
     done = run_cli("relax", str(src), "-o", str(tmp_path / "relaxed.cif"), "--rounds", "2", "--threads", "1",
-                   "--json", timeout=300)
+                   "--cutoff", "10", "--json", timeout=300)
     assert done.returncode == 0, done.stderr
     import json
 

@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         stiffness: float = typer.Option(10.0, "--stiffness", min=0.0, help="Heavy-atom restraint, kcal/mol/A^2."),
         keep_hydrogens: bool = typer.Option(False, "--keep-hydrogens", help="Keep the hydrogens added."),
         threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for OpenMM."),
+        cutoff: Optional[float] = typer.Option(None, "--cutoff", min=6.0, help="Non-bonded cut-off in A (default: "
+                                                                               "none, as AlphaFold; 10 is faster)."),
         as_json: bool = typer.Option(False, "--json", help="Print the before/after report as JSON."),
     ) -> None:
         """Relax a model as AlphaFold does: Amber ff14SB, restrained heavy atoms, until no breaks or clashes remain."""
@@ -51,7 +53,8 @@ def register(app: typer.Typer) -> None:
         check_output_path(output, "--output", suffixes=(".pdb", ".cif"))
         atoms = read_structure(structure)
         result = relax_structure(atoms, RelaxOptions(stiffness=stiffness, max_rounds=rounds,
-                                                     keep_hydrogens=keep_hydrogens, threads=threads))
+                                                     keep_hydrogens=keep_hydrogens, threads=threads,
+                                                     cutoff=cutoff))
         write_relaxed(result, output, structure.name)
         report = result.to_dict()
         if as_json:
