@@ -258,8 +258,11 @@ def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: d
     same_fold = sum(r["tm_score"] > 0.5 for r in casp["model"]["rows"])
     origin = "trained from scratch"
     tuning = ""
+    seen = summary["steps"] * cfg["batch_size"] * cfg["crop"] / 1e6
+    compute = f"{summary['train_hours']} hours on {machine}, about {seen:.2f} M training residues seen"
     if cfg.get("init"):
         origin = "trained (from scratch on a CPU, then fine-tuned on a GPU)"
+        compute = f"the base model's CPU hours, then {compute} in fine-tuning"
         tuning = (f"\n\nFine-tuning: started from the previous `{cfg['init']}` (see Previous model) with AlphaFold's "
                   f"between-residue violation losses added (`foldatlas.train.fold_losses.structural_violations`: "
                   f"peptide C-N length, CA-C-N and C-N-CA angles with a 12-sigma flat bottom, heavy-atom clashes), "
@@ -329,8 +332,7 @@ Test split: {test['model']['n']} test chains of at most 400 residues:
 ## Limits
 The project's bar was a mean TM-score of 0.40 on the CASP14 domains (ESM-2 8M under AlphaFold 2's structure module
 reaches 0.367); this model reaches {tm:.3f}, and {same_fold} of the 19 domains reach a TM-score above 0.5 (the same
-fold). What limited it: compute ({summary['train_hours']} CPU hours, about
-{summary['steps'] * cfg['batch_size'] * cfg['crop'] / 1e6:.2f} M training residues seen, against GPU-weeks for
+fold). What limited it: compute ({compute}, against GPU-weeks for
 ESMFold), a small trunk, and a weak language model underneath (its unsupervised contact precision is near random, so
 the trunk has little coevolution-like signal to start from). Do not use it for biological conclusions; treat its pLDDT as a rough, poorly calibrated
 signal (see the Pearson r above).
