@@ -263,7 +263,7 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
     """
     from tqdm import tqdm
 
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))  # above the progress bar, not inside it
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):  # left by a run killed in the middle of a write
