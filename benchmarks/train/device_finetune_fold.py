@@ -108,8 +108,6 @@ def main(argv: list[str] | None = None) -> None:
     summary["train_seconds"] = round(time.time() - started, 1)
     summary["config"] = asdict(cfg)
     if final is None:  # out of time: release the last checkpoint's weights all the same
-        from transformers import EsmForProteinFolding  # noqa: F401
-
         from foldatlas.train.checkpoints import load_training_state
 
         model = build_fold_model(cfg)

@@ -251,11 +251,9 @@ class AtlasEntry:
     def geometry_dict(self) -> dict:
         """Geometry of the stored structure (:func:`foldatlas.structure.geometry.geometry_report`) as JSON,
         with ``plausible`` and the one-line ``warning`` (None when plausible)."""
-        from foldatlas.structure.geometry import geometry_report, geometry_warning
+        from foldatlas.structure.geometry import geometry_report, geometry_summary
 
-        report = geometry_report(self.atoms())
-        return {**report.to_dict(), "plausible": report.plausible,
-                "warning": geometry_warning(report, self.ptm, self.mean_plddt)}
+        return geometry_summary(geometry_report(self.atoms()), self.ptm, self.mean_plddt)
 
     def to_dict(self, include_pae: bool = False, include_embedding: bool = False,
                 include_geometry: bool = False) -> dict:

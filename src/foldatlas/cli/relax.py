@@ -9,26 +9,6 @@ from typing import Optional
 import typer
 
 
-def write_relaxed(result, path: Path, source: str) -> None:
-    """Write a :class:`~foldatlas.structure.relax.RelaxResult`'s structure as PDB or mmCIF (by suffix), atomically."""
-    from foldatlas.files import atomic_write_text
-    from foldatlas.structure.io import to_mmcif_string, to_pdb_string
-
-    after = result.after
-    remarks = [f"relaxed by foldatlas (OpenMM, Amber ff14SB, heavy-atom restraints) from {source}",
-               f"{result.rounds} round(s); C-alpha RMSD to the input {result.ca_rmsd:.2f} A; chain breaks "
-               f"{result.before.chain_breaks} -> {after.chain_breaks}; clashscore {result.before.clashscore:.1f} -> "
-               f"{after.clashscore:.1f}", "B-factor column: as in the input (pLDDT for predictions)"]
-    if path.suffix.lower() == ".cif":
-        from foldatlas import __version__
-
-        software = {"name": "foldatlas", "version": __version__, "classification": "refinement",
-                    "description": "restrained Amber minimisation (OpenMM)"}
-        atomic_write_text(path, to_mmcif_string(result.atoms, name=path.stem, software=software))
-    else:
-        atomic_write_text(path, to_pdb_string(result.atoms, remarks=remarks))
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``relax`` command to ``app``."""
 
@@ -48,7 +28,7 @@ def register(app: typer.Typer) -> None:
         """Relax a model as AlphaFold does: Amber ff14SB, restrained heavy atoms, until no breaks or clashes remain."""
         from foldatlas.files import check_output_path
         from foldatlas.structure.io import read_structure
-        from foldatlas.structure.relax import RelaxOptions, relax_structure
+        from foldatlas.structure.relax import RelaxOptions, relax_structure, write_relaxed
 
         check_output_path(output, "--output", suffixes=(".pdb", ".cif"))
         atoms = read_structure(structure)

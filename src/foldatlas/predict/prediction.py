@@ -159,11 +159,9 @@ class Prediction:
 
     def geometry_dict(self) -> dict:
         """The geometry report as JSON, with ``plausible`` and the one-line ``warning`` (None when plausible)."""
-        from foldatlas.structure.geometry import geometry_warning
+        from foldatlas.structure.geometry import geometry_summary
 
-        report = self.geometry()
-        return {**report.to_dict(), "plausible": report.plausible,
-                "warning": geometry_warning(report, self.ptm, self.mean_plddt)}
+        return geometry_summary(self.geometry(), self.ptm, self.mean_plddt)
 
     def to_dict(self, include_pae: bool = True) -> dict:
         """Confidence, geometry and provenance as a JSON-ready dict."""

@@ -122,15 +122,12 @@ class RunResult:
 
 def _relax(prediction, folder: Path, stem: str):
     """Relax a prediction and write ``{stem}.relaxed.pdb`` and ``.cif``; return the RelaxResult."""
-    from foldatlas.structure.io import to_mmcif_string, to_pdb_string
-    from foldatlas.structure.relax import relax_structure
+    from foldatlas.structure.relax import relax_structure, write_relaxed
 
     result = relax_structure(prediction.to_atoms())
-    remarks = [f"foldatlas prediction of {prediction.name} by model {prediction.model_name}, relaxed (OpenMM, Amber "
-               f"ff14SB, heavy-atom restraints): C-alpha RMSD {result.ca_rmsd:.2f} A to the unrelaxed model",
-               "B-factor column: per-atom pLDDT on the 0-100 scale (of the unrelaxed model)"]
-    atomic_write_text(folder / f"{stem}.relaxed.pdb", to_pdb_string(result.atoms, remarks=remarks))
-    atomic_write_text(folder / f"{stem}.relaxed.cif", to_mmcif_string(result.atoms, name=f"{prediction.name}_relaxed"))
+    what = f"foldatlas prediction of {prediction.name} by model {prediction.model_name}"
+    for suffix in (".pdb", ".cif"):
+        write_relaxed(result, folder / f"{stem}.relaxed{suffix}", what)
     return result
 
 
@@ -318,11 +315,12 @@ def run_fold(records: list[Record], config: RunConfig, folding_model, inputs: li
             for i, prediction in zip(batch, outcome.predictions):
                 extra = {"seconds": round(outcome.seconds, 3), "batch_size": len(batch),
                          "model_weights_sha256": folding_model.weights_sha256}
-                warning = prediction.geometry_dict()["warning"]
                 if config.relax:
                     relaxed = _relax(prediction, out, stems[i])
                     extra["relax"] = relaxed.to_dict()
                     warning = _relaxed_warning(relaxed, prediction)
+                else:
+                    warning = prediction.geometry_dict()["warning"]
                 rows[i] = _ok_row(stems[i], write_prediction(prediction, out, stems[i], plot=config.plot,
                                                              extra=extra))
                 result.folded += 1

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["GeometryReport", "geometry_report", "geometry_warning", "BREAK_CN", "SIGMAS", "CLASH_OVERLAP",
-           "CLASHSCORE_LIMIT"]
+__all__ = ["GeometryReport", "geometry_report", "geometry_warning", "geometry_summary", "violating_atoms",
+           "BREAK_CN", "SIGMAS", "CLASH_OVERLAP", "CLASHSCORE_LIMIT"]
 
 BREAK_CN = 2.0  # A: a longer peptide C-N is a chain break
 SIGMAS = 4.0  # bond and angle outliers: further than this many standard deviations from ideal
@@ -78,11 +78,55 @@ class GeometryReport:
 
 
 def _backbone_table(atoms):
-    """Per residue (C-alpha order): N, CA, C coordinates (NaN where missing), chain ids, residue names."""
+    """Per residue (C-alpha order): N, CA, C coordinates (NaN where missing), chain ids, residue names, and the
+    C-alpha atoms' indices."""
     from foldatlas.structure.io import residue_atoms
 
     ca_index, xyz = residue_atoms(atoms, ("N", "CA", "C"))
-    return xyz["N"], xyz["CA"], xyz["C"], np.asarray(atoms.chain_id[ca_index]), np.asarray(atoms.res_name[ca_index])
+    return (xyz["N"], xyz["CA"], xyz["C"], np.asarray(atoms.chain_id[ca_index]), np.asarray(atoms.res_name[ca_index]),
+            ca_index)
+
+
+def _peptide_lengths(n: np.ndarray, c: np.ndarray, chains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """C-N distance of each consecutive residue pair, and which pairs are chain breaks."""
+    with np.errstate(invalid="ignore"):
+        cn = np.linalg.norm(n[1:] - c[:-1], axis=1)
+        return cn, (chains[1:] == chains[:-1]) & np.isfinite(cn) & (cn > BREAK_CN)
+
+
+def _clash_hits(heavy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clashing pairs of heavy atoms (see the module docstring): indices ``i``, ``j`` and their overlaps (A)."""
+    from foldatlas.structure.io import residue_keys
+
+    # residues numbered in key order (chain, number, insertion code): neighbours in a chain differ by one
+    _, residue = np.unique(residue_keys(heavy), return_inverse=True)
+    chain_of = np.unique(heavy.chain_id, return_inverse=True)[1]
+    radius = np.array([_RADII.get(str(e).upper()[:1], 1.7) for e in heavy.element])
+    pairs = _close_pairs(heavy.coord, 2 * max(_RADII.values()) - CLASH_OVERLAP)
+    i, j = pairs[:, 0], pairs[:, 1]
+    overlap = radius[i] + radius[j] - np.linalg.norm(heavy.coord[i] - heavy.coord[j], axis=1)
+    near = (chain_of[i] == chain_of[j]) & (np.abs(residue[i] - residue[j]) <= 1)  # same or bonded residues
+    disulfide = (heavy.atom_name[i] == "SG") & (heavy.atom_name[j] == "SG")
+    hit = (overlap >= CLASH_OVERLAP) & ~near & ~disulfide
+    return i[hit], j[hit], overlap[hit]
+
+
+def _heavy_index(atoms) -> np.ndarray:
+    return np.flatnonzero((atoms.element != "H") & (atoms.element != "D"))
+
+
+def violating_atoms(atoms) -> np.ndarray:
+    """Mask over ``atoms``: the atoms of every residue at a chain break or in a clash (what relaxation releases)."""
+    from foldatlas.structure.io import residue_keys
+
+    keys = residue_keys(atoms)
+    n, _, c, chains, _, ca_index = _backbone_table(atoms)
+    _, broken = _peptide_lengths(n, c, chains)
+    bad = [keys[ca_index[:-1][broken]], keys[ca_index[1:][broken]]]
+    heavy = _heavy_index(atoms)
+    i, j, _ = _clash_hits(atoms[heavy])
+    bad += [keys[heavy[i]], keys[heavy[j]]]
+    return np.isin(keys, np.concatenate(bad))
 
 
 def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -94,6 +138,13 @@ def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 def _outliers(values: np.ndarray, ideal: float, sigma: float) -> tuple[int, int]:
     ok = np.isfinite(values)
     return int((np.abs(values[ok] - ideal) > SIGMAS * sigma).sum()), int(ok.sum())
+
+
+def geometry_summary(report: GeometryReport, ptm: float | None = None, mean_plddt: float | None = None) -> dict:
+    """The report as JSON with ``plausible`` and the one-line ``warning`` (None when plausible), as every output
+    (``NAME.json``, atlas entries, the HTTP API) carries it."""
+    return {**report.to_dict(), "plausible": report.plausible,
+            "warning": geometry_warning(report, ptm, mean_plddt)}
 
 
 def geometry_warning(report: GeometryReport, ptm: float | None = None,
@@ -145,14 +196,10 @@ def geometry_report(atoms) -> GeometryReport:
     -------
     GeometryReport
     """
-    from foldatlas.structure.io import residue_keys
-
-    n, ca, c, chains, names = _backbone_table(atoms)
-    same_chain = chains[1:] == chains[:-1]
+    n, ca, c, chains, names, _ = _backbone_table(atoms)
+    cn, broken = _peptide_lengths(n, c, chains)
+    linked = (chains[1:] == chains[:-1]) & np.isfinite(cn) & ~broken
     with np.errstate(invalid="ignore"):
-        cn = np.linalg.norm(n[1:] - c[:-1], axis=1)
-        broken = same_chain & np.isfinite(cn) & (cn > BREAK_CN)
-        linked = same_chain & np.isfinite(cn) & ~broken
         bond_out, bond_n = 0, 0
         for values, (ideal, sigma) in ((np.linalg.norm(ca - n, axis=1), _BONDS["N-CA"]),
                                        (np.linalg.norm(c - ca, axis=1), _BONDS["CA-C"])):
@@ -170,21 +217,9 @@ def geometry_report(atoms) -> GeometryReport:
             o, k = _outliers(values, *_ANGLES[key])
             angle_out, angle_n = angle_out + o, angle_n + k
 
-    heavy = atoms[(atoms.element != "H") & (atoms.element != "D")]
-    # residues numbered in key order (chain, number, insertion code): neighbours in a chain differ by one
-    _, residue = np.unique(residue_keys(heavy), return_inverse=True)
-    chain_of = np.unique(heavy.chain_id, return_inverse=True)[1]
-    radius = np.array([_RADII.get(str(e).upper()[:1], 1.7) for e in heavy.element])
-    pairs = _close_pairs(heavy.coord, 2 * max(_RADII.values()) - CLASH_OVERLAP)
-    clashes, worst = 0, 0.0
-    if len(pairs):
-        i, j = pairs[:, 0], pairs[:, 1]
-        d = np.linalg.norm(heavy.coord[i] - heavy.coord[j], axis=1)
-        overlap = radius[i] + radius[j] - d
-        near = (chain_of[i] == chain_of[j]) & (np.abs(residue[i] - residue[j]) <= 1)  # same or bonded residues
-        disulfide = (heavy.atom_name[i] == "SG") & (heavy.atom_name[j] == "SG")
-        hit = (overlap >= CLASH_OVERLAP) & ~near & ~disulfide
-        clashes, worst = int(hit.sum()), float(overlap[hit].max()) if hit.any() else 0.0
+    heavy = atoms[_heavy_index(atoms)]
+    _, _, overlap = _clash_hits(heavy)
+    clashes, worst = len(overlap), float(overlap.max()) if len(overlap) else 0.0
     residues = len(ca)
     return GeometryReport(residues=residues, atoms=len(heavy), chain_breaks=int(broken.sum()),
                           breaks_per_100=round(float(100.0 * broken.sum() / max(residues, 1)), 3),

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from foldatlas.errors import InvalidFileError, MissingExtraError
-from foldatlas.structure.geometry import BREAK_CN, CLASH_OVERLAP, GeometryReport, geometry_report
+from foldatlas.structure.geometry import GeometryReport, geometry_report, violating_atoms
 
-__all__ = ["RelaxOptions", "RelaxResult", "relax_structure", "relax_available", "require_relax"]
+__all__ = ["RelaxOptions", "RelaxResult", "relax_structure", "relax_available", "require_relax", "write_relaxed"]
 
 _KCAL = 4.184  # kJ per kcal
 
@@ -140,36 +140,6 @@ def _atom_keys(atoms) -> list[tuple]:
                                                                            atoms.atom_name)]
 
 
-def _violating_residues(atoms) -> set[tuple]:
-    """(chain, number, insertion code) of residues at a chain break or in a heavy-atom clash."""
-    from foldatlas.structure.geometry import _RADII, _close_pairs
-    from foldatlas.structure.io import residue_keys
-
-    keys = _atom_keys(atoms)
-    bad: set[tuple] = set()
-    res = residue_keys(atoms)
-    order = {k: n for n, k in enumerate(dict.fromkeys(res))}
-    idx = np.array([order[k] for k in res])
-    c_at = {idx[i]: i for i in np.flatnonzero(atoms.atom_name == "C")}
-    n_at = {idx[i]: i for i in np.flatnonzero(atoms.atom_name == "N")}
-    for r, ci in c_at.items():
-        ni = n_at.get(r + 1)
-        if ni is not None and atoms.chain_id[ci] == atoms.chain_id[ni]:
-            if np.linalg.norm(atoms.coord[ci] - atoms.coord[ni]) > BREAK_CN:
-                bad.update({keys[ci][:3], keys[ni][:3]})
-    radius = np.array([_RADII.get(str(e).upper()[:1], 1.7) for e in atoms.element])
-    pairs = _close_pairs(atoms.coord, 2 * max(_RADII.values()) - CLASH_OVERLAP)
-    if len(pairs):
-        i, j = pairs[:, 0], pairs[:, 1]
-        d = np.linalg.norm(atoms.coord[i] - atoms.coord[j], axis=1)
-        hit = (radius[i] + radius[j] - d >= CLASH_OVERLAP) & ((atoms.chain_id[i] != atoms.chain_id[j])
-                                                            | (np.abs(idx[i] - idx[j]) > 1))
-        hit &= ~((atoms.atom_name[i] == "SG") & (atoms.atom_name[j] == "SG"))
-        for a, b in zip(i[hit], j[hit]):
-            bad.update({keys[a][:3], keys[b][:3]})
-    return bad
-
-
 def relax_structure(atoms, options: RelaxOptions = RelaxOptions()) -> RelaxResult:
     """Relax a protein structure by restrained Amber minimisation (see the module docstring).
 
@@ -248,10 +218,10 @@ def relax_structure(atoms, options: RelaxOptions = RelaxOptions()) -> RelaxResul
         app.PDBFile.writeFile(fixer.topology, positions, text, keepIds=True)
         allatom = biopdb.PDBFile.read(io.StringIO(text.getvalue())).get_structure(model=1, extra_fields=["b_factor"])
         result = allatom[(allatom.element != "H") & (allatom.element != "D")]
-        report = geometry_report(result)
-        if report.chain_breaks == 0 and report.clashes == 0:
+        after = geometry_report(result)
+        if after.chain_breaks == 0 and after.clashes == 0:
             break
-        newly = _violating_residues(result) - released
+        newly = {k[:3] for k, bad in zip(_atom_keys(result), violating_atoms(result)) if bad} - released
         if not newly:
             break
         released |= newly
@@ -264,10 +234,40 @@ def relax_structure(atoms, options: RelaxOptions = RelaxOptions()) -> RelaxResul
     final = allatom if options.keep_hydrogens else result
     keys = _atom_keys(final)
     final.b_factor = np.array([b_factor.get(k, ca_b.get(k[:3], 0.0)) for k in keys], dtype=np.float32)
-    after = geometry_report(result)
     before_ca = {k[:3]: x for k, x in zip(_atom_keys(protein), protein.coord) if k[3] == "CA"}
     pairs = [(before_ca[k[:3]], x) for k, x in zip(_atom_keys(result), result.coord)
              if k[3] == "CA" and k[:3] in before_ca]
     rmsd = float(np.sqrt(np.mean([np.sum((a - b) ** 2) for a, b in pairs]))) if pairs else 0.0
     return RelaxResult(atoms=final, before=before, after=after, ca_rmsd=rmsd, rounds=rounds,
                        energy_start=energy_start, energy_end=energy_end, seconds=time.time() - started)
+
+
+def write_relaxed(result: RelaxResult, path, what: str) -> None:
+    """Write the relaxed structure as PDB or mmCIF (by the suffix), atomically, saying what it was relaxed from.
+
+    Parameters
+    ----------
+    result : RelaxResult
+    path : str or Path
+    what : str
+        The input, in words (a file name, a prediction and its model), for the PDB remarks and the mmCIF
+        software record.
+    """
+    from pathlib import Path
+
+    from foldatlas import __version__
+    from foldatlas.files import atomic_write_text
+    from foldatlas.structure.io import to_mmcif_string, to_pdb_string
+
+    path = Path(path)
+    b, a = result.before, result.after
+    if path.suffix.lower() == ".cif":
+        software = {"name": "foldatlas", "version": __version__, "classification": "refinement",
+                    "description": f"restrained Amber minimisation (OpenMM) of {what}"}
+        atomic_write_text(path, to_mmcif_string(result.atoms, name=path.stem, software=software))
+        return
+    remarks = [f"{what}, relaxed by foldatlas (OpenMM, Amber ff14SB, heavy-atom restraints)",
+               f"{result.rounds} round(s); C-alpha RMSD to the input {result.ca_rmsd:.2f} A; chain breaks "
+               f"{b.chain_breaks} -> {a.chain_breaks}; clashscore {b.clashscore:.1f} -> {a.clashscore:.1f}",
+               "B-factor column: as in the input (per-atom pLDDT on the 0-100 scale for predictions)"]
+    atomic_write_text(path, to_pdb_string(result.atoms, remarks=remarks))

@@ -38,6 +38,7 @@ Every loss is zero or minimal for a perfect prediction (tested).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from transformers.models.esm.openfold_utils.rigid_utils import Rigid
@@ -120,6 +121,7 @@ def ca_bond(pred_ca: torch.Tensor, true_ca: torch.Tensor, mask: torch.Tensor, to
     return (err * pair).sum() / (pair.sum() + 1e-8)
 
 
+@lru_cache(maxsize=1)
 def _atom14_radii() -> torch.Tensor:
     """van der Waals radius of each atom14 slot of each residue type ``[21, 14]`` (0 where no atom)."""
     from transformers.models.esm.openfold_utils import residue_constants as rc
