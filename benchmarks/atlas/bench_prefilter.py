@@ -1,15 +1,17 @@
-"""Structure-search prefilters compared: the atlas' full Smith-Waterman scan of every chain's 3Di string (pyopal)
-against MMseqs2's k-mer prefilter run on the same 3Di strings with the 3Di substitution matrix (a Foldseek-like
+"""Structure-search prefilters compared: the atlas' full Smith-Waterman scan of every chain's 3Di string (pyopal),
+the atlas' own 3Di k-mer stage in front of that scan (``--kmer`` shortlist fractions; :mod:`foldatlas.atlas.kmerindex`)
+and MMseqs2's k-mer prefilter run on the same 3Di strings with the 3Di substitution matrix (a Foldseek-like
 prefilter from a program the atlas already uses for sequences).
 
 For the 50 benchmark queries (``benchmarks/atlas/data``: their partners are the chains of the 2,000-chain database
 with TM-score >= 0.5), every chain of an atlas' structure index is a target; reports, per prefilter, the seconds per
 query and the fraction of the partners among its first 100 / 300 / 1,000 / 3,000 candidates. The atlas should hold
-the 2,000 database chains (e.g. all 21,119 StructureDB chains, ``bench_import.py``). Needs ``mmseqs``. Prints JSON
-lines.
+the 2,000 database chains (e.g. all 21,119 StructureDB chains, ``bench_import.py``). The MMseqs2 rows need
+``mmseqs`` (``--mmseqs`` with no strings skips them). Prints JSON lines.
 
     python benchmarks/atlas/bench_prefilter.py /work/data/atlas_sdb --work /tmp/prefilter \\
         --mmseqs "-s 7.5 --max-seqs 3000 --comp-bias-corr 0" "-s 9.5 --max-seqs 3000 --comp-bias-corr 0"
+    python benchmarks/atlas/bench_prefilter.py /work/data/atlas_sdb --work /tmp/prefilter --mmseqs --kmer 0.05 0.1
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _matrix(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from foldatlas.atlas import open_atlas
+    from foldatlas.atlas import kmerindex, open_atlas
     from foldatlas.atlas.structindex import load_structure_shards
     from foldatlas.atlas.structsearch import StructureSearcher, StructureSearchOptions
 
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--mmseqs", nargs="*", default=["-s 7.5 --max-seqs 3000 --comp-bias-corr 0"],
                         help="MMseqs2 prefilter options to compare (one string each)")
+    parser.add_argument("--kmer", nargs="*", type=float, default=[0.05, 0.1, 0.2],
+                        help="fractions of the atlas the k-mer stage passes to the scan, one row each")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     threads = len(os.sched_getaffinity(0))
@@ -84,6 +88,33 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     print(json.dumps({"prefilter": "pyopal Smith-Waterman, every chain", "seconds_per_query":
                       round(seconds / len(queries), 3), **_recall(truth, ranked), **common}), flush=True)
+
+    from foldatlas.atlas import structsearch
+
+    kmer_searcher = StructureSearcher(shards, StructureSearchOptions(candidates=max(DEPTHS), threads=threads,
+                                                                     prefilter="kmer"))
+    start = time.perf_counter()
+    kmer_searcher._shortlist(strings[queries[0]])  # builds (or loads) each shard's k-mer index
+    build_seconds = time.perf_counter() - start
+    for fraction in args.kmer:
+        structsearch.SHORTLIST_MIN, structsearch.SHORTLIST_FRACTION = 0, fraction
+        ranked, stage = {}, 0.0
+        start = time.perf_counter()
+        for q in queries:
+            t0 = time.perf_counter()
+            kmer_searcher._shortlist(strings[q])
+            stage += time.perf_counter() - t0
+            ranked[q] = [ids[int(shards[k].target_row[t])]
+                         for k, t, _ in kmer_searcher._prefilter(strings[q], kmer_searcher.options)]
+        seconds = time.perf_counter() - start - stage  # the shortlist was computed twice per query
+        print(json.dumps({"prefilter": f"k-mer stage (k {kmerindex.K}, threshold {kmerindex.THRESHOLD}), "
+                          f"{fraction:.0%} of the chains to the scan", "index_seconds": round(build_seconds, 1),
+                          "kmer_seconds_per_query": round(stage / len(queries), 3),
+                          "seconds_per_query": round(seconds / len(queries), 3), **_recall(truth, ranked), **common}),
+              flush=True)
+    kmer_searcher.close()
+    if not args.mmseqs:
+        return
 
     _matrix(args.work / "mat3di.out")
     common_args = ["--seed-sub-mat", str(args.work / "mat3di.out"), "--mask", "0", "-k", "6",

@@ -108,7 +108,12 @@ def test_structure_search_cli(tmp_path, split_dir, capsys):
     code, out, _ = _run(["atlas", "search", "--structure", "1AX8_A", *a, "-f", "json", "--exhaustive"], capsys)
     hits = json.loads(out)[0]["hits"]
     assert code == 0 and len(hits) == 4 and all(h["method"] == "tmalign" for h in hits)
+    code, out, _ = _run(["atlas", "search", "--structure", "1AX8_A", *a, "-f", "json", "--structure-prefilter",
+                         "kmer"], capsys)
+    assert code == 0 and json.loads(out)[0]["hits"][0]["target"] == "1AX8_A"
     for args, message in ((["--structure", "NOPE"], "no entry 'NOPE'"),
+                          (["--structure", "1AX8_A", "--structure-prefilter", "blast"],
+                           "--structure-prefilter must be one of"),
                           (["--structure", str(tmp_path / "x.pdb")], "no such file"),
                           (["--structure", "1AX8_A", "--sequence", "MKT"], "either --sequence or --structure"),
                           (["--structure", "1AX8_A", "--min-tm", "2"], "--min-tm"),

@@ -4,7 +4,9 @@ For each query chain:
 
 1. **Prefilter**: Smith-Waterman alignment (pyopal, SIMD) of the query's structural-alphabet string
    (:mod:`foldatlas.structure.alphabet`) against every chain of the atlas, scored by the alphabet's substitution
-   matrix and corrected for length (``S - ln(m n) / lambda``, the log of an E-value up to a constant).
+   matrix and corrected for length (``S - ln(m n) / lambda``, the log of an E-value up to a constant). From
+   :data:`KMER_FROM` chains on (or when asked), Foldseek's 3Di k-mer stage (:mod:`foldatlas.atlas.kmerindex`) first
+   picks the chains the scan aligns, a twentieth of the atlas: the scan alone grows linearly with the atlas.
 2. **TM-align** (tmtools) on the best ``tmalign`` candidates: exact TM-scores (by query and by target length),
    RMSD, aligned length, sequence identity and the superposition; these hits come first, by TM-score normalised
    by the query.
@@ -36,6 +38,9 @@ __all__ = ["threedi_aa_scores", "StructureHit", "StructureSearchOptions", "Struc
            "STRUCTURE_HIT_COLUMNS"]
 
 SEARCH_MODES = ("3diaa", "3di", "alphabet")
+PREFILTERS = ("auto", "scan", "kmer")
+KMER_FROM = 100_000  # chains from which prefilter "auto" puts the 3Di k-mer stage in front of the scan
+SHORTLIST_FRACTION, SHORTLIST_MIN = 0.05, 5_000  # chains the k-mer stage passes to the scan
 GAP_OPEN, GAP_EXTEND = 10, 1  # Foldseek's gap costs (half bits), for 3Di and 3Di+AA alike
 THREEDI_LETTERS = "ACDEFGHIKLMNPQRSTVWYX"  # the 3Di states as pyopal takes them (uppercase; X = undefined)
 STRUCTURE_HIT_COLUMNS = ("query", "target", "chain", "tm_score", "tm_score_target", "rmsd", "aligned_length",
@@ -137,6 +142,11 @@ class StructureSearchOptions:
     workers : int
         Processes running TM-align (0: in this process). Started with ``spawn``, so a script that sets this
         must guard its entry point with ``if __name__ == "__main__":``; the CLI uses one per CPU.
+    prefilter : {"auto", "scan", "kmer"}
+        ``scan``: Smith-Waterman of the query's 3Di string against every chain; ``kmer``: Foldseek's k-mer stage
+        (:mod:`foldatlas.atlas.kmerindex`) first, which passes the best :data:`SHORTLIST_FRACTION` of the chains
+        (at least :data:`SHORTLIST_MIN`) to the scan; ``auto``: ``kmer`` from :data:`KMER_FROM` chains on.
+        Modes ``3diaa`` and ``3di`` only.
     """
 
     max_hits: int = 100
@@ -149,6 +159,7 @@ class StructureSearchOptions:
     mode: str = "3diaa"
     aa_weight: float = 0.5
     reverse: bool = False
+    prefilter: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_hits < 1:
@@ -165,6 +176,10 @@ class StructureSearchOptions:
             raise InvalidOptionError(f"--mode must be one of {', '.join(SEARCH_MODES)}")
         if self.aa_weight < 0:
             raise InvalidOptionError("--aa-weight must be >= 0")
+        if self.prefilter not in PREFILTERS:
+            raise InvalidOptionError(f"--structure-prefilter must be one of {', '.join(PREFILTERS)}")
+        if self.prefilter == "kmer" and self.mode == "alphabet":
+            raise InvalidOptionError("--structure-prefilter kmer needs --mode 3diaa or 3di")
 
 
 def _tm_align(args: tuple) -> tuple:
@@ -285,6 +300,8 @@ class StructureSearcher:
         self.lengths = [np.diff(s.offsets) for s in shards]
         self.chains = sum(s.size for s in shards)
         self._pool = None
+        self._threads = None
+        self._kmers = None
         if options.mode == "alphabet":
             self.alphabet = alphabet or load_alphabet()
             self.matrix = self.alphabet.scoring_matrix()
@@ -317,10 +334,40 @@ class StructureSearcher:
         return self._pool
 
     def close(self) -> None:
-        """Stop the TM-align worker processes, if any."""
+        """Stop the TM-align worker processes and the k-mer stage's threads, if any."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+        if self._threads is not None:
+            self._threads.shutdown()
+            self._threads = None
+
+    def uses_kmers(self, options: StructureSearchOptions | None = None) -> bool:
+        """Whether the k-mer stage runs in front of the scan (see ``StructureSearchOptions.prefilter``)."""
+        opts = options or self.options
+        return opts.mode != "alphabet" and (opts.prefilter == "kmer" or
+                                            (opts.prefilter == "auto" and self.chains >= KMER_FROM))
+
+    def _shortlist(self, states: str) -> list[list[int]]:
+        """Per shard, the chains the k-mer stage passes to the scan (ascending)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from foldatlas.atlas.kmerindex import kmer_index, similar_kmers
+
+        if self._kmers is None:
+            self._kmers = [kmer_index(s) for s in self.shards]
+        if self._threads is None and self.threads > 1:
+            self._threads = ThreadPoolExecutor(self.threads)
+        lookup = np.full(256, 20, np.int64)
+        lookup[np.frombuffer(THREEDI_LETTERS.encode(), np.uint8)] = np.arange(len(THREEDI_LETTERS))
+        codes, qpos = similar_kmers(lookup[np.frombuffer(states.encode(), np.uint8)], self.m3di)
+        scores = [index.scores(codes, qpos, self._threads) for index in self._kmers]
+        flat = np.concatenate(scores)
+        n = max(SHORTLIST_MIN, int(SHORTLIST_FRACTION * self.chains))
+        keep = np.sort(np.argpartition(-flat, n)[:n]) if n < len(flat) else np.arange(len(flat))
+        bounds = np.cumsum([0] + [len(x) for x in scores])
+        return [(keep[(keep >= bounds[k]) & (keep < bounds[k + 1])] - bounds[k]).tolist()
+                for k in range(len(scores))]
 
     def _per_query(self, options: StructureSearchOptions | None) -> StructureSearchOptions:
         if options is None:
@@ -341,13 +388,16 @@ class StructureSearcher:
         return "".join(THREEDI_LETTERS[s] for s in query.trace.threedi)
 
     def _prefilter(self, states: str, opts: StructureSearchOptions) -> list[tuple[int, int, float]]:
+        shortlist = self._shortlist(states) if self.uses_kmers(opts) else None
         scored = []
         for k in range(len(self.shards)):
-            if self.shards[k].size == 0:
+            targets = None if shortlist is None else shortlist[k]
+            if self.shards[k].size == 0 or targets == []:
                 continue
-            raw = np.array([r.score for r in self._align(states, k, None, "score")], dtype=np.float64)
-            corrected = raw - np.log(len(states) * np.maximum(self.lengths[k], 1)) / self.lam
-            scored.append((np.full(len(raw), k), np.arange(len(raw)), corrected))
+            raw = np.array([r.score for r in self._align(states, k, targets, "score")], dtype=np.float64)
+            index = np.arange(len(raw)) if targets is None else np.asarray(targets)
+            corrected = raw - np.log(len(states) * np.maximum(self.lengths[k][index], 1)) / self.lam
+            scored.append((np.full(len(raw), k), index, corrected))
         if not scored:
             return []
         shard_of, target, score = (np.concatenate(x) for x in zip(*scored))

@@ -297,6 +297,10 @@ def search(
     mode: str = typer.Option("3diaa", "--mode", help="Structure: 3diaa (Foldseek's 3Di prefilter, candidates ranked "
                                                       "by 3Di+BLOSUM62 alignment, E-values), 3di (3Di only) or "
                                                       "alphabet (foldatlas' own alphabet)."),
+    structure_prefilter: str = typer.Option("auto", "--structure-prefilter",
+                                            help="Structure: scan (Smith-Waterman of every chain's 3Di string), "
+                                                 "kmer (Foldseek's 3Di k-mer stage first, passing 5% of the "
+                                                 "chains to the scan) or auto (kmer from 100,000 chains)."),
     superposed: Optional[Path] = typer.Option(None, "--superposed",
                                               help="Structure: write each hit's chain superposed on the query into "
                                                    "this folder (PDB)."),
@@ -332,7 +336,8 @@ def search(
                                 sensitivity=sensitivity)
         queries = read_inputs([sequence], default_name="query")
     else:
-        options = _structure_options(min_tm, max_hits, bool(exhaustive), max_candidates, tmalign, threads, mode)
+        options = _structure_options(min_tm, max_hits, bool(exhaustive), max_candidates, tmalign, threads, mode,
+                                     structure_prefilter)
     with open_atlas(atlas_dir) as atlas:
         if sequence is not None:
             names, lengths, results, columns = _search_sequences(atlas, queries, options)
@@ -361,7 +366,8 @@ def _search_sequences(atlas, queries, options):
     return [q.name for q in queries], [q.length for q in queries], results, HIT_COLUMNS
 
 
-def _structure_options(min_tm, max_hits, exhaustive, max_candidates, tmalign, threads, mode="3diaa"):
+def _structure_options(min_tm, max_hits, exhaustive, max_candidates, tmalign, threads, mode="3diaa",
+                       prefilter="auto"):
     import os
 
     from foldatlas.atlas.structsearch import StructureSearchOptions
@@ -369,7 +375,7 @@ def _structure_options(min_tm, max_hits, exhaustive, max_candidates, tmalign, th
     workers = len(os.sched_getaffinity(0)) if (tmalign > 1 or exhaustive) else 0
     return StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, exhaustive=exhaustive,
                                   candidates=max_candidates or 300, tmalign=tmalign, threads=threads,
-                                  workers=workers if workers > 1 else 0, mode=mode)
+                                  workers=workers if workers > 1 else 0, mode=mode, prefilter=prefilter)
 
 
 def _search_structures(atlas, structure, chain, options, superposed):
