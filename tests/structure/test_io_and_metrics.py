@@ -156,9 +156,16 @@ def test_fast_pdb_reading_equals_biotite_and_leaves_unusual_files_to_it():
         assert fast is not None and fast.array_length() == ref.array_length(), f
         for name in ("chain_id", "res_id", "ins_code", "res_name", "hetero", "atom_name", "element"):
             assert (getattr(fast, name) == getattr(ref, name)).all(), (f, name)
-        np.testing.assert_allclose(fast.coord, ref.coord)
-        np.testing.assert_allclose(fast.b_factor, ref.b_factor)
+        np.testing.assert_array_equal(fast.coord, ref.coord)
+        np.testing.assert_array_equal(fast.b_factor, ref.b_factor)
     lines = [ln for ln in files[0].read_text().splitlines() if ln.startswith("ATOM")][:12]
+    # numbers out of their standard layout (%8.3f, %4d) are parsed by numpy instead, with the same values
+    odd = "\n".join([lines[0][:22] + "  -3" + lines[0][26:30] + "   12.5 " + lines[0][38:], *lines[1:]])
+    fast = _simple_pdb_atoms(odd)
+    ref = pdb.PDBFile.read(io.StringIO(odd)).get_structure(model=1, extra_fields=["b_factor"])
+    assert fast.res_id[0] == -3 and fast.coord[0, 0] == np.float32(12.5)
+    np.testing.assert_array_equal(fast.coord, ref.coord)
+    assert (fast.res_id == ref.res_id).all()
     two_models = "\n".join(["MODEL        1", *lines, "ENDMDL", "MODEL        2", *lines[:3], "ENDMDL"])
     assert _simple_pdb_atoms(two_models).array_length() == 12  # the first model only, as biotite
     altloc = "\n".join([lines[0][:16] + "A" + lines[0][17:], lines[0][:16] + "B" + lines[0][17:], *lines[1:]])

@@ -119,27 +119,63 @@ def _simple_pdb_atoms(text: str):
 
     if (raw[:, 16] != 32).any():  # alternate locations: biotite keeps the first of each residue
         return None
-    try:
-        res_id = column(22, 26).astype(np.int64)
-        coord = np.stack([column(30, 38), column(38, 46), column(46, 54)], axis=1).astype(np.float32)
-        b_blank = (raw[:, 60:66] == 32).all(axis=1)
-        b_factor = np.where(b_blank, b"0", column(60, 66)).astype(np.float32)
-    except ValueError:
-        return None
-    element = np.char.strip(column(76, 78).astype("U2"))
+    res_id = _fixed_number(raw, 22, 26, 0)
+    coord = [_fixed_number(raw, a, a + 8, 3) for a in (30, 38, 46)]
+    b_blank = (raw[:, 60:66] == 32).all(axis=1)
+    b_factor = _fixed_number(np.where(b_blank[:, None], np.frombuffer(b"  0.00", np.uint8), raw[:, 60:66]), 0, 6, 2)
+    if res_id is None or b_factor is None or any(c is None for c in coord):
+        try:  # numbers not in their standard layout (%4d, %8.3f, %6.2f): numpy's parser
+            res_id = column(22, 26).astype(np.int64)
+            coord = [column(a, a + 8).astype(np.float32) for a in (30, 38, 46)]
+            b_factor = np.where(b_blank, b"0", column(60, 66)).astype(np.float32)
+        except ValueError:
+            return None
+    element = _stripped(column(76, 78))
     if (element == "").any():
         return None
     atoms = struc.AtomArray(len(lines))
-    atoms.coord = coord
-    atoms.chain_id = np.char.strip(column(21, 22).astype("U1"))
-    atoms.res_id = res_id
-    atoms.ins_code = np.char.strip(column(26, 27).astype("U1"))
-    atoms.res_name = np.char.strip(column(17, 20).astype("U3"))
+    atoms.coord = np.stack(coord, axis=1).astype(np.float32)
+    atoms.chain_id = _stripped(column(21, 22))
+    atoms.res_id = res_id.astype(np.int64)
+    atoms.ins_code = _stripped(column(26, 27))
+    atoms.res_name = _stripped(column(17, 20))
     atoms.hetero = raw[:, 0] == ord("H")
-    atoms.atom_name = np.char.strip(column(12, 16).astype("U4"))
+    atoms.atom_name = _stripped(column(12, 16))
     atoms.element = element
-    atoms.set_annotation("b_factor", b_factor)
+    atoms.set_annotation("b_factor", b_factor.astype(np.float32))
     return atoms
+
+
+def _stripped(values: np.ndarray) -> np.ndarray:
+    """Fixed-width byte strings as stripped str, converted once per distinct value."""
+    unique, inverse = np.unique(values, return_inverse=True)
+    return np.array([u.decode("ascii").strip() for u in unique.tolist()])[inverse.ravel()] if len(unique) else \
+        np.zeros(0, "U1")
+
+
+def _fixed_number(raw: np.ndarray, start: int, stop: int, decimals: int) -> np.ndarray | None:
+    """A right-aligned decimal column (``%w.df``, or ``%wd`` with no decimals) of an (n, 80) byte array, parsed
+    with integer arithmetic: float64 (int64 without decimals), or None when a field is not in that layout."""
+    if decimals:
+        point = stop - decimals - 1
+        if not (raw[:, point] == ord(".")).all():
+            return None
+        digits = np.concatenate([raw[:, start:point], raw[:, point + 1:stop]], axis=1)
+    else:
+        digits = raw[:, start:stop]
+    is_digit = (digits >= ord("0")) & (digits <= ord("9"))
+    filled = digits != ord(" ")
+    width = digits.shape[1]
+    first = np.argmax(filled, axis=1)
+    # what is written is one block at the right: an optional minus sign, then digits only
+    if not (filled.any(axis=1) & (filled.sum(axis=1) == width - first)).all():
+        return None
+    minus = digits[np.arange(len(digits)), first] == ord("-")
+    if (is_digit.sum(axis=1) + minus != width - first).any() or (is_digit.sum(axis=1) == 0).any():
+        return None
+    value = np.where(is_digit, digits - ord("0"), 0).astype(np.int64) @ (10 ** np.arange(width - 1, -1, -1))
+    value = np.where(minus, -value, value)
+    return value / 10 ** decimals if decimals else value
 
 
 def select_chains(atoms, chains: str | list[str] | None, label: str = "structure"):
