@@ -169,7 +169,9 @@ def _float_column(values: np.ndarray, factor: int) -> dict:
 
 def _string_column(values: np.ndarray) -> dict:
     """A string table in order of first appearance and run-length, 1-byte packed indices."""
-    unique, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    from foldatlas.structure.io import unique_strings
+
+    unique, first, inverse = unique_strings(values)
     order = np.argsort(first)
     rank = np.empty(len(order), np.int32)
     rank[order] = np.arange(len(order), dtype=np.int32)
@@ -203,8 +205,10 @@ def _direct_bcif(atoms) -> bytes | None:
         return None
     if np.abs(atoms.res_id).max() >= 2 ** 31 or np.abs(atoms.coord).max() * 1000 >= 2 ** 31:
         return None
+    from foldatlas.structure.io import unique_strings
+
     chain_ids = atoms.chain_id
-    _, first, inverse = np.unique(chain_ids, return_index=True, return_inverse=True)
+    _, first, inverse = unique_strings(chain_ids)
     entity = np.argsort(np.argsort(first)) + 1  # numbered by first appearance, as biotite's set_structure
     atom_id, res_name, chain = (_string_column(atoms.atom_name), _string_column(atoms.res_name),
                                 _string_column(chain_ids))

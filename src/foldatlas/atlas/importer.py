@@ -162,7 +162,7 @@ def _origin(text: str) -> tuple[str | None, str]:
     for marker, name in _PREDICTORS:
         if marker.search(header):
             return name, name
-    m = _EXPERIMENTAL.search(text[:200000])
+    m = _EXPERIMENTAL.search(header[:200000])
     if m:
         method = (m.group(1) or m.group(2) or "").strip().strip("'\"")
         return None, f"experimental ({method})" if method else "experimental"

@@ -56,7 +56,7 @@ def read_structure(path: str | Path | None = None, text: str | None = None, name
         If the file is missing, unreadable, in another format, or holds no
         protein atoms.
     """
-    import biotite.structure as struc
+    from biotite.structure.info import amino_acid_names
     from biotite.structure.io import pdb, pdbx
 
     label = str(path) if path is not None else (name or "<structure>")
@@ -82,7 +82,8 @@ def read_structure(path: str | Path | None = None, text: str | None = None, name
         raise
     except Exception as e:  # biotite raises many types on malformed files
         raise InvalidFileError(f"{label}: malformed {fmt.upper()} file ({e})".replace("\n", " ")) from e
-    atoms = atoms[struc.filter_amino_acids(atoms) & (atoms.element != "H")]
+    names, _, inverse = unique_strings(atoms.res_name)  # biotite's filter_amino_acids, once per residue name
+    atoms = atoms[np.isin(names, amino_acid_names())[inverse] & (atoms.element != "H")]
     if atoms.array_length() == 0 or not np.any(atoms.atom_name == "CA"):
         raise InvalidFileError(f"{label}: no protein atoms found")
     return atoms
@@ -99,19 +100,8 @@ def _simple_pdb_atoms(text: str):
     """
     import biotite.structure as struc
 
-    lines = []
-    for line in text.splitlines():
-        if line.startswith(("ATOM  ", "HETATM")):
-            if len(line) < 78:
-                return None
-            lines.append(line[:80].ljust(80))
-        elif line.startswith("ENDMDL") and lines:
-            break
-    if not lines:
-        return None
-    try:
-        raw = np.frombuffer("".join(lines).encode("ascii"), dtype=np.uint8).reshape(len(lines), 80)
-    except UnicodeEncodeError:
+    raw = _atom_records(text)
+    if raw is None:
         return None
 
     def column(start: int, stop: int) -> np.ndarray:
@@ -133,7 +123,7 @@ def _simple_pdb_atoms(text: str):
     element = _stripped(column(76, 78))
     if (element == "").any():
         return None
-    atoms = struc.AtomArray(len(lines))
+    atoms = struc.AtomArray(len(raw))
     atoms.coord = np.stack(coord, axis=1).astype(np.float32)
     atoms.chain_id = _stripped(column(21, 22))
     atoms.res_id = res_id.astype(np.int64)
@@ -146,9 +136,55 @@ def _simple_pdb_atoms(text: str):
     return atoms
 
 
+def _atom_records(text: str) -> np.ndarray | None:
+    """The ATOM/HETATM records of a PDB text's first model as an (n, 80) byte array (lines padded with spaces),
+    found with numpy; None for non-ASCII text, lines shorter than 78 columns, or no atoms."""
+    try:
+        buf = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        return None
+    ends = np.flatnonzero((buf == 10) | (buf == 13))
+    starts = np.concatenate([[0], ends + 1])
+    ends = np.concatenate([ends, [len(buf)]])
+    keep = ends - starts >= 6
+    starts, ends = starts[keep], ends[keep]
+    head = buf[starts[:, None] + np.arange(6)]
+    is_atom = (head == np.frombuffer(b"ATOM  ", np.uint8)).all(axis=1) | \
+        (head == np.frombuffer(b"HETATM", np.uint8)).all(axis=1)
+    atom_rows = np.flatnonzero(is_atom)
+    if len(atom_rows) == 0:
+        return None
+    endmdl = np.flatnonzero((head == np.frombuffer(b"ENDMDL", np.uint8)).all(axis=1))
+    endmdl = endmdl[endmdl > atom_rows[0]]
+    if len(endmdl):
+        atom_rows = atom_rows[atom_rows < endmdl[0]]
+    starts, ends = starts[atom_rows], ends[atom_rows]
+    if (ends - starts < 78).any():
+        return None
+    index = starts[:, None] + np.arange(80)
+    inside = index < ends[:, None]
+    return np.where(inside, buf[np.minimum(index, len(buf) - 1)], 32).astype(np.uint8)
+
+
+def unique_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``numpy.unique(values, return_index=True, return_inverse=True)`` for short strings (str or bytes, up to 9
+    characters), found by packing each ASCII string into one integer: several times faster than sorting strings.
+    Other strings go to ``numpy.unique`` itself."""
+    values = np.asarray(values)
+    width = values.dtype.itemsize // (4 if values.dtype.kind == "U" else 1)
+    if values.dtype.kind in "US" and 0 < width <= 9 and values.ndim == 1:
+        codes = values.view(np.uint32 if values.dtype.kind == "U" else np.uint8).reshape(len(values), width)
+        if not len(codes) or codes.max() < 128:
+            key = codes.astype(np.int64) @ (128 ** np.arange(width - 1, -1, -1, dtype=np.int64))
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            return values[first], first, inverse.ravel()
+    unique, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    return unique, first, inverse.ravel()
+
+
 def _stripped(values: np.ndarray) -> np.ndarray:
     """Fixed-width byte strings as stripped str, converted once per distinct value."""
-    unique, inverse = np.unique(values, return_inverse=True)
+    unique, _, inverse = unique_strings(values)
     return np.array([u.decode("ascii").strip() for u in unique.tolist()])[inverse.ravel()] if len(unique) else \
         np.zeros(0, "U1")
 
