@@ -224,22 +224,34 @@ class AtlasEntry:
         """PDB text (REMARK 250 lines name the entry, the model and its confidence)."""
         from foldatlas.structure.io import to_pdb_string
 
-        return to_pdb_string(self.atoms(), remarks=self._remarks())
+        return to_pdb_string(self.atoms(), remarks=self._remarks(), title=self._model_info(False).title)
 
-    def to_mmcif(self) -> str:
-        """mmCIF text with a ``_software`` record naming the model."""
-        from foldatlas import __version__
-        from foldatlas.structure.io import to_mmcif_string
+    def to_mmcif(self, pae: bool = False) -> str:
+        """ModelCIF text (:mod:`foldatlas.structure.modelcif`): a prediction's pLDDT as per-residue QA metrics and
+        pTM/ipTM as global ones, the model and its weights' hash; with ``pae`` (and a stored PAE), PAE as pairwise
+        metrics."""
+        from foldatlas.structure.modelcif import modelcif_text
 
-        which = "" if self.sample is None else f", sample {self.sample}"
-        software = {"name": "foldatlas", "version": __version__, "classification": "model building" if
-                    self.kind == "predicted" else "other", "description": f"{self.kind} by {self.model}{which}"}
-        name = self.id if self.sample is None else f"{self.id}_sample{self.sample}"
-        return to_mmcif_string(self.atoms(), name=name, software=software)
+        return modelcif_text(self.atoms(), self._model_info(pae))
 
     def to_bcif(self) -> bytes:
-        """BinaryCIF bytes, as stored."""
-        return codec.decode_bcif(self.structure_blob)
+        """The same content as :meth:`to_mmcif` as BinaryCIF."""
+        from foldatlas.structure.modelcif import modelcif_bcif
+
+        return modelcif_bcif(self.atoms(), self._model_info(False))
+
+    def _model_info(self, pae: bool):
+        from foldatlas.structure.modelcif import ModelInfo
+
+        which = "" if self.sample is None else f", sample {self.sample}"
+        name = self.id if self.sample is None else f"{self.id}_sample{self.sample}"
+        plddt = self.plddt if self.plddt is not None and len(self.plddt) == self.length else None
+        parameters = {k: v for k, v in (self.provenance or {}).items()
+                      if k in ("num_recycles", "seed", "num_samples", "num_steps", "num_loops")}
+        return ModelInfo(name=name, title=f"foldatlas atlas entry {self.id}: {self.kind} by {self.model}{which}",
+                         model=self.model, weights=self.model_version, predicted=self.kind == "predicted",
+                         plddt=plddt, ptm=self.ptm, iptm=self.iptm,
+                         pae=self.pae if pae and self.pae is not None else None, parameters=parameters)
 
     def pae_json(self) -> list[dict]:
         """PAE in AlphaFold DB's JSON form; raises ValueError when the entry has none."""

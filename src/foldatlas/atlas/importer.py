@@ -191,6 +191,8 @@ def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, objec
     atoms = read_structure(text=text, name=str(path))
     atoms = _with_ca(select_chains(atoms, options.chains, label=str(path)))
     use_plddt = options.plddt == "bfactor" or (options.plddt == "auto" and predictor is not None)
+    # a ModelCIF file's per-residue pLDDT (its QA metrics, as AlphaFold DB writes them) rather than its B-factors
+    qa = _modelcif_plddt(text, atoms) if options.plddt != "none" and "_ma_qa_metric_local" in text else None
     stem = _entry_stem(path)
     chain_ids = list(dict.fromkeys(atoms.chain_id.tolist()))
     groups = [(f"{stem}_{c}" if c else stem, atoms[atoms.chain_id == c]) for c in chain_ids] \
@@ -198,7 +200,9 @@ def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, objec
     out = []
     for entry_id, part in groups:
         plddt = None
-        if use_plddt:
+        if qa is not None:
+            plddt = qa[np.isin(ca_atoms(atoms).chain_id, np.unique(part.chain_id))]
+        elif use_plddt:
             plddt = np.asarray(ca_atoms(part).b_factor, dtype=np.float32)
             if plddt.size and float(plddt.max()) <= 1.0:
                 plddt = plddt * 100.0  # the 0-1 scale transformers writes
@@ -206,6 +210,40 @@ def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, objec
                 part.b_factor = part.b_factor * 100.0
         out.append((entry_id, part, plddt, options.label or label))
     return out
+
+
+def _modelcif_plddt(text: str, atoms) -> np.ndarray | None:
+    """Per-residue pLDDT of ``atoms`` (in :func:`~foldatlas.structure.io.ca_atoms` order) from a ModelCIF file's
+    local pLDDT QA metric, or None when the file has none for every residue (the B-factor rule then applies)."""
+    import io
+
+    from biotite.structure.io import pdbx
+
+    from foldatlas.structure.io import ca_atoms
+    from foldatlas.structure.modelcif import read_qa_metrics
+
+    try:
+        block = pdbx.CIFFile.read(io.StringIO(text)).block
+        metrics = read_qa_metrics(block)
+        site = block["atom_site"]
+        names = site["label_atom_id"].as_array(str)
+        label: dict = {}
+        auth_asym = site["auth_asym_id" if "auth_asym_id" in site else "label_asym_id"].as_array(str)
+        auth_seq = site["auth_seq_id" if "auth_seq_id" in site else "label_seq_id"].as_array(int)
+        ins = site["pdbx_PDB_ins_code"].as_array(str, masked_value="") if "pdbx_PDB_ins_code" in site else \
+            np.full(len(names), "")
+        label_asym, label_seq = site["label_asym_id"].as_array(str), site["label_seq_id"].as_array(int)
+        for k in np.flatnonzero(names == "CA"):
+            label.setdefault((auth_asym[k], int(auth_seq[k]), ins[k]), (label_asym[k], int(label_seq[k])))
+    except (KeyError, ValueError, IndexError):
+        return None
+    if metrics is None or not metrics.local_plddt:
+        return None
+    ca = ca_atoms(atoms)
+    keys = [label.get((c, int(r), i)) for c, r, i in zip(ca.chain_id, ca.res_id, ca.ins_code)]
+    if any(k is None for k in keys):
+        return None
+    return metrics.plddt_of([k[0] for k in keys], [k[1] for k in keys])
 
 
 def _read_encoded(path: Path, options: ImportOptions) -> tuple[Path, list[tuple] | str]:

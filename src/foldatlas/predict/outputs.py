@@ -44,14 +44,15 @@ def write_prediction(prediction: Prediction, folder: str | Path, stem: str, plot
     paths = {"pdb": folder / f"{stem}.pdb", "cif": folder / f"{stem}.cif",
              "pae": folder / f"{stem}.pae.json", "json": folder / f"{stem}.json"}
     atomic_write_text(paths["pdb"], prediction.to_pdb())
-    atomic_write_text(paths["cif"], prediction.to_mmcif())
+    weights = (extra or {}).get("model_weights_sha256")
+    atomic_write_text(paths["cif"], prediction.to_mmcif(weights=weights))
     atomic_write_text(paths["pae"], json.dumps(prediction.pae_json(), separators=(",", ":")))
     if prediction.pde is not None:
         atomic_write_text(folder / f"{stem}.pde.json", json.dumps(prediction.pde_json(), separators=(",", ":")))
     for sample in prediction.samples:
         sample_stem = f"{stem}_sample_{sample.extra['sample']}"
         atomic_write_text(folder / f"{sample_stem}.pdb", sample.to_pdb())
-        atomic_write_text(folder / f"{sample_stem}.cif", sample.to_mmcif())
+        atomic_write_text(folder / f"{sample_stem}.cif", sample.to_mmcif(weights=weights))
         atomic_write_text(folder / f"{sample_stem}.pae.json", json.dumps(sample.pae_json(), separators=(",", ":")))
         atomic_write_text(folder / f"{sample_stem}.json", json.dumps(sample.to_dict(include_pae=False),
                                                                     separators=(",", ":")))

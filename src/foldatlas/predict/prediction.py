@@ -129,16 +129,29 @@ class Prediction:
         """PDB text, pLDDT (0-100) in the B-factor column."""
         from foldatlas.structure.io import to_pdb_string
 
-        return to_pdb_string(self.to_atoms(), remarks=self._remarks())
+        return to_pdb_string(self.to_atoms(), remarks=self._remarks(),
+                             title=f"foldatlas prediction of {self.name} by {self.model_name}")
 
-    def to_mmcif(self) -> str:
-        """mmCIF text, pLDDT (0-100) in ``B_iso_or_equiv``."""
-        from foldatlas import __version__
-        from foldatlas.structure.io import to_mmcif_string
+    def to_mmcif(self, weights: str | None = None, pae: bool = False) -> str:
+        """ModelCIF text (:mod:`foldatlas.structure.modelcif`): pLDDT (0-100) in ``B_iso_or_equiv`` and as
+        per-residue QA metrics, mean pLDDT, pTM and ipTM as global ones, the model (``weights``: its hash) and the
+        prediction's settings; with ``pae``, PAE as pairwise metrics too."""
+        from foldatlas.structure.modelcif import modelcif_text
 
-        software = {"name": "foldatlas", "version": __version__, "classification": "model building",
-                    "description": f"predicted by {self.model_name}"}
-        return to_mmcif_string(self.to_atoms(), name=self.name, software=software)
+        return modelcif_text(self.to_atoms(), self._model_info(weights, pae))
+
+    def _model_info(self, weights: str | None, pae: bool):
+        from foldatlas.structure.modelcif import ModelInfo
+
+        parameters = {k: self.extra[k] for k in ("seed", "num_samples", "sample", "num_steps", "num_loops")
+                      if k in self.extra}
+        if self.num_recycles is not None:
+            parameters["num_recycles"] = self.num_recycles
+        if self.extra.get("precision"):
+            parameters["precision"] = self.extra["precision"]["mode"]
+        return ModelInfo(name=self.name, title=f"foldatlas prediction of {self.name} by {self.model_name}",
+                         model=self.model_name, weights=weights, plddt=self.plddt, ptm=self.ptm, iptm=self.iptm,
+                         pae=self.pae if pae else None, parameters=parameters)
 
     def pae_json(self) -> list[dict]:
         """PAE in AlphaFold DB's JSON form (a one-element list)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io as _io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,10 @@ def read_structure(path: str | Path | None = None, text: str | None = None, name
             if atoms is None:
                 atoms = pdb.PDBFile.read(_io.StringIO(text)).get_structure(model=1, extra_fields=["b_factor"])
         else:
-            atoms = pdbx.get_structure(pdbx.CIFFile.read(_io.StringIO(text)), model=1, extra_fields=["b_factor"])
+            with warnings.catch_warnings():  # ModelCIF files have no auth_atom_id: biotite uses label_atom_id
+                warnings.filterwarnings("ignore", message="Attribute 'auth_.*' not found", category=UserWarning)
+                atoms = pdbx.get_structure(pdbx.CIFFile.read(_io.StringIO(text)), model=1,
+                                           extra_fields=["b_factor"])
     except InvalidFileError:
         raise
     except Exception as e:  # biotite raises many types on malformed files
@@ -296,14 +300,17 @@ def ca_trace(atoms) -> tuple[np.ndarray, str, np.ndarray]:
     return ca.coord.astype(np.float64), sequence, ca.chain_id.copy()
 
 
-def to_pdb_string(atoms, remarks: list[str] | None = None) -> str:
-    """Write an ``AtomArray`` as PDB text: REMARK 250 lines (wrapped, never cut), the atoms, TER after each chain.
+def to_pdb_string(atoms, remarks: list[str] | None = None, title: str | None = None) -> str:
+    """Write an ``AtomArray`` as PDB text: a TITLE (as AlphaFold DB's files have one), REMARK 250 lines (wrapped,
+    never cut), SEQRES records of each chain, the atoms, TER after each chain.
 
     Parameters
     ----------
     atoms : biotite.structure.AtomArray
     remarks : list of str, optional
         Free text; a remark longer than a PDB line holds goes on over continuation lines.
+    title : str, optional
+        The TITLE record (wrapped over continuation lines).
     """
     from biotite.structure.io import pdb
 
@@ -312,7 +319,33 @@ def to_pdb_string(atoms, remarks: list[str] | None = None) -> str:
     buf = _io.StringIO()
     f.write(buf)
     lines = [line for line in buf.getvalue().splitlines() if line.strip() and line.rstrip() != "END"]
-    return "".join(f"{line}\n" for line in _remark_lines(remarks or []) + _with_ter_records(lines) + ["END"])
+    header = _title_lines(title) + _remark_lines(remarks or []) + _seqres_lines(atoms)
+    return "".join(f"{line}\n" for line in header + _with_ter_records(lines) + ["END"])
+
+
+def _title_lines(title: str | None, width: int = 70) -> list[str]:
+    import textwrap
+
+    if not title:
+        return []
+    pieces = textwrap.wrap(title, width=width, break_long_words=True, break_on_hyphens=False)
+    return [f"TITLE     {piece}" if k == 0 else f"TITLE   {k + 1:>2d} {piece}" for k, piece in enumerate(pieces)]
+
+
+def _seqres_lines(atoms) -> list[str]:
+    """SEQRES records: each chain's residues in file order, 13 per line."""
+    from biotite.structure import get_residue_starts
+
+    starts = get_residue_starts(atoms)
+    chains: dict[str, list[str]] = {}
+    for k in starts:
+        chains.setdefault(str(atoms.chain_id[k]), []).append(str(atoms.res_name[k]))
+    out = []
+    for chain, names in chains.items():
+        for row, first in enumerate(range(0, len(names), 13)):
+            residues = " ".join(f"{n:>3s}" for n in names[first:first + 13])
+            out.append(f"SEQRES {row + 1:>3d} {chain[:1] or ' '} {len(names):>4d}  {residues}".ljust(80))
+    return out
 
 
 def _remark_lines(remarks: list[str], width: int = 69) -> list[str]:

@@ -255,16 +255,16 @@ def write_relaxed(result: RelaxResult, path, what: str) -> None:
     """
     from pathlib import Path
 
-    from foldatlas import __version__
     from foldatlas.files import atomic_write_text
-    from foldatlas.structure.io import to_mmcif_string, to_pdb_string
+    from foldatlas.structure.io import to_pdb_string
+    from foldatlas.structure.modelcif import ModelInfo, modelcif_text
 
     path = Path(path)
     b, a = result.before, result.after
     if path.suffix.lower() == ".cif":
-        software = {"name": "foldatlas", "version": __version__, "classification": "refinement",
-                    "description": f"restrained Amber minimisation (OpenMM) of {what}"}
-        atomic_write_text(path, to_mmcif_string(result.atoms, name=path.stem, software=software))
+        info = ModelInfo(name=path.stem, title=f"{what}, relaxed by foldatlas (restrained Amber minimisation)",
+                         model="OpenMM Amber ff14SB relaxation", predicted=False)
+        atomic_write_text(path, modelcif_text(result.atoms, info))
         return
     remarks = [f"{what}, relaxed by foldatlas (OpenMM, Amber ff14SB, heavy-atom restraints)",
                f"{result.rounds} round(s); C-alpha RMSD to the input {result.ca_rmsd:.2f} A; chain breaks "
