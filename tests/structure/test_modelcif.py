@@ -141,7 +141,20 @@ def test_imported_entries_re_exported_and_alphafold_db_qa_metrics(tmp_path, spli
     again.write_text(afdb.to_mmcif())
     with open_atlas(tmp_path / "atlas2", create=True) as atlas:
         import_structures(atlas, [again], None, ImportOptions(), progress=False)
-        assert atlas.get("AF-P00441-F1").plddt.tolist() == pytest.approx(AFDB_PLDDT, abs=0.01)
+        back = atlas.get("AF-P00441-F1")
+        assert back.plddt.tolist() == pytest.approx(AFDB_PLDDT, abs=0.01)
+    # a prediction's pTM and ipTM come back too
+    pred_file = tmp_path / "again" / "c1.cif"
+    from foldatlas.structure.modelcif import ModelInfo, modelcif_text
+
+    atoms = read_structure(split_dir / "1AX8_A.pdb")
+    n = len(ca_atoms(atoms))
+    pred_file.write_text(modelcif_text(atoms, ModelInfo(name="c1", title="t", model="m", plddt=np.full(n, 55.0),
+                                                        ptm=0.61, iptm=0.42)))
+    with open_atlas(tmp_path / "atlas3", create=True) as atlas:
+        import_structures(atlas, [pred_file], None, ImportOptions(), progress=False)
+        entry = atlas.get("c1")
+        assert (entry.ptm, entry.iptm) == pytest.approx((0.61, 0.42)) and entry.plddt.mean() == pytest.approx(55.0)
 
 
 def test_alphafold_db_fixture_reads_as_alphafold_db_wrote_it():

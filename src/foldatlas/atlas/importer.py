@@ -177,8 +177,9 @@ def _with_ca(atoms):
     return atoms[np.isin(keys, keys[atoms.atom_name == "CA"])]
 
 
-def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, object, np.ndarray | None, str]]:
-    """Read one structure file into ``(id, atoms, per-residue pLDDT or None, label)`` per entry.
+def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, object, np.ndarray | None, str, dict]]:
+    """Read one structure file into ``(id, atoms, per-residue pLDDT or None, label, scores)`` per entry; ``scores``
+    holds a ModelCIF file's global pTM and ipTM (``ptm``, ``iptm``) for a whole-file entry.
 
     Raises
     ------
@@ -192,7 +193,8 @@ def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, objec
     atoms = _with_ca(select_chains(atoms, options.chains, label=str(path)))
     use_plddt = options.plddt == "bfactor" or (options.plddt == "auto" and predictor is not None)
     # a ModelCIF file's per-residue pLDDT (its QA metrics, as AlphaFold DB writes them) rather than its B-factors
-    qa = _modelcif_plddt(text, atoms) if options.plddt != "none" and "_ma_qa_metric_local" in text else None
+    qa, scores = _modelcif_plddt(text, atoms) if options.plddt != "none" and "_ma_qa_metric" in text else \
+        (None, {})
     stem = _entry_stem(path)
     chain_ids = list(dict.fromkeys(atoms.chain_id.tolist()))
     groups = [(f"{stem}_{c}" if c else stem, atoms[atoms.chain_id == c]) for c in chain_ids] \
@@ -208,13 +210,14 @@ def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, objec
                 plddt = plddt * 100.0  # the 0-1 scale transformers writes
                 part = part.copy()
                 part.b_factor = part.b_factor * 100.0
-        out.append((entry_id, part, plddt, options.label or label))
+        out.append((entry_id, part, plddt, options.label or label, scores if len(groups) == 1 else {}))
     return out
 
 
-def _modelcif_plddt(text: str, atoms) -> np.ndarray | None:
+def _modelcif_plddt(text: str, atoms) -> tuple[np.ndarray | None, dict]:
     """Per-residue pLDDT of ``atoms`` (in :func:`~foldatlas.structure.io.ca_atoms` order) from a ModelCIF file's
-    local pLDDT QA metric, or None when the file has none for every residue (the B-factor rule then applies)."""
+    local pLDDT QA metric (None when the file has none for every residue: the B-factor rule then applies), and its
+    global pTM and ipTM."""
     import io
 
     from biotite.structure.io import pdbx
@@ -236,25 +239,26 @@ def _modelcif_plddt(text: str, atoms) -> np.ndarray | None:
         for k in np.flatnonzero(names == "CA"):
             label.setdefault((auth_asym[k], int(auth_seq[k]), ins[k]), (label_asym[k], int(label_seq[k])))
     except (KeyError, ValueError, IndexError):
-        return None
-    if metrics is None or not metrics.local_plddt:
-        return None
+        return None, {}
+    if metrics is None:
+        return None, {}
+    scores = {k.lower(): v for k, v in metrics.global_metrics.items() if k.lower() in ("ptm", "iptm")}
     ca = ca_atoms(atoms)
     keys = [label.get((c, int(r), i)) for c, r, i in zip(ca.chain_id, ca.res_id, ca.ins_code)]
-    if any(k is None for k in keys):
-        return None
-    return metrics.plddt_of([k[0] for k in keys], [k[1] for k in keys])
+    if not metrics.local_plddt or any(k is None for k in keys):
+        return None, scores
+    return metrics.plddt_of([k[0] for k in keys], [k[1] for k in keys]), scores
 
 
 def _read_encoded(path: Path, options: ImportOptions) -> tuple[Path, list[tuple] | str]:
-    """Read and encode one file: ``(path, [(id, sequence, structure blob, pLDDT, label), ...])``, or
+    """Read and encode one file: ``(path, [(id, sequence, structure blob, pLDDT, label, scores), ...])``, or
     ``(path, error message)``. Runs in worker processes."""
     try:
         entries = read_entry_file(path, options)
     except FoldatlasError as e:
         return path, str(e)
-    return path, [(entry_id, _sequence(atoms), codec.encode_structure(atoms), plddt, label)
-                  for entry_id, atoms, plddt, label in entries]
+    return path, [(entry_id, _sequence(atoms), codec.encode_structure(atoms), plddt, label, scores)
+                  for entry_id, atoms, plddt, label, scores in entries]
 
 
 def _read_all(files: list[Path], options: ImportOptions) -> Iterator[tuple[Path, list[tuple] | str]]:
@@ -307,7 +311,7 @@ class _Batch:
         from foldatlas import __version__
 
         known = self.atlas.known_ids([e[0] for e in entries])
-        for entry_id, sequence, blob, plddt, label in entries:
+        for entry_id, sequence, blob, plddt, label, scores in entries:
             checksum = codec.sequence_md5(sequence)
             if entry_id in known or entry_id in self.seen:
                 stored = known[entry_id][0] if entry_id in known else self.seen[entry_id]
@@ -320,6 +324,7 @@ class _Batch:
             self.seen[entry_id] = checksum
             self.pending.append(NewEntry(
                 id=entry_id, sequence=sequence, kind="imported", model=label, structure=blob, plddt=plddt,
+                ptm=scores.get("ptm"), iptm=scores.get("iptm"),
                 description=path.name, source=str(path),
                 provenance={"foldatlas_version": __version__, "file": str(path),
                             "plddt_from_bfactor": plddt is not None,
