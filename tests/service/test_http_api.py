@@ -54,6 +54,14 @@ def test_esm_fold_endpoint_answers_pdb_then_serves_it_from_the_atlas(client):
     assert client.get(f"/fetchPredictedStructure/{entry_id}.pdb").text == first.text
     cif = client.get(f"/fetchPredictedStructure/{entry_id}.cif")
     assert cif.status_code == 200 and cif.text.startswith("data_") and "_atom_site" in cif.text
+    assert "_ma_qa_metric_local" in cif.text  # ModelCIF: pLDDT as QA metrics
+    bcif = client.get(f"/api/v1/entries/{entry_id}/structure.bcif")
+    import io
+
+    import modelcif.reader
+
+    system, = modelcif.reader.read(io.BytesIO(bcif.content), format="BCIF")
+    assert bcif.status_code == 200 and len(system.model_groups[0][0].qa_metrics) >= len(SEQ)
     conf = client.get(f"/fetchConfidencePrediction/{entry_id}").json()
     pae = np.array(conf["predicted_aligned_error"])
     assert pae.shape == (len(SEQ), len(SEQ)) and conf["max_predicted_aligned_error"] > 0

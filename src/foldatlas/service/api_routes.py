@@ -144,7 +144,8 @@ async def entry(entry_id: str, request: Request, pae: bool = False) -> Response:
     return Response(data, media_type="application/json")
 
 
-_FILES = {"structure.pdb": "pdb", "structure.cif": "cif", "pae.json": "pae", "sequence.fasta": "fasta",
+_FILES = {"structure.pdb": "pdb", "structure.cif": "cif", "structure.bcif": "bcif", "pae.json": "pae",
+          "sequence.fasta": "fasta",
           "confidence.json": "confidence", "embedding.json": "embedding.json", "embedding.bin": "embedding.bin"}
 _SAMPLE_FILES = {"structure.pdb": "pdb", "structure.cif": "cif"}
 
@@ -199,8 +200,8 @@ async def entry_sample_file(entry_id: str, sample: int, file_name: str, request:
 
 @router.get("/entries/{entry_id}/{file_name}")
 async def entry_file(entry_id: str, file_name: str, request: Request, download: bool = False) -> Response:
-    """An entry's file: structure.pdb, structure.cif, pae.json (AlphaFold DB format), confidence.json,
-    sequence.fasta, embedding.json, embedding.bin."""
+    """An entry's file: structure.pdb, structure.cif (ModelCIF), structure.bcif (the same as BinaryCIF), pae.json
+    (AlphaFold DB format), confidence.json, sequence.fasta, embedding.json, embedding.bin."""
     fmt = _FILES.get(file_name)
     if fmt is None:
         raise InvalidOptionError(f"unknown file '{file_name[:40]}': use one of {', '.join(_FILES)}")

@@ -20,6 +20,7 @@ __all__ = ["context", "render_entry", "FORMATS", "wait_for", "parse_sequence", "
 FORMATS = {  # name -> media type
     "pdb": "chemical/x-pdb",
     "cif": "chemical/x-mmcif",
+    "bcif": "application/octet-stream",
     "pae": "application/json",
     "confidence": "application/json",
     "fasta": "text/x-fasta",
@@ -57,6 +58,8 @@ def _render(atlas, key: str, fmt: str) -> tuple[str, bytes]:
         return entry.id, entry.to_pdb().encode()
     if fmt == "cif":
         return entry.id, entry.to_mmcif().encode()
+    if fmt == "bcif":
+        return entry.id, entry.to_bcif()
     if fmt == "fasta":
         from foldatlas.seq.fasta import fasta_header
 
