@@ -323,7 +323,9 @@ def to_pdb_string(atoms, remarks: list[str] | None = None, title: str | None = N
     return "".join(f"{line}\n" for line in header + _with_ter_records(lines) + ["END"])
 
 
-def _title_lines(title: str | None, width: int = 70) -> list[str]:
+def _title_lines(title: str | None, width: int = 69) -> list[str]:
+    """TITLE records of at most 80 columns: the first holds 70 characters, the continuations (numbered in columns
+    9-10, text from column 12) 69; wrapped at the same width for simplicity."""
     import textwrap
 
     if not title:
