@@ -97,6 +97,10 @@ def test_the_kmer_stage_finds_the_query_first_and_keeps_its_index(atlas, split_d
         hits = search_structures(atlas, query_chains(split_dir / f"{name}.pdb"),
                                  StructureSearchOptions(prefilter="kmer"))[0]
         assert [h.target for h in hits] == [name] and hits[0].tm_score > 0.99
+    # a lower threshold generates more similar k-mers, and finds the query too
+    searcher = structsearch.StructureSearcher(load_structure_shards(atlas.folder), StructureSearchOptions())
+    query = "".join(structsearch.THREEDI_LETTERS[x] for x in shard.target_states3di(0))
+    assert searcher._shortlist(query, 20.0)[0] == searcher._shortlist(query, 30.0)[0] == [0]
     # scan and auto (below KMER_FROM chains: the scan) see every chain
     for prefilter in ("scan", "auto"):
         hits = search_structures(atlas, query_chains(split_dir / "1FHG_A.pdb"),
@@ -109,3 +113,5 @@ def test_prefilter_option_errors():
         StructureSearchOptions(prefilter="blast")
     with pytest.raises(InvalidOptionError, match="kmer needs --mode 3diaa or 3di"):
         StructureSearchOptions(prefilter="kmer", mode="alphabet")
+    with pytest.raises(InvalidOptionError, match="--kmer-threshold"):
+        StructureSearchOptions(kmer_threshold=0)

@@ -147,6 +147,10 @@ class StructureSearchOptions:
         (:mod:`foldatlas.atlas.kmerindex`) first, which passes the best :data:`SHORTLIST_FRACTION` of the chains
         (at least :data:`SHORTLIST_MIN`) to the scan; ``auto``: ``kmer`` from :data:`KMER_FROM` chains on.
         Modes ``3diaa`` and ``3di`` only.
+    kmer_threshold : float
+        The k-mer stage's similar-k-mer threshold (3Di matrix, half bits): lower finds more remote chains and costs
+        more hits. At a million chains (BENCHMARKS.md) 30 kept 0.82 of the planted copies the scan finds 0.97 of,
+        at 1.6 s per query; 26 kept 0.92 (2.2 s), 23 kept 0.97 (3.3 s; the scan 6.3 s).
     """
 
     max_hits: int = 100
@@ -160,6 +164,7 @@ class StructureSearchOptions:
     aa_weight: float = 0.5
     reverse: bool = False
     prefilter: str = "auto"
+    kmer_threshold: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_hits < 1:
@@ -178,6 +183,8 @@ class StructureSearchOptions:
             raise InvalidOptionError("--aa-weight must be >= 0")
         if self.prefilter not in PREFILTERS:
             raise InvalidOptionError(f"--structure-prefilter must be one of {', '.join(PREFILTERS)}")
+        if not 0 < self.kmer_threshold <= 60:
+            raise InvalidOptionError("--kmer-threshold must be in (0, 60]")
         if self.prefilter == "kmer" and self.mode == "alphabet":
             raise InvalidOptionError("--structure-prefilter kmer needs --mode 3diaa or 3di")
 
@@ -348,7 +355,7 @@ class StructureSearcher:
         return opts.mode != "alphabet" and (opts.prefilter == "kmer" or
                                             (opts.prefilter == "auto" and self.chains >= KMER_FROM))
 
-    def _shortlist(self, states: str) -> list[list[int]]:
+    def _shortlist(self, states: str, threshold: float = 30.0) -> list[list[int]]:
         """Per shard, the chains the k-mer stage passes to the scan (ascending)."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -360,7 +367,7 @@ class StructureSearcher:
             self._threads = ThreadPoolExecutor(self.threads)
         lookup = np.full(256, 20, np.int64)
         lookup[np.frombuffer(THREEDI_LETTERS.encode(), np.uint8)] = np.arange(len(THREEDI_LETTERS))
-        codes, qpos = similar_kmers(lookup[np.frombuffer(states.encode(), np.uint8)], self.m3di)
+        codes, qpos = similar_kmers(lookup[np.frombuffer(states.encode(), np.uint8)], self.m3di, threshold)
         scores = [index.scores(codes, qpos, self._threads) for index in self._kmers]
         flat = np.concatenate(scores)
         n = max(SHORTLIST_MIN, int(SHORTLIST_FRACTION * self.chains))
@@ -388,7 +395,7 @@ class StructureSearcher:
         return "".join(THREEDI_LETTERS[s] for s in query.trace.threedi)
 
     def _prefilter(self, states: str, opts: StructureSearchOptions) -> list[tuple[int, int, float]]:
-        shortlist = self._shortlist(states) if self.uses_kmers(opts) else None
+        shortlist = self._shortlist(states, opts.kmer_threshold) if self.uses_kmers(opts) else None
         scored = []
         for k in range(len(self.shards)):
             targets = None if shortlist is None else shortlist[k]
