@@ -65,6 +65,19 @@ def test_too_long_records_fail_and_are_retried(tmp_path, tiny_model):
     assert atlas.failures() == []
 
 
+def test_an_atlas_without_predictions_takes_any_model(tmp_path, tiny_model, split_dir):
+    """The model record only guards predictions: an atlas of imported entries whose record names other weights (a
+    service that never folded, an embedded model since replaced) is not refused, and records the model in use."""
+    from foldatlas.atlas import ImportOptions, import_structures
+
+    atlas = open_atlas(tmp_path / "atlas", create=True)
+    import_structures(atlas, [split_dir / "1AX8_A.pdb"], None, ImportOptions(), progress=False)
+    atlas.set_meta("build_model", {"name": "old-model", "weights_sha256": "0" * 64, "num_recycles": 1})
+    r = build_atlas(atlas, [make_record("a", "MKTAYIAKQR")], tiny_model, None, BuildOptions(), progress=False)
+    assert r.folded == 1 and atlas.get_meta("build_model")["weights_sha256"] != "0" * 64
+    assert atlas.has_predictions()
+
+
 def test_other_weights_or_recycles_are_refused(tmp_path, tiny_model, embedder):
     from foldatlas.models.loading import load_folding_model
     from foldatlas.models.random_checkpoint import write_random_esmfold

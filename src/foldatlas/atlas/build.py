@@ -124,6 +124,11 @@ def check_folding_model(atlas: Atlas, folding_model, options: BuildOptions) -> N
                           settings["num_recycles"] == folding_model.default_num_recycles):
         atlas.set_meta("build_model", current)  # new, or an atlas of before 0.1 that stored null for the default
         return
+    if stored != current and not atlas.has_predictions():
+        # no prediction to keep consistent with (imported entries only, e.g. a record left by a service that never
+        # folded, or by an embedded model since replaced): the record follows the model in use
+        atlas.set_meta("build_model", current)
+        return
     if stored.get("weights_sha256") != current["weights_sha256"]:
         raise OutputConflictError(
             f"{atlas.folder} holds predictions of model '{stored.get('name')}' (weights "

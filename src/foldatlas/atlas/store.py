@@ -618,6 +618,10 @@ class Atlas:
         cols = ("id", "checksum", "length", "reason", "source", "time")
         return [dict(zip(cols, r)) for r in self._conn.execute(f"SELECT {', '.join(cols)} FROM failures ORDER BY id")]
 
+    def has_predictions(self) -> bool:
+        """Whether any entry is a prediction (``kind == "predicted"``)."""
+        return self._conn.execute("SELECT 1 FROM entries WHERE kind = 'predicted' LIMIT 1").fetchone() is not None
+
     def stats(self) -> dict:
         """Counts, confidence distribution, models and disk use, as a JSON-ready dict."""
         q = self._conn.execute
