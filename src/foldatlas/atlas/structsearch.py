@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foldatlas.atlas.kmerindex import THRESHOLD as KMER_THRESHOLD
 from foldatlas.atlas.structindex import (ChainTrace, StructureShard, chain_traces, load_structure_shards,
                                          update_structure_index)
 from foldatlas.atlas.shards import require_current
@@ -43,6 +44,8 @@ KMER_FROM = 100_000  # chains from which prefilter "auto" puts the 3Di k-mer sta
 SHORTLIST_FRACTION, SHORTLIST_MIN = 0.05, 5_000  # chains the k-mer stage passes to the scan
 GAP_OPEN, GAP_EXTEND = 10, 1  # Foldseek's gap costs (half bits), for 3Di and 3Di+AA alike
 THREEDI_LETTERS = "ACDEFGHIKLMNPQRSTVWYX"  # the 3Di states as pyopal takes them (uppercase; X = undefined)
+_STATE_OF_BYTE = np.full(256, 20, np.int64)  # 3Di letter (byte) -> state, anything else undefined
+_STATE_OF_BYTE[np.frombuffer(THREEDI_LETTERS.encode(), np.uint8)] = np.arange(len(THREEDI_LETTERS))
 STRUCTURE_HIT_COLUMNS = ("query", "target", "chain", "tm_score", "tm_score_target", "rmsd", "aligned_length",
                          "identity", "query_length", "target_length", "prefilter_score", "evalue", "method")
 # The E-value law of the 3Di+AA score (aa_weight 0.5, no reversed-query correction), fitted on random StructureDB
@@ -164,7 +167,7 @@ class StructureSearchOptions:
     aa_weight: float = 0.5
     reverse: bool = False
     prefilter: str = "auto"
-    kmer_threshold: float = 30.0
+    kmer_threshold: float = KMER_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.max_hits < 1:
@@ -355,7 +358,7 @@ class StructureSearcher:
         return opts.mode != "alphabet" and (opts.prefilter == "kmer" or
                                             (opts.prefilter == "auto" and self.chains >= KMER_FROM))
 
-    def _shortlist(self, states: str, threshold: float = 30.0) -> list[list[int]]:
+    def _shortlist(self, states: str, threshold: float = KMER_THRESHOLD) -> list[list[int]]:
         """Per shard, the chains the k-mer stage passes to the scan (ascending)."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -365,9 +368,7 @@ class StructureSearcher:
             self._kmers = [kmer_index(s) for s in self.shards]
         if self._threads is None and self.threads > 1:
             self._threads = ThreadPoolExecutor(self.threads)
-        lookup = np.full(256, 20, np.int64)
-        lookup[np.frombuffer(THREEDI_LETTERS.encode(), np.uint8)] = np.arange(len(THREEDI_LETTERS))
-        codes, qpos = similar_kmers(lookup[np.frombuffer(states.encode(), np.uint8)], self.m3di, threshold)
+        codes, qpos = similar_kmers(_STATE_OF_BYTE[np.frombuffer(states.encode(), np.uint8)], self.m3di, threshold)
         scores = [index.scores(codes, qpos, self._threads) for index in self._kmers]
         flat = np.concatenate(scores)
         n = max(SHORTLIST_MIN, int(SHORTLIST_FRACTION * self.chains))
