@@ -9,10 +9,13 @@ training set goes as ``foldatlas train pack`` output)::
 It starts from ``foldatlas-fold-small``, scores the validation chains before
 training, times a short probe to size the cosine schedule to the time given,
 trains (batches of 16 crops of 128, 0-1 recycles, violation weight 1.0) and
-writes to ``--out``: the model in float16 (``model/``, shards under 16 MB), the
-run's ``log.jsonl`` and ``config.json``, and ``summary.json`` (JSON on stdout
-too). Bring ``model/`` back into a run folder and release it with ``foldatlas
-train fold-release``, which evaluates it on the CPU as the shipped model was.
+writes to ``--out`` three files (the device returns at most eight, so two runs
+side by side fit): the trained weights in float16 without the frozen language
+model (``trunk.safetensors``, about 9 MB), the run's ``log.jsonl`` and
+``summary.json`` (with the config; JSON on stdout too). Back here, ``--assemble
+OUT --run RUN`` puts them together with the language model of ``--init`` into a
+run folder (``RUN/model``, ``log.jsonl``, ``config.json``) for ``foldatlas train
+fold-release``, which evaluates it on the CPU as the shipped model was.
 """
 
 from __future__ import annotations
@@ -45,10 +48,45 @@ def radius_ratio(model, chains: list[dict], cfg) -> float:
     return round(float(np.mean(ratios)), 3)
 
 
+def save_trunk(model, path: Path) -> None:
+    """Save the trainable weights (all but the frozen language model ``esm.``) as float16 safetensors."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").half().contiguous() for k, v in model.state_dict().items()
+             if not k.startswith("esm.")}
+    save_file(state, str(path))
+
+
+def assemble(device_out: Path, run: Path, init: str) -> None:
+    """Write ``run/model`` (``init``'s language model + the device run's trunk), ``log.jsonl``, ``config.json``."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import EsmForProteinFolding
+
+    from foldatlas.models.loading import from_pretrained_quietly
+    from foldatlas.models.registry import resolve_model
+    from foldatlas.train.lm import write_tokenizer
+
+    model = from_pretrained_quietly(EsmForProteinFolding, resolve_model(init).path, init, dtype=torch.float32)
+    trunk = load_file(str(device_out / "trunk.safetensors"))
+    expected = {k for k in model.state_dict() if not k.startswith("esm.")}
+    if set(trunk) != expected:
+        raise SystemExit(f"error: {device_out / 'trunk.safetensors'} does not match {init}'s trunk "
+                         f"({len(set(trunk) ^ expected)} names differ)")
+    model.load_state_dict({k: v.float() for k, v in trunk.items()}, strict=False)
+    run.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(run / "model"), safe_serialization=True)
+    write_tokenizer(run / "model")
+    summary = json.loads((device_out / "summary.json").read_text())
+    shutil.copy(device_out / "log.jsonl", run / "log.jsonl")
+    (run / "config.json").write_text(json.dumps(summary["config"], indent=2))
+    print(json.dumps({"run": str(run), "steps": summary.get("steps"), "after": summary.get("after")}))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True, help="Folder with structures_{train,valid}.npz (packed or not).")
-    ap.add_argument("--out", required=True, help="Folder for the model, logs and summary.")
+    ap.add_argument("--data", help="Folder with structures_{train,valid}.npz (packed or not).")
+    ap.add_argument("--out", help="Folder for the model, logs and summary.")
     ap.add_argument("--work", default="/tmp/foldatlas-finetune", help="Run folder (checkpoints).")
     ap.add_argument("--seconds", type=float, default=360.0, help="Training time, probe included.")
     ap.add_argument("--device", default="cuda")
@@ -60,7 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", default="foldatlas-fold-small")
     ap.add_argument("--probe-steps", type=int, default=40)
     ap.add_argument("--eval-chains", type=int, default=20)
+    ap.add_argument("--assemble", metavar="OUT", help="Build a run folder from a device run's OUT (needs --run).")
+    ap.add_argument("--run", help="Run folder to write with --assemble.")
     args = ap.parse_args(argv)
+    if args.assemble:
+        if not args.run:
+            ap.error("--assemble needs --run")
+        assemble(Path(args.assemble), Path(args.run), args.init)
+        return
+    if not args.data or not args.out:
+        ap.error("--data and --out are needed to train")
 
     import torch
     import transformers
@@ -119,9 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         model = EsmForProteinFolding.from_pretrained(str(final), dtype=torch.float32)
     model.to(args.device)
     summary["after"] = dict(_validate(model, valid, cfg), radius_ratio=radius_ratio(model, valid, cfg))
-    model.half().save_pretrained(str(out / "model"), safe_serialization=True, max_shard_size="12MB")
-    for name in ("log.jsonl", "config.json"):
-        shutil.copy(work / name, out / name)
+    save_trunk(model, out / "trunk.safetensors")
+    shutil.copy(work / "log.jsonl", out / "log.jsonl")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}), flush=True)
 
