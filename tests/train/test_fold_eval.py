@@ -123,6 +123,14 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, tmp_path):
     assert "then fine-tuned on a GPU" in card and "violation losses added" in card and "scaled by 0.1" in card
     assert "## Previous model\nThe base model, trained on a CPU." in card
     assert "| 19 CASP14 domains | mean TM-score |" in card
+    # and keeps the generations before it, a column each
+    earlier = dict(metrics, label="from scratch")
+    card = write_fold_card(dest, model.parent, json.loads((data / "manifest.json").read_text()), metrics,
+                           "a GPU", previous=dict(previous, label="first fine-tuning", earlier=[earlier]))
+    assert "| set | metric | from scratch | first fine-tuning | this model |" in card
+    tm = f"{metrics['casp14']['model']['mean']['tm_score']:.3f}"
+    assert f"| 19 CASP14 domains | mean TM-score | {tm} | {tm} | {tm} |" in card
+    assert f"| test split | mean TM-score | {metrics['test']['model']['mean']['tm_score']:.3f} | – |" in card
     (model.parent / "config.json").write_text(json.dumps(config))
     assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1
     assert not dest.with_name(dest.name + ".tmp").exists()

@@ -202,18 +202,26 @@ def _fold_table(result: dict) -> str:
 
 
 def _previous_section(previous: dict | None, metrics: dict) -> str:
-    """The card's comparison with the model this one replaces (its numbers measured by the same script)."""
+    """The card's comparison with the model this one replaces (its numbers measured by the same script).
+
+    ``previous`` may list the models before it under ``earlier`` (oldest first, each with a ``label`` and the same
+    ``test``/``casp14`` metrics): each gets a column, so a card keeps every earlier generation's numbers.
+    """
     if not previous:
         return ""
     keys = (("mean TM-score", "tm_score"), ("mean lDDT-Ca", "lddt_ca"), ("chain breaks per 100 residues",
                                                                            "breaks_per_100"),
             ("clashscore (heavy atoms)", "clashscore"), ("pLDDT vs lDDT-Ca, Pearson r", "plddt_pearson"))
+    models = [*previous.get("earlier", []), previous]
+    heads = [m.get("label", "previous") for m in models]
     lines = [f"## Previous model\n{previous.get('training', '')}\n",
-             "| set | metric | previous | this model |", "|---|---|---|---|"]
+             "| set | metric | " + " | ".join(heads) + " | this model |", "|---|---|" + "---|" * (len(models) + 1)]
     for name, label in (("test", "test split"), ("casp14", "19 CASP14 domains")):
-        if name in previous and name in metrics:
-            old, new = previous[name]["model"]["mean"], metrics[name]["model"]["mean"]
-            lines += [f"| {label} | {title} | {_fmt(old.get(k))} | {_fmt(new.get(k))} |" for title, k in keys]
+        if name in metrics and any(name in m for m in models):
+            new = metrics[name]["model"]["mean"]
+            for title, k in keys:
+                old = [_fmt(m[name]["model"]["mean"].get(k)) if name in m else "–" for m in models]
+                lines.append(f"| {label} | {title} | " + " | ".join(old) + f" | {_fmt(new.get(k))} |")
     return "\n".join(lines) + "\n"
 
 
