@@ -90,6 +90,44 @@ def test_mmseqs_engine_finds_planted_homologs_at_their_identity(atlas, real_sequ
     assert {(h.target, h.chain) for h in hits} >= {("1FHG_A", "A"), ("complex", "B")}
 
 
+@MMSEQS
+def test_mmseqs_hits_are_those_of_its_own_convertalis(atlas, real_sequences, mutate, blob, tmp_path):
+    """The hits read from MMseqs2's alignment database (aligned strings rebuilt from the CIGAR, targets named
+    through the key table of the shuffled database, the query database written without createdb) are field for
+    field what MMseqs2's convertalis writes, gapped alignments and several queries included."""
+    import subprocess
+
+    from foldatlas.atlas.mmseqs import _COLUMNS, ensure_database, search_database
+
+    base = real_sequences["1AX8_A"]
+    gapped = base[:30] + "GSGSGS" + base[30:90] + base[97:]  # an insertion and a deletion
+    _add(atlas, blob, [("gapped", mutate(gapped, 0.8, seed=5)), ("p60", mutate(base, 0.6, seed=2))])
+    queries = [base, mutate(real_sequences["1FHG_A"], 0.7, seed=4), "MKTAYIAKQRQISFVKSHFSRQ"]
+    targets = ensure_database(atlas, 1)
+    ours = search_database(targets, queries, SearchOptions(), 1)
+    work = tmp_path / "reference"
+    work.mkdir()
+    (work / "q.fasta").write_text("".join(f">{k}\n{q}\n" for k, q in enumerate(queries)))
+    run = lambda *args: subprocess.run(["mmseqs", *args, "-v", "1"], check=True)  # noqa: E731
+    run("createdb", str(work / "q.fasta"), str(work / "q"))
+    run("search", str(work / "q"), str(targets), str(work / "res"), str(work / "tmp"), "-a", "-e", "0.001",
+        "--max-seqs", "1000", "--threads", "1")
+    run("convertalis", str(work / "q"), str(targets), str(work / "res"), str(work / "out.tsv"), "--format-output",
+        _COLUMNS)
+    reference = [[] for _ in queries]
+    for line in (work / "out.tsv").read_text().splitlines():
+        fields = line.split("\t")
+        reference[int(fields[0])].append(fields)
+
+    def comparable(rows):  # convertalis writes identity with one more digit ("1.000" for "1.00")
+        return sorted(tuple(float(x) if i in (2, 8, 9) else x for i, x in enumerate(r)) for r in rows)
+
+    assert [comparable(r) for r in ours] == [comparable(r) for r in reference]
+    assert any("-" in r[12] for r in ours[0]) and any("-" in r[13] for r in ours[0])  # gaps on both sides
+    assert ours[2] == []
+    assert (targets.parent / "targets.keys.npy").is_file()  # kept with the database
+
+
 def test_read_only_atlas_with_a_stale_sequence_index_says_so(atlas, real_sequences, blob):
     query = [make_record("q", real_sequences["1FHG_A"])]
     search_sequences(atlas, query, SearchOptions(engine="phmmer"))  # indexes everything

@@ -10,7 +10,11 @@ by a rename, so a killed rebuild leaves the previous database (or none) and neve
 Searches run ``mmseqs search`` at the options' ``sensitivity`` (MMseqs2's ``-s``; default :data:`SENSITIVITY`,
 MMseqs2's own 5.7: its hits, faster than ``easy-search`` because the database and index are kept; 7.5 finds about
 1.5 times the homologs at about a quarter of the speed, BENCHMARKS.md). E-values are MMseqs2's, over the number of
-chains in the atlas, as phmmer's are.
+chains in the atlas, as phmmer's are. A search starts one program, ``mmseqs search``, with the database memory-mapped
+(:data:`LOAD_MODE`): the query database is written here as ``createdb`` would write it, and the hits are read
+straight from the alignment database it leaves (aligned strings rebuilt from its CIGAR strings, targets named through
+a key table kept with the database) instead of through ``convertalis``, which re-reads the whole target index on
+every call: at a million chains 0.11 s per query instead of 0.40 s, the same hits (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -25,10 +29,16 @@ from pathlib import Path
 from foldatlas.atlas.shards import file_lock
 from foldatlas.errors import FoldatlasError, InvalidOptionError
 
-__all__ = ["mmseqs_binary", "search_mmseqs", "ensure_database", "SENSITIVITY", "DB_DIR"]
+__all__ = ["mmseqs_binary", "search_mmseqs", "search_database", "ensure_database", "SENSITIVITY", "DB_DIR",
+           "LOAD_MODE"]
 
 DB_DIR = "mmseqs-v1"
 SENSITIVITY = 5.7
+# MMseqs2's --db-load-mode 2: the database and its index are memory-mapped and read page by page as the search
+# touches them, instead of its default, which reads the parts it needs for every call (at 1M chains 0.06 s of a
+# query's time; BENCHMARKS.md). The pages stay in the page cache between calls; ColabFold's server runs the same way.
+LOAD_MODE = "2"
+# the fields of a hit, as MMseqs2's convertalis names them (search_database rebuilds them from the alignments)
 _COLUMNS = "query,target,fident,alnlen,qstart,qend,tstart,tend,evalue,bits,qlen,tlen,qaln,taln"
 
 
@@ -95,6 +105,7 @@ def _build(binary: str, folder: Path, shards, covered: int, threads: int) -> Non
         _run([binary, "createindex", str(work / "targets"), str(work / "tmp"), "--threads", str(threads),
               "-v", "1"])
         shutil.rmtree(work / "tmp", ignore_errors=True)
+        _key_table(work / "targets")
         (work / "targets.fasta").unlink()
         (work / "meta.json").write_text(json.dumps({"covered": covered}))
         old = folder.with_name(f".old-{DB_DIR}-{os.getpid()}")
@@ -123,6 +134,121 @@ def _midline(a: str, b: str) -> str:
                    for x, y, i, j in zip(a, b, ca, cb))
 
 
+def search_database(targets: Path, sequences: list[str], options, threads: int) -> list[list[list[str]]]:
+    """Search an MMseqs2 target database (as :func:`ensure_database` builds it) with protein sequences.
+
+    Parameters
+    ----------
+    targets : Path
+        The database's path prefix.
+    sequences : list of str
+        One sequence per query.
+    options : foldatlas.atlas.seqsearch.SearchOptions
+        ``evalue``, ``sensitivity`` and ``max_candidates`` (``--max-seqs``) apply.
+    threads : int
+
+    Returns
+    -------
+    list of list of list of str
+        Per query, its hits in MMseqs2's order, each the fields of ``_COLUMNS``.
+    """
+    import mmap
+
+    binary = _require()
+    raw: list[list[list[str]]] = [[] for _ in sequences]
+    if not sequences or Path(targets).stat().st_size == 0:
+        return raw
+    table = _key_table(targets)
+    with tempfile.TemporaryDirectory(prefix="foldatlas-mmseqs-") as tmp, open(targets, "rb") as f, \
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        work = Path(tmp)
+        _write_queries(work / "q", sequences)  # keys 0..n-1 in order
+        _run([binary, "search", str(work / "q"), str(targets), str(work / "res"), str(work / "tmp"),
+              "-s", str(options.sensitivity), "-e", repr(float(options.evalue)),
+              "--max-seqs", str(options.max_candidates), "--db-load-mode", LOAD_MODE,
+              "--threads", str(threads), "-a", "-v", "1"])
+        for key, rows in _alignments(work / "res").items():
+            raw[key] = [_fields(key, sequences[key], row, table, data) for row in rows]
+    return raw
+
+
+def _write_queries(prefix: Path, sequences: list[str]) -> None:
+    """The query database as ``createdb`` writes it (sequences, headers, their indexes and types), keys in order,
+    without starting the program: one process less per search."""
+    def database(path: Path, records: list[bytes], dbtype: int) -> None:
+        offsets, at = [], 0
+        for r in records:
+            offsets.append(f"{len(offsets)}\t{at}\t{len(r)}\n")
+            at += len(r)
+        path.write_bytes(b"".join(records))
+        path.with_name(path.name + ".index").write_text("".join(offsets))
+        path.with_name(path.name + ".dbtype").write_bytes(dbtype.to_bytes(4, "little"))
+
+    database(prefix, [f"{seq}\n\0".encode() for seq in sequences], 0)  # amino acids
+    database(prefix.with_name(prefix.name + "_h"), [f"{k}\n\0".encode() for k in range(len(sequences))], 12)
+    prefix.with_name(prefix.name + ".lookup").write_text("".join(f"{k}\t{k}\t0\n" for k in range(len(sequences))))
+
+
+def _key_table(targets: Path):
+    """Per MMseqs2 key of the target database: atlas row, chain, offset and length of its sequence record.
+
+    ``createdb`` shuffles its input, so keys are not the FASTA's order; the table comes from the database's
+    ``.lookup`` and ``.index`` files (1M lines each at a million chains, about a second to parse) and is kept beside
+    them as ``targets.keys.npy``, so a search reads the rows it needs from a memory map instead of MMseqs2's
+    ``convertalis`` parsing both files again for every call (at 1M chains half of a query's time).
+    """
+    import numpy as np
+
+    path = targets.with_name(targets.name + ".keys.npy")
+    if path.is_file():
+        return np.load(path, mmap_mode="r")
+    tokens = targets.with_name(targets.name + ".lookup").read_bytes().split()
+    keys = np.array(tokens[0::3], dtype=np.int64)
+    names = np.array(b" ".join(tokens[1::3]).replace(b":", b" ").split(), dtype=np.int64).reshape(-1, 2)
+    index = np.array(targets.with_name(targets.name + ".index").read_bytes().split(), dtype=np.int64).reshape(-1, 3)
+    table = np.zeros((len(index), 4), dtype=np.int64)
+    table[keys, :2] = names
+    table[index[:, 0], 2:] = index[:, 1:]
+    if os.access(path.parent, os.W_OK):  # a read-only atlas computes it per call
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+        np.save(tmp, table)
+        os.replace(tmp, path)
+    return table
+
+
+def _alignments(result: Path) -> dict[int, list[list[bytes]]]:
+    """An MMseqs2 alignment database (``search -a``): per query key, its rows (target key, bits, identity,
+    E-value, query start, end, length, target start, end, length, CIGAR; 0-based positions)."""
+    import numpy as np
+
+    index = np.array(result.with_name(result.name + ".index").read_bytes().split(), dtype=np.int64).reshape(-1, 3)
+    parts = [result] if result.is_file() else sorted(result.parent.glob(result.name + ".[0-9]*"),
+                                                     key=lambda f: int(f.suffix[1:]))
+    data = b"".join(f.read_bytes() for f in parts)  # a split database's offsets run over its parts in order
+    return {int(key): [line.split(b"\t") for line in data[off:off + length].rstrip(b"\0\n").split(b"\n") if line]
+            for key, off, length in index}
+
+
+def _fields(query_number: int, query: str, row: list[bytes], table, data) -> list[str]:
+    """One hit as the fields of ``_COLUMNS``, the aligned strings rebuilt from the CIGAR (M: both sequences move,
+    I: the query only, D: the target only), the positions made 1-based as ``convertalis`` writes them."""
+    import re
+
+    key, bits, identity, evalue, qs, qe, qlen, ts, te, tlen = (x.decode() for x in row[:10])
+    rowid, chain, offset, length = (int(x) for x in table[int(key)])
+    target = bytes(data[offset:offset + length]).rstrip(b"\0\n").decode()
+    i, j, qa, ta = int(qs), int(ts), [], []
+    for count, op in re.findall(r"(\d+)([MID])", row[10].decode()):
+        n = int(count)
+        qa.append(query[i:i + n] if op != "D" else "-" * n)
+        ta.append(target[j:j + n] if op != "I" else "-" * n)
+        i += n if op != "D" else 0
+        j += n if op != "I" else 0
+    qaln, taln = "".join(qa), "".join(ta)
+    return [str(query_number), f"{rowid}:{chain}", identity, str(len(qaln)), str(int(qs) + 1), str(int(qe) + 1),
+            str(int(ts) + 1), str(int(te) + 1), evalue, bits, qlen, tlen, qaln, taln]
+
+
 def search_mmseqs(atlas, queries, options) -> list[list]:
     """Search an atlas with single-chain records through MMseqs2 (see the module docstring).
 
@@ -142,23 +268,9 @@ def search_mmseqs(atlas, queries, options) -> list[list]:
     from foldatlas.atlas.seqsearch import SequenceHit
     from foldatlas.seq.records import CHAIN_IDS
 
-    binary = _require()
     threads = options.threads or len(os.sched_getaffinity(0))
     targets = ensure_database(atlas, threads)
-    raw: list[list[tuple]] = [[] for _ in queries]
-    with tempfile.TemporaryDirectory(prefix="foldatlas-mmseqs-") as tmp:
-        work = Path(tmp)
-        (work / "q.fasta").write_text("".join(f">{k}\n{q.chains[0]}\n" for k, q in enumerate(queries)))
-        _run([binary, "createdb", str(work / "q.fasta"), str(work / "q"), "-v", "1"])
-        _run([binary, "search", str(work / "q"), str(targets), str(work / "res"), str(work / "tmp"),
-              "-s", str(options.sensitivity), "-e", repr(float(options.evalue)),
-              "--max-seqs", str(options.max_candidates),
-              "--threads", str(threads), "-a", "-v", "1"])
-        _run([binary, "convertalis", str(work / "q"), str(targets), str(work / "res"), str(work / "out.tsv"),
-              "--format-output", _COLUMNS, "--threads", str(threads), "-v", "1"])
-        for line in (work / "out.tsv").read_text().splitlines():
-            f = line.split("\t")
-            raw[int(f[0])].append(f)
+    raw = search_database(targets, [q.chains[0] for q in queries], options, threads)
     rowids = sorted({int(f[1].split(":")[0]) for hits in raw for f in hits})
     ids = atlas.ids_of(rowids)
     out = []
