@@ -79,11 +79,18 @@ def test_structure_index_killed_mid_update_resumes_with_every_chain_once(tmp_pat
     with open_atlas(atlas_dir, create=True) as atlas:
         atlas.insert([NewEntry(id=f"e{k}", sequence=blobs[k % len(blobs)][1], kind="imported", model="test",
                                structure=blobs[k % len(blobs)][0]) for k in range(400)])
-    script = ("import sys; from foldatlas.atlas import open_atlas; from foldatlas.atlas.structindex import "
-              "update_structure_index as u; u(open_atlas(sys.argv[1]))")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(atlas_dir)])
-    time.sleep(2.0)
-    assert proc.poll() is None, "the update should still be running when killed"
+    # the update marks that its first batch is indexed and then waits, so the kill lands mid-build on any machine
+    script = ("import sys, time, pathlib\nimport foldatlas.atlas.structindex as si\nindex = si._index_blobs\n"
+              "def slow(*args):\n    done = index(*args)\n    pathlib.Path(sys.argv[2]).touch()\n"
+              "    time.sleep(60)\n    return done\n"
+              "si._index_blobs = slow\nfrom foldatlas.atlas import open_atlas\n"
+              "si.update_structure_index(open_atlas(sys.argv[1]))")
+    marker = tmp_path / "first-batch-indexed"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(atlas_dir), str(marker)])
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists() and proc.poll() is None, "the update should be mid-build when killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with open_atlas(atlas_dir) as atlas:
