@@ -174,7 +174,11 @@ def _with_ca(atoms):
     from foldatlas.structure.io import residue_keys
 
     keys = residue_keys(atoms)
-    return atoms[np.isin(keys, keys[atoms.atom_name == "CA"])]
+    with_ca = np.unique(keys[atoms.atom_name == "CA"])
+    if len(with_ca) == 0:
+        return atoms[np.zeros(len(keys), dtype=bool)]
+    keep = with_ca[np.minimum(np.searchsorted(with_ca, keys), len(with_ca) - 1)] == keys
+    return atoms if keep.all() else atoms[keep]
 
 
 def read_entry_file(path: Path, options: ImportOptions) -> list[tuple[str, object, np.ndarray | None, str, dict]]:

@@ -6,6 +6,8 @@ taken from the suffix, else from the content.
 
 from __future__ import annotations
 
+import functools
+
 import gzip
 import io as _io
 import warnings
@@ -57,7 +59,6 @@ def read_structure(path: str | Path | None = None, text: str | None = None, name
         If the file is missing, unreadable, in another format, or holds no
         protein atoms.
     """
-    from biotite.structure.info import amino_acid_names
     from biotite.structure.io import pdb, pdbx
 
     label = str(path) if path is not None else (name or "<structure>")
@@ -87,10 +88,19 @@ def read_structure(path: str | Path | None = None, text: str | None = None, name
     except Exception as e:  # biotite raises many types on malformed files
         raise InvalidFileError(f"{label}: malformed {fmt.upper()} file ({e})".replace("\n", " ")) from e
     names, _, inverse = unique_strings(atoms.res_name)  # biotite's filter_amino_acids, once per residue name
-    atoms = atoms[np.isin(names, amino_acid_names())[inverse] & (atoms.element != "H")]
+    amino = _amino_acid_names()
+    atoms = atoms[np.array([n in amino for n in names.tolist()], dtype=bool)[inverse] & (atoms.element != "H")]
     if atoms.array_length() == 0 or not np.any(atoms.atom_name == "CA"):
         raise InvalidFileError(f"{label}: no protein atoms found")
     return atoms
+
+
+@functools.lru_cache(maxsize=1)
+def _amino_acid_names() -> frozenset[str]:
+    """biotite's amino-acid residue names (its ``filter_amino_acids``), as a set: looked up once per name."""
+    from biotite.structure.info import amino_acid_names
+
+    return frozenset(amino_acid_names())
 
 
 def _simple_pdb_atoms(text: str):
@@ -249,8 +259,8 @@ def residue_keys(atoms) -> np.ndarray:
 
     Keys compare equal across calls only for the same chain ids and insertion codes present, so compare keys of
     one ``AtomArray`` (or of subsets of it taken after computing them)."""
-    chain = np.unique(atoms.chain_id, return_inverse=True)[1].astype(np.int64)
-    ins = np.unique(atoms.ins_code, return_inverse=True)[1].astype(np.int64)
+    chain = unique_strings(atoms.chain_id)[2].astype(np.int64)
+    ins = unique_strings(atoms.ins_code)[2].astype(np.int64)
     res = atoms.res_id.astype(np.int64) + (1 << 31)  # residue numbers may be negative
     return (chain << 40) | (res << 8) | ins
 
