@@ -124,7 +124,8 @@ def _simple_pdb_atoms(text: str):
     if (raw[:, 16] != 32).any():  # alternate locations: biotite keeps the first of each residue
         return None
     res_id = _fixed_number(raw, 22, 26, 0)
-    coord = [_fixed_number(raw, a, a + 8, 3) for a in (30, 38, 46)]
+    xyz = _fixed_number(raw[:, 30:54].reshape(-1, 8), 0, 8, 3)  # x, y and z parsed as one column
+    coord = [None] * 3 if xyz is None else list(xyz.reshape(-1, 3).T)
     b_blank = (raw[:, 60:66] == 32).all(axis=1)
     b_factor = _fixed_number(np.where(b_blank[:, None], np.frombuffer(b"  0.00", np.uint8), raw[:, 60:66]), 0, 6, 2)
     if res_id is None or b_factor is None or any(c is None for c in coord):
