@@ -4,8 +4,8 @@
 
 The sequences are those of ``bench_scale.py``'s atlas of the same size (every StructureDB chain, then perturbed
 copies mutated to 90, 70, 50, 40 or 30% identity), without the structures, so the sequence engine can be measured
-at a million chains without building that atlas. The MMseqs2 database and index are built as
-``foldatlas.atlas.mmseqs.ensure_database`` builds them (``createdb`` + ``createindex``; kept in ``--work``), and each
+at a million chains without building that atlas. The MMseqs2 database and index are built by the atlas' own
+``foldatlas.atlas.mmseqs.create_database`` (``createdb`` + ``createindex``; kept in ``--work``), and each
 query is one call of ``foldatlas.atlas.mmseqs.search_database`` (one query per call, as a user or the service
 searches), the 50 benchmark queries in turn, the settings interleaved per query so that they share the machine's
 state; the setting ``previous`` runs the engine's calls before this benchmark (MMseqs2's default load mode and
@@ -43,15 +43,16 @@ def write_fasta(npz: str, size: int, path: Path) -> None:
 
 
 def build_database(fasta: Path, folder: Path, threads: int) -> tuple[Path, float]:
-    """``createdb`` + ``createindex`` as the atlas runs them, and the seconds it took (recorded when built)."""
+    """The database as the atlas builds it (``foldatlas.atlas.mmseqs.create_database``), and the seconds it took
+    (recorded when built)."""
+    from foldatlas.atlas.mmseqs import create_database
+
     targets = folder / "targets"
     if (folder / "done").exists():
         return targets, float((folder / "done").read_text().split()[0])
     folder.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    subprocess.run(["mmseqs", "createdb", str(fasta), str(targets), "-v", "1"], check=True)
-    subprocess.run(["mmseqs", "createindex", str(targets), str(folder / "tmp"), "--threads", str(threads), "-v", "1"],
-                   check=True)
+    create_database(fasta, targets, threads)
     seconds = time.perf_counter() - t
     (folder / "done").write_text(f"{seconds:.1f}\n")
     return targets, seconds
@@ -116,11 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         for c in copies.values():
             total[c % 5] += 1
         for name, (mode, sensitivity) in settings.items():
-            mmseqs.LOAD_MODE = mode
             t = time.perf_counter()
             if mode == "previous":
                 rows = previous_search(targets, seq, sensitivity, threads)
             else:
+                mmseqs.LOAD_MODE = mode
                 rows = mmseqs.search_database(targets, [seq], SearchOptions(sensitivity=sensitivity), threads)[0]
             times[name].append(time.perf_counter() - t)
             for f in rows:

@@ -104,7 +104,7 @@ def test_mmseqs_hits_are_those_of_its_own_convertalis(atlas, real_sequences, mut
     _add(atlas, blob, [("gapped", mutate(gapped, 0.8, seed=5)), ("p60", mutate(base, 0.6, seed=2))])
     queries = [base, mutate(real_sequences["1FHG_A"], 0.7, seed=4), "MKTAYIAKQRQISFVKSHFSRQ"]
     targets = ensure_database(atlas, 1)
-    ours = search_database(targets, queries, SearchOptions(), 1)
+    ours = search_database(targets, queries, SearchOptions(), 2)  # two threads: one result file per thread
     work = tmp_path / "reference"
     work.mkdir()
     (work / "q.fasta").write_text("".join(f">{k}\n{q}\n" for k, q in enumerate(queries)))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,8 +30,8 @@ from pathlib import Path
 from foldatlas.atlas.shards import file_lock
 from foldatlas.errors import FoldatlasError, InvalidOptionError
 
-__all__ = ["mmseqs_binary", "search_mmseqs", "search_database", "ensure_database", "SENSITIVITY", "DB_DIR",
-           "LOAD_MODE"]
+__all__ = ["mmseqs_binary", "search_mmseqs", "search_database", "ensure_database", "create_database",
+           "SENSITIVITY", "DB_DIR", "LOAD_MODE"]
 
 DB_DIR = "mmseqs-v1"
 SENSITIVITY = 5.7
@@ -40,6 +41,7 @@ SENSITIVITY = 5.7
 LOAD_MODE = "2"
 # the fields of a hit, as MMseqs2's convertalis names them (search_database rebuilds them from the alignments)
 _COLUMNS = "query,target,fident,alnlen,qstart,qend,tstart,tend,evalue,bits,qlen,tlen,qaln,taln"
+_CIGAR = re.compile(r"(\d+)([MID])")  # an alignment's backtrace: M both sequences, I the query, D the target
 
 
 def mmseqs_binary() -> str | None:
@@ -101,11 +103,7 @@ def _build(binary: str, folder: Path, shards, covered: int, threads: int) -> Non
                 for t in range(shard.num_targets):
                     residues = letters[shard.target_codes(t)].tobytes()
                     f.write(b">%d:%d\n%s\n" % (int(shard.target_row[t]), int(shard.target_chain[t]), residues))
-        _run([binary, "createdb", str(work / "targets.fasta"), str(work / "targets"), "-v", "1"])
-        _run([binary, "createindex", str(work / "targets"), str(work / "tmp"), "--threads", str(threads),
-              "-v", "1"])
-        shutil.rmtree(work / "tmp", ignore_errors=True)
-        _key_table(work / "targets")
+        create_database(work / "targets.fasta", work / "targets", threads)
         (work / "targets.fasta").unlink()
         (work / "meta.json").write_text(json.dumps({"covered": covered}))
         old = folder.with_name(f".old-{DB_DIR}-{os.getpid()}")
@@ -115,6 +113,17 @@ def _build(binary: str, folder: Path, shards, covered: int, threads: int) -> Non
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def create_database(fasta: Path, targets: Path, threads: int) -> None:
+    """MMseqs2's database and k-mer index of a FASTA (``createdb`` + ``createindex``) and the key table searches read
+    (:func:`_key_table`), at the path prefix ``targets``."""
+    binary = _require()
+    _run([binary, "createdb", str(fasta), str(targets), "-v", "1"])
+    tmp = targets.with_name(targets.name + ".tmp")
+    _run([binary, "createindex", str(targets), str(tmp), "--threads", str(threads), "-v", "1"])
+    shutil.rmtree(tmp, ignore_errors=True)
+    _key_table(targets)
 
 
 def _require() -> str:
@@ -205,7 +214,7 @@ def _key_table(targets: Path):
     tokens = targets.with_name(targets.name + ".lookup").read_bytes().split()
     keys = np.array(tokens[0::3], dtype=np.int64)
     names = np.array(b" ".join(tokens[1::3]).replace(b":", b" ").split(), dtype=np.int64).reshape(-1, 2)
-    index = np.array(targets.with_name(targets.name + ".index").read_bytes().split(), dtype=np.int64).reshape(-1, 3)
+    index = _read_index(targets)
     table = np.zeros((len(index), 4), dtype=np.int64)
     table[keys, :2] = names
     table[index[:, 0], 2:] = index[:, 1:]
@@ -216,29 +225,35 @@ def _key_table(targets: Path):
     return table
 
 
+def _read_index(database: Path):
+    """An MMseqs2 database's ``.index`` (one ``key offset length`` line per record) as an (n, 3) int64 array."""
+    import numpy as np
+
+    return np.array(database.with_name(database.name + ".index").read_bytes().split(), dtype=np.int64).reshape(-1, 3)
+
+
 def _alignments(result: Path) -> dict[int, list[list[bytes]]]:
     """An MMseqs2 alignment database (``search -a``): per query key, its rows (target key, bits, identity,
     E-value, query start, end, length, target start, end, length, CIGAR; 0-based positions)."""
-    import numpy as np
-
-    index = np.array(result.with_name(result.name + ".index").read_bytes().split(), dtype=np.int64).reshape(-1, 3)
+    # with several threads and queries, search leaves one data file per thread (res.0, res.1, ...) whose index
+    # offsets run over the files in order
     parts = [result] if result.is_file() else sorted(result.parent.glob(result.name + ".[0-9]*"),
                                                      key=lambda f: int(f.suffix[1:]))
-    data = b"".join(f.read_bytes() for f in parts)  # a split database's offsets run over its parts in order
+    if not parts:
+        raise FoldatlasError(f"mmseqs search left no alignment database at {result}")
+    data = b"".join(f.read_bytes() for f in parts)
     return {int(key): [line.split(b"\t") for line in data[off:off + length].rstrip(b"\0\n").split(b"\n") if line]
-            for key, off, length in index}
+            for key, off, length in _read_index(result)}
 
 
 def _fields(query_number: int, query: str, row: list[bytes], table, data) -> list[str]:
     """One hit as the fields of ``_COLUMNS``, the aligned strings rebuilt from the CIGAR (M: both sequences move,
     I: the query only, D: the target only), the positions made 1-based as ``convertalis`` writes them."""
-    import re
-
     key, bits, identity, evalue, qs, qe, qlen, ts, te, tlen = (x.decode() for x in row[:10])
     rowid, chain, offset, length = (int(x) for x in table[int(key)])
     target = bytes(data[offset:offset + length]).rstrip(b"\0\n").decode()
     i, j, qa, ta = int(qs), int(ts), [], []
-    for count, op in re.findall(r"(\d+)([MID])", row[10].decode()):
+    for count, op in _CIGAR.findall(row[10].decode()):
         n = int(count)
         qa.append(query[i:i + n] if op != "D" else "-" * n)
         ta.append(target[j:j + n] if op != "I" else "-" * n)

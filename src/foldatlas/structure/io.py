@@ -7,7 +7,6 @@ taken from the suffix, else from the content.
 from __future__ import annotations
 
 import functools
-
 import gzip
 import io as _io
 import warnings
