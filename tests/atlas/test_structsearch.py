@@ -165,3 +165,17 @@ def test_index_built_in_worker_processes_equals_the_serial_one(atlas, tmp_path):
     assert index_dir(other).is_dir() and len(a) == len(b) == 1
     for name in ("target_row", "target_chain", "offsets", "centre", "states", "states3di", "ca", "residues"):
         np.testing.assert_array_equal(getattr(a[0], name), getattr(b[0], name))
+
+
+def test_alignment_path_keeps_mismatched_pairs():
+    """pyopal writes identical pairs as M and mismatched ones as X: both are aligned pairs."""
+    import pyopal
+
+    from foldatlas.atlas.structsearch import _path
+
+    [res] = pyopal.align("MKVLAAGIVGLLLAAQ", ["MKVLAGGIVGLLAAQ"], mode="full", threads=1)
+    assert "X" in res.alignment and "D" in res.alignment
+    qi, ti = _path(res.alignment, res.query_start, res.target_start)
+    assert len(qi) == res.alignment.count("M") + res.alignment.count("X")
+    assert qi[5] == 5 and ti[5] == 5  # the mismatch A/G is a pair
+    assert qi[-1] == 15 and ti[-1] == 14  # the deletion shifts the rest by one

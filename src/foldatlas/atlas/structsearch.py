@@ -250,11 +250,12 @@ def alignment_tm_score(query: np.ndarray, target: np.ndarray, qi: np.ndarray, ti
 
 
 def _path(alignment: str, q0: int, t0: int) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned residue pairs of a pyopal alignment string (M: both, D: query only, I: target only)."""
+    """Aligned residue pairs of a pyopal alignment string (M: identical pair, X: mismatched pair, D: query only,
+    I: target only)."""
     ops = np.frombuffer(alignment.encode(), dtype=np.uint8)
-    match = ops == ord("M")
-    qstep = (ops == ord("M")) | (ops == ord("D"))
-    tstep = (ops == ord("M")) | (ops == ord("I"))
+    match = (ops == ord("M")) | (ops == ord("X"))
+    qstep = match | (ops == ord("D"))
+    tstep = match | (ops == ord("I"))
     qi = q0 + np.cumsum(qstep) - 1
     ti = t0 + np.cumsum(tstep) - 1
     return qi[match], ti[match]
