@@ -19,7 +19,8 @@ from foldatlas.files import atomic_open
 from foldatlas.seq.fasta import fasta_header
 from foldatlas.seq.records import safe_names
 
-__all__ = ["export_fasta", "export_metadata", "export_structures", "confidence_bin", "METADATA_COLUMNS"]
+__all__ = ["export_fasta", "export_metadata", "export_structures", "export_clusters", "confidence_bin",
+           "METADATA_COLUMNS", "CLUSTER_COLUMNS"]
 
 # The ESM Atlas metadata columns (id, ptm, plddt on 0-1, num_conf, len, sequenceChecksum, model version,
 # atlas version), then foldatlas' own.
@@ -69,6 +70,52 @@ def export_metadata(atlas: Atlas, path: str | Path) -> int:
     with atomic_open(path) as f:
         pq.write_table(table, f, compression="zstd")
     return table.num_rows
+
+# AlphaFold DB's cluster files name the representative and the member by accession (repId, memberId); the
+# cluster's size and whether the member is the representative follow.
+CLUSTER_COLUMNS = ("repId", "memberId", "clusterSize", "isRepresentative")
+
+
+def choose_clustering(atlas: Atlas, name: str | None) -> str:
+    """The clustering named, or the atlas' only one; a one-line error listing the stored ones otherwise."""
+    names = list(atlas.clusterings())
+    if name is None and len(names) == 1:
+        return names[0]
+    if name is not None and name in names:
+        return name
+    stored = ", ".join(names) if names else "none; run 'foldatlas atlas cluster' first"
+    what = f"no clustering {name!r}" if name is not None else "several clusterings: name one with --clustering"
+    raise InvalidOptionError(f"{what} in {atlas.folder} (stored: {stored})")
+
+
+def export_clusters(atlas: Atlas, path: str | Path, name: str | None = None) -> int:
+    """Write a clustering's table, one row per member: ``.tsv`` as MMseqs2's ``easy-linclust`` writes
+    ``_cluster.tsv`` (representative ID, member ID; no header), ``.parquet`` with :data:`CLUSTER_COLUMNS`.
+    Rows by representative, its own row first. Returns the row count."""
+    import numpy as np
+
+    name = choose_clustering(atlas, name)
+    members, reps = atlas.cluster_table(name)
+    ids = {m["rowid"]: m["id"] for m in atlas.iter_metadata(("rowid", "id"))}
+    order = np.lexsort((members != reps, members, reps))
+    members, reps = members[order], reps[order]
+    sizes = np.unique(reps, return_counts=True)
+    size_of = dict(zip(sizes[0].tolist(), sizes[1].tolist()))
+    rep_ids = [ids[r] for r in reps.tolist()]
+    member_ids = [ids[m] for m in members.tolist()]
+    if str(path).endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({"repId": pa.array(rep_ids, pa.string()), "memberId": pa.array(member_ids, pa.string()),
+                          "clusterSize": pa.array([size_of[r] for r in reps.tolist()], pa.int32()),
+                          "isRepresentative": pa.array((members == reps).tolist(), pa.bool_())})
+        with atomic_open(path) as f:
+            pq.write_table(table, f, compression="zstd")
+    else:
+        with atomic_open(path, "w") as f:
+            f.writelines(f"{r}\t{m}\n" for r, m in zip(rep_ids, member_ids))
+    return len(members)
 
 
 def confidence_bin(ptm: float | None, mean_plddt: float | None, width: float = 0.1) -> str:

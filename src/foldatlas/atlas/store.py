@@ -124,6 +124,15 @@ CREATE TABLE IF NOT EXISTS samples (
     ranking_score REAL,
     PRIMARY KEY (entry_rowid, sample)
 ) WITHOUT ROWID;
+-- Clusterings (foldatlas.atlas.cluster): every clustered entry's representative, per named clustering; the
+-- clustering's settings and counts are in meta under 'clustering:<name>'.
+CREATE TABLE IF NOT EXISTS clusters (
+    clustering TEXT NOT NULL,
+    member INTEGER NOT NULL,
+    rep INTEGER NOT NULL,
+    PRIMARY KEY (clustering, member)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS clusters_rep ON clusters (clustering, rep);
 """
 
 _META_COLUMNS = ("rowid", "id", "checksum", "crc64", "length", "num_chains", "kind", "model", "model_version",
@@ -317,6 +326,55 @@ class Atlas:
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
+
+    def write_clusters(self, name: str, members: np.ndarray, reps: np.ndarray, info: Mapping[str, object],
+                       replace: bool = False) -> None:
+        """Store (or with ``replace``, replace) the representative of each member of clustering ``name`` and its
+        ``info`` (``meta['clustering:<name>']``), in one transaction."""
+        pairs = zip(np.asarray(members, np.int64).tolist(), np.asarray(reps, np.int64).tolist())
+        with self._transaction() as cur:
+            if replace:
+                cur.execute("DELETE FROM clusters WHERE clustering = ?", (name,))
+            cur.executemany("INSERT OR REPLACE INTO clusters (clustering, member, rep) VALUES (?, ?, ?)",
+                            ((name, m, r) for m, r in pairs))
+            cur.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                        "value = excluded.value", (f"clustering:{name}", json.dumps(dict(info))))
+
+    def clusterings(self) -> dict[str, dict]:
+        """The stored clusterings: name -> settings and counts."""
+        rows = self._conn.execute("SELECT key, value FROM meta WHERE key LIKE 'clustering:%' ORDER BY key")
+        return {k.split(":", 1)[1]: json.loads(v) for k, v in rows}
+
+    def _cluster_rows(self, query: str, params: tuple) -> list[tuple]:
+        try:
+            return self._conn.execute(query, params).fetchall()
+        except sqlite3.OperationalError as e:  # an atlas from before clusters, opened read-only
+            if "no such table" in str(e):
+                return []
+            raise
+
+    def cluster_table(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(members, representatives)`` row ids of a clustering, by member."""
+        rows = self._cluster_rows("SELECT member, rep FROM clusters WHERE clustering = ? ORDER BY member", (name,))
+        table = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        return table[:, 0], table[:, 1]
+
+    def cluster_rep(self, name: str, rowid: int) -> int | None:
+        """The representative row id of an entry in a clustering (None: not clustered)."""
+        rows = self._cluster_rows("SELECT rep FROM clusters WHERE clustering = ? AND member = ?", (name, int(rowid)))
+        return int(rows[0][0]) if rows else None
+
+    def cluster_members(self, name: str, rep: int, limit: int | None = None, offset: int = 0) -> list[int]:
+        """Row ids of a cluster's members (its representative included), in row-id order."""
+        rows = self._cluster_rows("SELECT member FROM clusters WHERE clustering = ? AND rep = ? ORDER BY member "
+                                  "LIMIT ? OFFSET ?", (name, int(rep), -1 if limit is None else int(limit),
+                                                       int(offset)))
+        return [int(r[0]) for r in rows]
+
+    def cluster_size(self, name: str, rep: int) -> int:
+        """Members of the cluster of representative ``rep``."""
+        rows = self._cluster_rows("SELECT COUNT(*) FROM clusters WHERE clustering = ? AND rep = ?", (name, int(rep)))
+        return int(rows[0][0]) if rows else 0
 
     # -- fold jobs of the service ---------------------------------------------------------------------------
 
@@ -654,6 +712,9 @@ class Atlas:
             "embedding_model": self.get_meta("embedding_model"),
             "disk_bytes": size,
             "bytes_per_entry": round(size / n) if n else None,
+            "clusterings": {name: {k: info.get(k) for k in ("entries", "clusters", "singletons", "largest",
+                                                             "updated")}
+                            for name, info in self.clusterings().items()},
         }
 
     def checkpoint(self) -> None:

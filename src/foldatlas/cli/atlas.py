@@ -243,22 +243,26 @@ def export(
                                               help="Folder for structure tarballs binned by pTM and pLDDT."),
     structure_format: str = typer.Option("pdb", "--structure-format", help="pdb or cif."),
     bin_width: float = typer.Option(0.1, "--bin-width", help="Confidence bin width (0-1 scale)."),
+    clusters: Optional[Path] = typer.Option(None, "--clusters", help="Write a clustering's table: .tsv (MMseqs2's "
+                                                                      "rep/member pairs) or .parquet (AFDB-style)."),
+    clustering: Optional[str] = typer.Option(None, "--clustering", help="Which clustering (default: the only one)."),
 ) -> None:
-    """Export sequences (FASTA), metadata (Parquet) and structures (tarballs by confidence)."""
+    """Export sequences (FASTA), metadata (Parquet), structures (tarballs by confidence) and clusters."""
     from foldatlas.atlas import open_atlas
-    from foldatlas.atlas.export import export_fasta, export_metadata, export_structures
+    from foldatlas.atlas.export import export_clusters, export_fasta, export_metadata, export_structures
     from foldatlas.errors import InvalidOptionError
     from foldatlas.files import check_output_path
 
-    if not (fasta or metadata or structures):
-        raise InvalidOptionError("nothing to export: give --fasta, --metadata and/or --structures")
+    if not (fasta or metadata or structures or clusters):
+        raise InvalidOptionError("nothing to export: give --fasta, --metadata, --structures and/or --clusters")
     if structure_format not in ("pdb", "cif"):
         raise InvalidOptionError(f"--structure-format must be pdb or cif, not {structure_format!r}")
     if not 0 < bin_width <= 1:
         raise InvalidOptionError(f"--bin-width must be in (0, 1], not {bin_width}")
-    for path, option in ((fasta, "--fasta"), (metadata, "--metadata")):
+    suffixes = {"--metadata": (".parquet",), "--clusters": (".tsv", ".parquet")}
+    for path, option in ((fasta, "--fasta"), (metadata, "--metadata"), (clusters, "--clusters")):
         if path is not None:
-            check_output_path(path, option, suffixes=(".parquet",) if option == "--metadata" else ())
+            check_output_path(path, option, suffixes=suffixes.get(option, ()))
     if structures is not None:
         check_output_path(structures, "--structures", folder=True)
     with open_atlas(atlas_dir, readonly=True) as atlas:
@@ -269,6 +273,42 @@ def export(
         if structures:
             counts = export_structures(atlas, structures, fmt=structure_format, width=bin_width)
             _log(f"{sum(counts.values())} structures in {len(counts)} tarballs -> {structures}/")
+        if clusters:
+            _log(f"{export_clusters(atlas, clusters, clustering)} cluster members -> {clusters}")
+
+
+@atlas_app.command("cluster")
+def cluster(
+    atlas_dir: Path = ATLAS_OPTION,
+    by: str = typer.Option("sequence", "--by", help="sequence (identity and coverage, as MMseqs2 easy-linclust) or "
+                                                     "structure (TM-score and coverage, as Foldseek cluster)."),
+    min_identity: float = typer.Option(0.3, "--min-identity", help="Sequence: identity at least this (0-1)."),
+    coverage: float = typer.Option(0.8, "--coverage", "-c", help="Aligned fraction of both entries (0-1)."),
+    min_tm: float = typer.Option(0.5, "--min-tm", help="Structure: TM-score at least this (0-1)."),
+    min_plddt: Optional[float] = typer.Option(None, "--min-plddt", help="Leave out entries with mean pLDDT below "
+                                                                         "this (0-100)."),
+    min_ptm: Optional[float] = typer.Option(None, "--min-ptm", help="Leave out entries with pTM below this (0-1)."),
+    kmers_per_entry: int = typer.Option(21, "--kmers-per-entry", help="k-mers kept per entry (more: more distant "
+                                                                       "members found, slower)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Alignment threads (default: all CPUs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the clustering's summary as JSON."),
+) -> None:
+    """Cluster the atlas (greedy set cover, longest entries first, linear-time k-mer candidates), stored in the
+    atlas under a name from the thresholds; a later run adds only the entries imported or built since."""
+    from foldatlas.atlas import open_atlas
+    from foldatlas.atlas.cluster import ClusterOptions, cluster_atlas
+
+    options = ClusterOptions(by=by, min_identity=min_identity, coverage=coverage, min_tm=min_tm, min_plddt=min_plddt,
+                             min_ptm=min_ptm, kmers_per_entry=kmers_per_entry, threads=threads)
+    with open_atlas(atlas_dir) as atlas:
+        info = cluster_atlas(atlas, options)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"{info['name']}: {info['entries']} entries in {info['clusters']} clusters ({info['singletons']} "
+               f"singletons, largest {info['largest']}); {info['new_entries']} placed this run"
+               f"{', ' + str(info['joined_existing']) + ' into existing clusters' if info['runs'] > 1 else ''}; "
+               f"{info['seconds']} s")
 
 
 @atlas_app.command("search")
@@ -308,6 +348,10 @@ def search(
                                               help="Structure: write each hit's chain superposed on the query into "
                                                    "this folder (PDB)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads (sequence: queries in parallel)."),
+    representatives: bool = typer.Option(False, "--representatives", help="Report only cluster representatives "
+                                                                           "(see 'atlas cluster'; --clustering)."),
+    clustering: Optional[str] = typer.Option(None, "--clustering", help="With --representatives: which clustering "
+                                                                         "(default: the only one)."),
     fmt: str = typer.Option("tsv", "--format", "-f", help="tsv (one line per hit) or json (with alignments)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file (default: stdout)."),
 ) -> None:
@@ -330,6 +374,11 @@ def search(
         check_output_path(output, "--output")
     if superposed is not None:
         check_output_path(superposed, "--superposed", folder=True)
+    wanted_hits = max_hits
+    if representatives:  # members crowd representatives out of the first hits: ask for more, keep the first
+        max_hits = max_hits * 20
+    elif clustering is not None:
+        raise InvalidOptionError("--clustering goes with --representatives")
     if sequence is not None:
         from foldatlas.atlas import SearchOptions
         from foldatlas.seq.fasta import read_inputs
@@ -342,10 +391,23 @@ def search(
         options = _structure_options(min_tm, max_hits, bool(exhaustive), max_candidates, tmalign, threads, mode,
                                      structure_prefilter, kmer_threshold)
     with open_atlas(atlas_dir) as atlas:
+        chosen = None
+        if representatives:
+            from foldatlas.atlas.export import choose_clustering
+
+            chosen = choose_clustering(atlas, clustering)
+        def keep(results):
+            if chosen is None:
+                return results
+            from foldatlas.atlas.cluster import representatives_only
+
+            return representatives_only(atlas, results, chosen, wanted_hits)
+
         if sequence is not None:
             names, lengths, results, columns = _search_sequences(atlas, queries, options)
+            results = keep(results)
         else:
-            names, lengths, results, columns = _search_structures(atlas, structure, chain, options, superposed)
+            names, lengths, results, columns = _search_structures(atlas, structure, chain, options, superposed, keep)
     if fmt == "json":
         text = json.dumps([{"query": n, "length": n_res, "hits": [h.to_dict() for h in hits]}
                            for n, n_res, hits in zip(names, lengths, results)], indent=1) + "\n"
@@ -382,14 +444,14 @@ def _structure_options(min_tm, max_hits, exhaustive, max_candidates, tmalign, th
                                   kmer_threshold=kmer_threshold)
 
 
-def _search_structures(atlas, structure, chain, options, superposed):
+def _search_structures(atlas, structure, chain, options, superposed, keep=lambda results: results):
     from foldatlas.atlas.structsearch import STRUCTURE_HIT_COLUMNS, query_chains, search_structures, superposed_chain
     from foldatlas.files import atomic_write_text
     from foldatlas.seq.records import safe_names
     from foldatlas.structure.io import to_pdb_string
 
     queries = query_chains(structure, atlas, chain)
-    results = search_structures(atlas, queries, options)
+    results = keep(search_structures(atlas, queries, options))
     if superposed is not None:
         for hits in results:
             stems = safe_names([f"{h.query}__{h.target}_{h.chain}" for h in hits])
