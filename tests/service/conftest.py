@@ -4,6 +4,7 @@ tiny random ESMFold checkpoint (a fixture; the service's default is the embedded
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,20 @@ def make_client(atlas_dir, tiny_model, lm_embedder):
 def client(make_client):
     """A TestClient with default settings (max length 400)."""
     return make_client()
+
+
+@pytest.fixture
+def blocked_folds(monkeypatch):
+    """Folds wait until the returned event is set."""
+    import foldatlas.predict.engine as engine
+
+    release = threading.Event()
+    real = engine.fold_batch
+
+    def slow(*args, **kwargs):
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "fold_batch", slow)
+    yield release
+    release.set()

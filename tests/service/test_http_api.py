@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from pathlib import Path
 
@@ -137,23 +136,6 @@ def test_request_bodies_over_the_limit_get_413(make_client):
 
     _error(client.post("/foldSequence/v1/pdb/", content=chunks()), 413, "body_too_large")
     _error(client.post("/api/v1/search/structure", files={"file": ("big.pdb", b"A" * 8000)}), 413, "body_too_large")
-
-
-@pytest.fixture
-def blocked_folds(monkeypatch):
-    """Folds wait until the returned event is set."""
-    import foldatlas.predict.engine as engine
-
-    release = threading.Event()
-    real = engine.fold_batch
-
-    def slow(*args, **kwargs):
-        release.wait(30)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "fold_batch", slow)
-    yield release
-    release.set()
 
 
 def test_a_full_queue_answers_503_with_retry_after(make_client, blocked_folds):

@@ -145,7 +145,7 @@ async def entry(entry_id: str, request: Request, pae: bool = False) -> Response:
 
 
 _FILES = {"structure.pdb": "pdb", "structure.cif": "cif", "structure.bcif": "bcif", "pae.json": "pae",
-          "sequence.fasta": "fasta",
+          "pae.png": "pae.png", "sequence.fasta": "fasta",
           "confidence.json": "confidence", "embedding.json": "embedding.json", "embedding.bin": "embedding.bin"}
 _SAMPLE_FILES = {"structure.pdb": "pdb", "structure.cif": "cif"}
 
@@ -201,7 +201,7 @@ async def entry_sample_file(entry_id: str, sample: int, file_name: str, request:
 @router.get("/entries/{entry_id}/{file_name}")
 async def entry_file(entry_id: str, file_name: str, request: Request, download: bool = False) -> Response:
     """An entry's file: structure.pdb, structure.cif (ModelCIF), structure.bcif (the same as BinaryCIF), pae.json
-    (AlphaFold DB format), confidence.json, sequence.fasta, embedding.json, embedding.bin."""
+    (AlphaFold DB format), pae.png (AlphaFold DB's PAE image), confidence.json, sequence.fasta, embedding.json, embedding.bin."""
     fmt = _FILES.get(file_name)
     if fmt is None:
         raise InvalidOptionError(f"unknown file '{file_name[:40]}': use one of {', '.join(_FILES)}")

@@ -250,7 +250,7 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
     fastapi.FastAPI
         The model loads when the application starts (the lifespan), so the first request is not slow.
     """
-    from foldatlas.service import api_routes, design_routes, esm_routes, lm_routes, pages
+    from foldatlas.service import afdb_routes, api_routes, design_routes, esm_routes, lm_routes, pages, successor_routes
 
     settings = settings or ServiceSettings.from_env()
 
@@ -304,6 +304,8 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
         return error_response(500, "internal_error", f"{exc.__class__.__name__}: {first}")
 
     app.include_router(esm_routes.router)
+    app.include_router(successor_routes.router)
+    app.include_router(afdb_routes.router)
     app.include_router(api_routes.router)
     app.include_router(lm_routes.router)
     app.include_router(design_routes.router)

@@ -26,6 +26,10 @@ FORMATS = {  # name -> media type
     "fasta": "text/x-fasta",
     "embedding.json": "application/json",
     "embedding.bin": "application/octet-stream",
+    "pae.png": "image/png",
+    "thumbnail.structure": "image/png",
+    "thumbnail.plddt": "image/png",
+    "thumbnail.pae": "image/png",
 }
 
 
@@ -53,7 +57,20 @@ def context(request: Request):
 
 
 def _render(atlas, key: str, fmt: str) -> tuple[str, bytes]:
-    entry = atlas.get(key, pae=fmt in ("pae", "confidence"), embedding=fmt.startswith("embedding"))
+    entry = atlas.get(key, pae=fmt in ("pae", "confidence", "pae.png", "thumbnail.pae"),
+                      embedding=fmt.startswith("embedding"))
+    if fmt.startswith("thumbnail."):
+        from foldatlas.atlas.images import thumbnail_png
+
+        return entry.id, thumbnail_png(entry, fmt.split(".", 1)[1])
+    if fmt == "pae.png":
+        from foldatlas.atlas.images import pae_png
+
+        if entry.pae is None:
+            from foldatlas.errors import UnknownEntryError
+
+            raise UnknownEntryError(f"entry '{entry.id}' has no PAE (imported, or built with --no-pae)")
+        return entry.id, pae_png(entry.pae, entry.max_pae)
     if fmt == "pdb":
         return entry.id, entry.to_pdb().encode()
     if fmt == "cif":

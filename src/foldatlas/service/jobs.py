@@ -192,6 +192,11 @@ class FoldService:
         with self._lock:
             return len(self._inflight) + sum(len(f) for f in self._followers.values())
 
+    def inflight(self, checksum: str) -> FoldJob | None:
+        """The queued or running job folding the sequence of this MD5, if any."""
+        with self._lock:
+            return self._inflight.get(checksum)
+
     def job(self, job_id: str) -> FoldJob:
         """A job by ID, from memory or else from the atlas; raises UnknownEntryError when unknown (or pruned)."""
         with self._lock:
