@@ -196,6 +196,32 @@ def test_a_map_point_opens_its_entry(live_server, page):
     page.wait_for_function(f"document.getElementById('entry-title').textContent === '{target}'")
 
 
+def _map_pixels(page) -> np.ndarray:
+    """The map canvas' pixels (RGB) from a screenshot of it."""
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(page.locator("#map-canvas").screenshot())).convert("RGB"))
+
+
+def test_the_webgl_map_colours_and_highlights_search_hits(live_server, page):
+    page.goto(live_server + "/search?sequence=" + _api(live_server, "/fetchSequence/1FHG_A")["sequence"])
+    page.wait_for_selector("#search-results tbody tr", timeout=60_000)
+    page.click("#search-on-map")
+    page.wait_for_function("window.foldatlas.map && window.foldatlas.map.stats.first_paint_ms > 0",
+                           timeout=30_000)
+    assert "highlighted" in page.text_content("#map-highlight")
+    stats = page.evaluate("window.foldatlas.map.stats")
+    assert stats["points"] == 4 and stats["bytes"] == 4 * 11
+    pixels = _map_pixels(page)
+    red = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 90)
+    assert red.sum() > 20  # the highlighted hit is drawn, in red
+    assert page.evaluate("window.foldatlas.mapFrameMs(3)") > 0
+    before = pixels[~red].reshape(-1, 3)
+    page.select_option("#map-colour", "cluster")
+    after = _map_pixels(page)[~red].reshape(-1, 3)
+    assert (before != after).any()  # the colours changed
+
+
 def test_superposition_on_an_experimental_structure(live_server, page):
     page.goto(live_server + "/entry/1DFU_C")
     page.wait_for_function("document.getElementById('entry-title').textContent === '1DFU_C'")

@@ -343,3 +343,22 @@ def test_info_lists_every_limit_and_the_recycles_folds_use(client):
     assert client.get("/api/v1/map?max_points=0").json()["error"]["field"] == "max_points"
     ok = client.post("/api/v1/fold", json={"sequence": SEQ, "num_recycles": info["num_recycles"], "wait": 60})
     assert ok.status_code == 200 and ok.json()["status"] == "done"
+
+
+def test_binary_map_header_points_lookups_and_locate(client):
+    header = client.get("/api/v1/map/layout").json()
+    assert header["count"] == 4 and header["total_entries"] == 4 and header["clustering"] is None
+    raw = client.get("/api/v1/map/points.bin", headers={"Accept-Encoding": "identity"}).content
+    assert len(raw) == header["bytes"] == 4 * 11
+    packed = client.get("/api/v1/map/points.bin", headers={"Accept-Encoding": "gzip"})
+    assert packed.content == raw  # the client decodes the gzip encoding it asked for
+    assert packed.headers.get("content-encoding") == "gzip" and header["bytes_gzip"] > 0
+    indices = client.post("/api/v1/map/locate", json={"ids": ["1FHG_A", "nope"]}).json()
+    assert indices["missing"] == ["nope"] and len(indices["indices"]) == 1
+    point = client.get(f"/api/v1/map/points/{indices['indices'][0]}").json()
+    assert point["id"] == "1FHG_A" and point["cluster_rep"] == "1FHG_A"
+    _error(client.get("/api/v1/map/points/4"), 404, "not_found")
+    assert _error(client.get("/api/v1/map/layout?clustering=x"), 422, "invalid_option")
+    _error(client.post("/api/v1/map/locate", json={"ids": ["a"], "extra": 1}), 422, "invalid_request")
+    client.post("/foldSequence/v1/pdb/", content=SEQ)
+    assert client.get("/api/v1/map/layout").json()["count"] == 5  # follows the atlas

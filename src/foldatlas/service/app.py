@@ -82,6 +82,7 @@ class ServiceContext:
         self._renders: OrderedDict[tuple, bytes] = OrderedDict()
         self._render_lock = threading.Lock()
         self.map_cache: tuple[tuple, dict] | None = None
+        self.map_layouts: dict = {}  # clustering -> (atlas state, the map's layout and buffers)
         self.lm_lock = threading.Lock()
         self._lm = None
         self.designs = None  # the design job queue, made on first use (foldatlas.service.design_routes)
@@ -250,7 +251,8 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
     fastapi.FastAPI
         The model loads when the application starts (the lifespan), so the first request is not slow.
     """
-    from foldatlas.service import afdb_routes, api_routes, design_routes, esm_routes, lm_routes, pages, successor_routes
+    from foldatlas.service import (afdb_routes, api_routes, design_routes, esm_routes, lm_routes, map_routes, pages,
+                                   successor_routes)
 
     settings = settings or ServiceSettings.from_env()
 
@@ -306,6 +308,7 @@ def create_app(settings: ServiceSettings | None = None, folding_model=None, embe
     app.include_router(esm_routes.router)
     app.include_router(successor_routes.router)
     app.include_router(afdb_routes.router)
+    app.include_router(map_routes.router)
     app.include_router(api_routes.router)
     app.include_router(lm_routes.router)
     app.include_router(design_routes.router)

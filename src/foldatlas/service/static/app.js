@@ -52,7 +52,7 @@ async function route() {
       await runSearchFromUrl(params);
     } else if (path === "/map") {
       show("map");
-      await showMap();
+      await showMap(params);
     } else {
       show("fold");
       const sequence = params.get("sequence");
@@ -410,6 +410,10 @@ function showHits(result, columns) {
   }
   table.hidden = false;
   $("search-status").textContent = `${result.hits.length} hits for ${result.query} (${result.length} residues) in ${result.seconds} s.`;
+  const onMap = $("search-on-map");
+  const ids = [...new Set(result.hits.map((h) => h.target))].slice(0, 1000);
+  onMap.hidden = ids.length === 0;
+  onMap.href = `/map?highlight=${ids.map(encodeURIComponent).join(",")}`;
 }
 
 async function runSearchFromUrl(params) {
@@ -441,68 +445,194 @@ async function structureSearch(form) {
 }
 
 // ---- map -----------------------------------------------------------------------------------------------
+// Every entry as one point, drawn with WebGL (regl, vendored): one binary buffer from /api/v1/map/points.bin
+// (positions, cluster, length, pLDDT), colours computed here, zoom and pan as two uniforms.
 
-async function showMap() {
-  const canvas = $("map-canvas");
-  if (!state.map) {
-    $("map-status").textContent = "Loading...";
-    const data = await api("/api/v1/map");
-    state.map = { data, scale: 1, dx: 0, dy: 0 };
-    $("map-status").textContent = data.total < 2 ? "The map needs at least two entries with embeddings."
-      : `${data.shown} of ${data.total} entries; axes explain ${(100 * data.explained_variance[0]).toFixed(1)}% and ${(100 * data.explained_variance[1]).toFixed(1)}% of the variance.`;
-    bindMap(canvas);
+const MAP_PAD = 20;
+const GREY = [154, 154, 154];
+const hexRgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+
+async function loadMap(highlight) {
+  const started = performance.now();
+  const header = await api("/api/v1/map/layout");
+  const response = await fetch(header.points);
+  if (!response.ok) throw new Error(`map points: HTTP ${response.status}`);
+  const buffer = await response.arrayBuffer();
+  const fetched = performance.now();
+  const view = {};
+  for (const f of header.fields) {
+    const Type = { uint32: Uint32Array, uint16: Uint16Array, uint8: Uint8Array }[f.type];
+    view[f.name] = new Type(buffer, f.offset, f.count);
   }
+  const n = header.count;
+  const position = new Uint16Array(2 * n);
+  for (let i = 0; i < n; i++) { position[2 * i] = view.x[i]; position[2 * i + 1] = view.y[i]; }
+  const m = { header, view, n, position, scale: 1, dx: 0, dy: 0, mode: $("map-colour").value, highlight: [],
+              stats: { points: n, bytes: header.bytes, bytes_gzip: header.bytes_gzip, fetch_ms: fetched - started } };
+  m.grid = buildGrid(view.x, view.y, n);
+  state.map = m;
+  if (n > 0) setupGl(m);
+  $("map-status").textContent = n < 2 ? "The map needs at least two entries with embeddings."
+    : `${n.toLocaleString()} of ${header.total_entries.toLocaleString()} entries` +
+      (header.clustering ? `, clusters of ${header.clustering}` : "") +
+      `; axes explain ${(100 * header.explained_variance[0]).toFixed(1)}% and ` +
+      `${(100 * header.explained_variance[1]).toFixed(1)}% of the embeddings' variance.`;
+  if (highlight && highlight.length) await highlightIds(highlight);
   drawMap();
+  m.stats.first_paint_ms = performance.now() - started;
+  m.stats.since_navigation_ms = performance.now();
 }
 
-function pixelOf(point) {
-  const m = state.map, canvas = $("map-canvas"), pad = 20;
-  const size = Math.min(canvas.width, canvas.height) - 2 * pad;
-  return [pad + (point.x * size) * m.scale + m.dx, pad + ((1 - point.y) * size) * m.scale + m.dy];
+function buildGrid(x, y, n) { // points bucketed on a 256 x 256 grid: hover and click look at nine buckets
+  const cell = (i) => (y[i] >> 8) * 256 + (x[i] >> 8);
+  const counts = new Uint32Array(256 * 256 + 1);
+  for (let i = 0; i < n; i++) counts[cell(i) + 1]++;
+  for (let c = 1; c < counts.length; c++) counts[c] += counts[c - 1];
+  const fill = counts.slice(0, 256 * 256), order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[fill[cell(i)]++] = i;
+  return { start: counts, order };
 }
-state.mapPixelOf = (id) => {
-  const point = state.map && state.map.data.points.find((p) => p.id === id);
-  return point ? pixelOf(point) : null;
-};
+
+function colours(m) {
+  const v = m.view, out = new Uint8Array(3 * m.n);
+  const band = BANDS.map(([lo, hex]) => [lo, hexRgb(hex)]);
+  let maxLog = 1;
+  if (m.mode === "length") for (let i = 0; i < m.n; i++) maxLog = Math.max(maxLog, Math.log(1 + v.length[i]));
+  for (let i = 0; i < m.n; i++) {
+    let c;
+    if (m.mode === "cluster") {
+      const h = Math.imul(v.cluster[i] ^ 0x9e3779b9, 2654435761) >>> 0;
+      c = hslRgb((h % 360) / 360, 0.65, 0.3 + ((h >>> 9) % 40) / 100);
+    } else if (m.mode === "length") {
+      const t = Math.log(1 + v.length[i]) / maxLog;
+      c = [Math.round(68 + 185 * t), Math.round(1 + 230 * t * (1 - 0.4 * t)), Math.round(84 + 80 * (1 - t))];
+    } else {
+      const p = v.plddt[i];
+      c = p === m.header.no_plddt ? GREY : band.find(([lo]) => p > lo)[1];
+    }
+    out[3 * i] = c[0]; out[3 * i + 1] = c[1]; out[3 * i + 2] = c[2];
+  }
+  return out;
+}
+
+function hslRgb(h, s, l) {
+  const f = (k) => { const a = s * Math.min(l, 1 - l), t = (k + h * 12) % 12;
+    return Math.round(255 * (l - a * Math.max(-1, Math.min(t - 3, 9 - t, 1)))); };
+  return [f(0), f(8), f(4)];
+}
+
+function setupGl(m) {
+  const canvas = $("map-canvas");
+  if (!state.regl) state.regl = createREGL({ canvas, attributes: { antialias: false, preserveDrawingBuffer: true } });
+  const regl = state.regl;
+  m.positionBuffer = regl.buffer({ data: m.position, type: "uint16" });
+  m.colourBuffer = regl.buffer({ data: colours(m), type: "uint8" });
+  m.highlightBuffer = regl.buffer({ data: new Uint16Array(2), type: "uint16" });
+  const shader = {
+    vert: `precision highp float;
+      attribute vec2 position; attribute vec3 colour;
+      uniform vec2 size; uniform float scale, pointSize, pad; uniform vec2 offset;
+      varying vec3 vColour;
+      void main() {
+        float side = min(size.x, size.y) - 2.0 * pad;
+        vec2 px = vec2(pad + position.x * side, pad + (1.0 - position.y) * side) * scale + offset;
+        gl_Position = vec4(px.x / size.x * 2.0 - 1.0, 1.0 - px.y / size.y * 2.0, 0.0, 1.0);
+        gl_PointSize = pointSize; vColour = colour;
+      }`,
+    frag: `precision mediump float; varying vec3 vColour; uniform float ring;
+      void main() {
+        vec2 d = gl_PointCoord - 0.5; float r = dot(d, d);
+        if (r > 0.25) discard;
+        gl_FragColor = vec4(ring > 0.5 && r < 0.1 ? vec3(1.0) : vColour, 1.0);
+      }`,
+    uniforms: { size: (ctx) => [ctx.viewportWidth, ctx.viewportHeight], scale: () => m.scale,
+                offset: () => [m.dx, m.dy], pad: MAP_PAD, pointSize: regl.prop("pointSize"), ring: regl.prop("ring") },
+    primitive: "points",
+  };
+  m.drawPoints = regl({ ...shader,
+    attributes: { position: { buffer: m.positionBuffer, normalized: true }, colour: { buffer: m.colourBuffer,
+                  normalized: true } }, count: () => m.n });
+  m.drawHighlight = regl({ ...shader,
+    attributes: { position: { buffer: () => m.highlightBuffer, normalized: true }, colour: [0.86, 0.08, 0.24] },
+    count: () => m.highlight.length });
+}
+
+function pointSize(m) {
+  const base = m.n < 200 ? 10 : m.n < 5000 ? 6 : m.n < 200000 ? 3 : 1.5;
+  return Math.min(12, base * Math.max(1, Math.sqrt(m.scale)));
+}
 
 function drawMap() {
-  const canvas = $("map-canvas"), ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const n = state.map.data.points.length;
-  const base = n < 200 ? 5 : n < 5000 ? 3 : 2; // small atlases get visible points
-  const radius = Math.max(base, Math.min(3 * base, base * Math.sqrt(state.map.scale)));
-  for (const point of state.map.data.points) {
-    const [px, py] = pixelOf(point);
-    if (px < -radius || py < -radius || px > canvas.width + radius || py > canvas.height + radius) continue;
-    ctx.fillStyle = point.mean_plddt == null ? "#9a9a9a" : bandColor(point.mean_plddt);
-    ctx.beginPath();
-    ctx.arc(px, py, radius, 0, 2 * Math.PI);
-    ctx.fill();
-  }
+  const m = state.map;
+  if (!m || !m.drawPoints) return;
+  state.regl.poll();
+  state.regl.clear({ color: [1, 1, 1, 1], depth: 1 });
+  m.drawPoints({ pointSize: pointSize(m) * devicePixelRatio, ring: 0 });
+  if (m.highlight.length) m.drawHighlight({ pointSize: Math.max(9, 2 * pointSize(m)) * devicePixelRatio, ring: 1 });
 }
 
+state.mapFrameMs = (frames = 20) => { // the time of one full redraw, finished by the GPU (or SwiftShader)
+  const gl = state.regl._gl, started = performance.now();
+  for (let k = 0; k < frames; k++) { state.map.dx += 0.01; drawMap(); gl.finish(); }
+  return (performance.now() - started) / frames;
+};
+
+function pixelOfIndex(i) {
+  const m = state.map, canvas = $("map-canvas"), side = Math.min(canvas.width, canvas.height) - 2 * MAP_PAD;
+  return [(MAP_PAD + (m.view.x[i] / 65535) * side) * m.scale + m.dx,
+          (MAP_PAD + (1 - m.view.y[i] / 65535) * side) * m.scale + m.dy];
+}
+
+async function locate(ids) {
+  const result = await api("/api/v1/map/locate", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                   body: JSON.stringify({ ids }) });
+  return result.indices;
+}
+
+state.mapPixelOf = async (id) => {
+  const [index] = await locate([id]);
+  return index >= 0 ? pixelOfIndex(index) : null;
+};
+
+async function highlightIds(ids) {
+  const m = state.map;
+  m.highlight = (await locate(ids)).filter((i) => i >= 0);
+  const data = new Uint16Array(2 * Math.max(1, m.highlight.length));
+  m.highlight.forEach((i, k) => { data[2 * k] = m.view.x[i]; data[2 * k + 1] = m.view.y[i]; });
+  if (m.highlightBuffer) m.highlightBuffer({ data, type: "uint16" });
+  $("map-highlight").textContent = m.highlight.length ? `${m.highlight.length} of ${ids.length} entries highlighted (red).` : "";
+  drawMap();
+}
+state.mapHighlight = highlightIds;
+
 function nearest(canvas, event) {
-  const rect = canvas.getBoundingClientRect();
+  const m = state.map, rect = canvas.getBoundingClientRect();
   const x = (event.clientX - rect.left) * (canvas.width / rect.width);
   const y = (event.clientY - rect.top) * (canvas.height / rect.height);
-  let best = null, bestDistance = 64; // within 8 px
-  for (const point of state.map.data.points) {
-    const [px, py] = pixelOf(point);
-    const d = (px - x) ** 2 + (py - y) ** 2;
-    if (d < bestDistance) { best = point; bestDistance = d; }
+  const side = Math.min(canvas.width, canvas.height) - 2 * MAP_PAD;
+  const gx = ((x - m.dx) / m.scale - MAP_PAD) / side * 65535, gy = (1 - ((y - m.dy) / m.scale - MAP_PAD) / side) * 65535;
+  const cx = Math.floor(gx / 256), cy = Math.floor(gy / 256);
+  let best = -1, bestDistance = 64; // within 8 px
+  for (let yy = Math.max(0, cy - 1); yy <= Math.min(255, cy + 1); yy++) {
+    for (let xx = Math.max(0, cx - 1); xx <= Math.min(255, cx + 1); xx++) {
+      const c = yy * 256 + xx;
+      for (let k = m.grid.start[c]; k < m.grid.start[c + 1]; k++) {
+        const i = m.grid.order[k], [px, py] = pixelOfIndex(i), d = (px - x) ** 2 + (py - y) ** 2;
+        if (d < bestDistance) { best = i; bestDistance = d; }
+      }
+    }
   }
   return best;
 }
 
 function bindMap(canvas) {
-  let drag = null, moved = false;
+  let drag = null, moved = false, hoverTimer = null;
   canvas.addEventListener("wheel", (event) => {
     event.preventDefault();
     const rect = canvas.getBoundingClientRect();
     const x = (event.clientX - rect.left) * (canvas.width / rect.width);
     const y = (event.clientY - rect.top) * (canvas.height / rect.height);
-    const factor = event.deltaY < 0 ? 1.25 : 0.8;
-    const m = state.map;
+    const factor = event.deltaY < 0 ? 1.25 : 0.8, m = state.map;
     m.dx = x - (x - m.dx) * factor;
     m.dy = y - (y - m.dy) * factor;
     m.scale *= factor;
@@ -511,22 +641,49 @@ function bindMap(canvas) {
   canvas.addEventListener("mousedown", (event) => { drag = [event.clientX, event.clientY]; moved = false; });
   window.addEventListener("mouseup", () => { drag = null; });
   canvas.addEventListener("mousemove", (event) => {
+    if (!state.map) return;
     if (drag) {
+      const rect = canvas.getBoundingClientRect(), k = canvas.width / rect.width;
       const dx = event.clientX - drag[0], dy = event.clientY - drag[1];
       if (Math.abs(dx) + Math.abs(dy) > 2) moved = true;
-      state.map.dx += dx; state.map.dy += dy;
+      state.map.dx += dx * k; state.map.dy += dy * k;
       drag = [event.clientX, event.clientY];
       drawMap();
       return;
     }
-    const point = nearest(canvas, event);
-    $("map-hover").textContent = point ? `${point.id}: ${point.length} residues, mean pLDDT ${point.mean_plddt ?? "-"}` : "";
+    const i = nearest(canvas, event);
+    clearTimeout(hoverTimer);
+    if (i < 0) { $("map-hover").textContent = ""; return; }
+    hoverTimer = setTimeout(async () => {
+      const p = await api(`/api/v1/map/points/${i}`);
+      $("map-hover").textContent = `${p.id}: ${p.length} residues, mean pLDDT ${p.mean_plddt ?? "-"}` +
+        (p.cluster_rep && p.cluster_rep !== p.id ? `; cluster of ${p.cluster_rep}` : "");
+    }, 80);
   });
-  canvas.addEventListener("click", (event) => {
-    if (moved) return;
-    const point = nearest(canvas, event);
-    if (point) navigate(`/entry/${encodeURIComponent(point.id)}`);
+  canvas.addEventListener("click", async (event) => {
+    if (moved || !state.map) return;
+    const i = nearest(canvas, event);
+    if (i >= 0) navigate(`/entry/${encodeURIComponent((await api(`/api/v1/map/points/${i}`)).id)}`);
   });
+  $("map-colour").addEventListener("change", () => {
+    const m = state.map;
+    if (!m || !m.colourBuffer) return;
+    m.mode = $("map-colour").value;
+    m.colourBuffer({ data: colours(m), type: "uint8" });
+    drawMap();
+  });
+}
+
+async function showMap(params) {
+  const highlight = (params && params.get("highlight") || "").split(",").filter(Boolean);
+  if (!state.map) {
+    $("map-status").textContent = "Loading...";
+    if (!state.mapBound) { bindMap($("map-canvas")); state.mapBound = true; }
+    await loadMap(highlight);
+  } else {
+    if (highlight.length) await highlightIds(highlight);
+    drawMap();
+  }
 }
 
 // ---- wiring --------------------------------------------------------------------------------------------
