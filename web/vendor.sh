@@ -12,3 +12,6 @@ cp node_modules/swagger-ui-dist/swagger-ui-bundle.js node_modules/swagger-ui-dis
 cp node_modules/swagger-ui-dist/LICENSE "$out/swagger-ui-LICENSE.txt"
 echo "3dmol $(node -p "require('./node_modules/3dmol/package.json').version")" > "$out/VERSIONS.txt"
 echo "swagger-ui-dist $(node -p "require('./node_modules/swagger-ui-dist/package.json').version")" >> "$out/VERSIONS.txt"
+cp node_modules/regl/dist/regl.min.js "$out/regl-min.js"
+cp node_modules/regl/LICENSE "$out/regl-LICENSE.txt"
+echo "regl $(node -p "require('./node_modules/regl/package.json').version")" >> "$out/VERSIONS.txt"
