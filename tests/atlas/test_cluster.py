@@ -189,6 +189,14 @@ def test_cli_cluster_and_errors(tmp_path, families, blob, run_cli):
     assert "sequence-id0.50-cov0.80: 10 entries in 4 clusters" in r.stdout
     r = run_cli("atlas", "stats", "--atlas", str(tmp_path / "a"), "--json")
     assert '"sequence-id0.50-cov0.80"' in r.stdout
+    # search: all of the family's hits, or its representatives only
+    every = run_cli("atlas", "search", "--atlas", str(tmp_path / "a"), "--sequence", seqs[0], "--engine", "phmmer")
+    reps = run_cli("atlas", "search", "--atlas", str(tmp_path / "a"), "--sequence", seqs[0], "--engine", "phmmer",
+                   "--representatives")
+    assert every.returncode == 0 and reps.returncode == 0, every.stderr + reps.stderr
+    targets = [line.split("\t")[1] for line in every.stdout.splitlines()[1:]]
+    kept = [line.split("\t")[1] for line in reps.stdout.splitlines()[1:]]
+    assert {"s0", "s1", "s2", "s3", "s4"} <= set(targets) and set(kept) == {"s0", "s4"}
     for args, message in ((("--by", "shape"), "--by must be one of"), (("--coverage", "2"), "--coverage must be"),
                           (("--min-plddt", "170"), "--min-plddt must be")):
         r = run_cli("atlas", "cluster", "--atlas", str(tmp_path / "a"), *args)
