@@ -164,17 +164,24 @@ def _hash(code: np.ndarray) -> np.ndarray:
     return h
 
 
-_UNIT_BITS = 16  # units per chunk < 2 ** 16: the sort key is (unit, top 48 bits of the hash)
+_UNIT_BITS = 13  # units per chunk < 2 ** 13 (the sort key packs unit, hash bits and row in 63 bits)
 
 
 def _lowest_of(code: np.ndarray, unit: np.ndarray, pos: np.ndarray, h: np.ndarray, m: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Of each unit's k-mers, the ``m`` distinct ones of lowest hash; the units seen and their distinct counts."""
-    key = (unit.astype(np.uint64) << np.uint64(64 - _UNIT_BITS)) | (h >> np.uint64(_UNIT_BITS))
-    order = np.argsort(key)  # one integer sort (SIMD in numpy) instead of a two-key lexsort
-    key, code, unit, pos = key[order], code[order], unit[order], pos[order]
+    # one value sort of (unit, the hash's top bits, row) packed in 63 bits: faster than an argsort or a lexsort
+    row_bits = max(int(len(h) - 1).bit_length(), 1)
+    hash_bits = 63 - _UNIT_BITS - row_bits
+    key = ((unit.astype(np.int64) << (hash_bits + row_bits))
+           | ((h >> np.uint64(64 - hash_bits)).astype(np.int64) << row_bits)
+           | np.arange(len(h), dtype=np.int64))
+    key.sort()
+    order = key & ((1 << row_bits) - 1)
+    key >>= row_bits
+    code, unit, pos = code[order], unit[order], pos[order]
     first = np.ones(len(key), bool)
-    first[1:] = key[1:] != key[:-1]  # the first occurrence of each k-mer (equal 48-bit hashes: one k-mer)
+    first[1:] = key[1:] != key[:-1]  # the first occurrence of each k-mer (equal top hash bits: one k-mer)
     code, unit, pos = code[first], unit[first], pos[first]
     starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]]) if len(unit) else np.zeros(0, np.int64)
     sizes = np.diff(np.r_[starts, len(unit)])
@@ -196,13 +203,12 @@ def _lowest_kmers(letters: np.ndarray, offsets: np.ndarray, alphabet: int, k: in
         h = _hash(code)
         count = np.bincount(unit, minlength=len(chunk))
         limit = (np.minimum(2.5 * m / np.maximum(count, 1), 1.0) * 2.0 ** 64).clip(0, 2.0 ** 64 - 4096)
-        low = h < limit.astype(np.uint64)[unit]
-        c2, u2, p2, seen, distinct = _lowest_of(code[low], unit[low], pos[low], h[low], m)
+        low = np.flatnonzero(h < limit.astype(np.uint64)[unit])
+        c2, u2, p2, seen, distinct = _lowest_of(code.take(low), unit.take(low), pos.take(low), h.take(low), m)
         have = np.zeros(len(chunk), np.int64)
         have[seen] = distinct
-        short = np.zeros(len(chunk), bool)
-        short[unit[~low]] = True  # units with k-mers left out ...
-        short &= have < m  # ... and fewer than m kept: redone with all their k-mers
+        # units with k-mers left out and fewer than m kept: redone with all their k-mers
+        short = (np.bincount(unit.take(low), minlength=len(chunk)) < count) & (have < m)
         ok = ~short[u2]
         parts.append((c2[ok], chunk[u2[ok]], p2[ok]))
         redo = short[unit]
@@ -217,25 +223,52 @@ def _lowest_kmers(letters: np.ndarray, offsets: np.ndarray, alphabet: int, k: in
 def _star_edges(code: np.ndarray, entry: np.ndarray, pos: np.ndarray, lengths: np.ndarray,
                 can_centre: np.ndarray, can_join: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Linclust's edges: in each group of entries sharing a k-mer, every joinable entry -> the group's longest
-    entry that may be a centre. Returns unique ``(member, centre, diagonal)`` (diagonal: member position minus
-    centre position of the shared k-mer)."""
-    order = np.lexsort((entry, -lengths[entry], ~can_centre[entry], code))
+    entry that may be a centre (ties: the lowest index). Returns unique ``(member, centre, diagonal)``
+    (diagonal: member position minus centre position of the shared k-mer)."""
+    order = _order(code)  # the groups
     code, entry, pos = code[order], entry[order], pos[order]
-    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
-    sizes = np.diff(np.r_[starts, len(code)])
-    head = np.repeat(starts, sizes)
-    ok = (np.arange(len(code)) != head) & can_centre[entry[head]] & can_join[entry] & (entry != entry[head])
-    member, centre, diagonal = entry[ok], entry[head[ok]], pos[ok] - pos[head[ok]]
-    return _unique_pairs(member, centre, diagonal)
+    new = np.ones(len(code), bool)
+    new[1:] = code[1:] != code[:-1]
+    sizes = np.diff(np.r_[np.flatnonzero(new), len(code)])
+    shared = np.repeat(sizes > 1, sizes)  # k-mers of one entry only link nothing
+    entry, pos, new = entry[shared], pos[shared], new[shared]
+    starts = np.flatnonzero(new)
+    if len(starts) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    group = np.cumsum(new) - 1
+    # the centre: may be one, then longest, then first; one integer per row, its maximum per group
+    priority = ((can_centre[entry].astype(np.int64) << 62) | (lengths[entry].astype(np.int64) << 36)
+                | ((1 << 36) - 1 - entry))
+    best = np.maximum.reduceat(priority, starts)
+    is_best = priority == best[group]
+    centre_of = np.zeros(len(starts), np.int64)
+    centre_pos = np.zeros(len(starts), np.int64)
+    centre_of[group[is_best]] = entry[is_best]
+    centre_pos[group[is_best]] = pos[is_best]
+    centre = centre_of[group]
+    ok = ~is_best & can_centre[centre] & can_join[entry] & (entry != centre)
+    return _unique_pairs(entry[ok], centre[ok], pos[ok] - centre_pos[group[ok]])
+
+
+def _order(code: np.ndarray) -> np.ndarray:
+    """``np.argsort(code)`` for codes >= 0; by sorting ``code << b | row`` when that fits 63 bits (a value sort
+    is about 2.5 times faster than an argsort of 20 million integers here)."""
+    row_bits = max(int(len(code) - 1).bit_length(), 1)
+    if len(code) == 0 or int(code.max()).bit_length() + row_bits > 63:
+        return np.argsort(code)
+    packed = np.sort((code << row_bits) | np.arange(len(code), dtype=np.int64))
+    return packed & ((1 << row_bits) - 1)
 
 
 def _unique_pairs(member: np.ndarray, centre: np.ndarray, diagonal: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each ``(member, centre)`` pair once (its first diagonal), sorted by member then centre."""
-    order = np.lexsort((centre, member))
-    member, centre, diagonal = member[order], centre[order], diagonal[order]
-    first = np.ones(len(member), bool)
-    first[1:] = (member[1:] != member[:-1]) | (centre[1:] != centre[:-1])
+    """Each ``(member, centre)`` pair once (one of its diagonals), sorted by member then centre."""
+    width = int(max(member.max(initial=0), centre.max(initial=0))) + 1
+    key = member.astype(np.int64) * width + centre
+    order = np.argsort(key)
+    key, member, centre, diagonal = key[order], member[order], centre[order], diagonal[order]
+    first = np.ones(len(key), bool)
+    first[1:] = key[1:] != key[:-1]
     return member[first], centre[first], diagonal[first]
 
 
