@@ -19,15 +19,8 @@ def _random(rng, n):
     return "".join(rng.choice(list(AA), n))
 
 
-def _mutated(rng, seq, identity):
-    out = list(seq)
-    for i in rng.choice(len(seq), int(round(len(seq) * (1 - identity))), replace=False):
-        out[i] = AA[(AA.index(seq[i]) + rng.integers(1, 20)) % 20]
-    return "".join(out)
-
-
 @pytest.fixture(scope="module")
-def families():
+def families(mutate):
     """Five unrelated 'parents' (160-260 residues), each with copies at 95% and 88% identity, a 92% copy with a
     12-residue deletion in the middle, and a half-length fragment. (Linclust's k-mer candidates find most pairs
     above 85% identity and fewer below: BENCHMARKS.md has the rates by identity.)"""
@@ -36,8 +29,8 @@ def families():
     for f in range(5):
         parent = _random(rng, int(rng.integers(160, 260)))
         mid = len(parent) // 2
-        for s in (parent, _mutated(rng, parent, 0.95), _mutated(rng, parent, 0.88),
-                  _mutated(rng, parent[:mid] + parent[mid + 12:], 0.92), parent[:len(parent) // 2]):
+        for s in (parent, mutate(parent, 0.95, seed=f), mutate(parent, 0.88, seed=10 + f),
+                  mutate(parent[:mid] + parent[mid + 12:], 0.92, seed=20 + f), parent[:len(parent) // 2]):
             seqs.append(s)
             family.append(f)
     return seqs, np.array(family)
@@ -102,7 +95,7 @@ def _entry(entry_id, seq, blob, plddt=None):
                     plddt=None if plddt is None else np.full(len(seq.replace(":", "")), float(plddt)))
 
 
-def test_atlas_clustering_is_stored_incremental_and_exported(tmp_path, families, blob, run_cli):
+def test_atlas_clustering_is_stored_incremental_and_exported(tmp_path, families, blob, run_cli, mutate):
     seqs, family = families
     atlas = open_atlas(tmp_path / "a", create=True)
     first = [i for i in range(len(seqs)) if i % 5 != 1]  # the 95% copies come later
@@ -117,7 +110,7 @@ def test_atlas_clustering_is_stored_incremental_and_exported(tmp_path, families,
     rng = np.random.default_rng(1)
     stranger = _random(rng, 200)
     atlas.insert([_entry(f"s{i}", seqs[i], blob) for i in range(1, len(seqs), 5)] +
-                 [_entry("new", stranger, blob), _entry("new-copy", _mutated(rng, stranger, 0.92), blob)])
+                 [_entry("new", stranger, blob), _entry("new-copy", mutate(stranger, 0.92, seed=1), blob)])
     before = dict(zip(*(a.tolist() for a in atlas.cluster_table(name))))
     info = cluster_atlas(atlas, ClusterOptions(threads=1))
     assert (info["entries"], info["clusters"], info["runs"], info["new_entries"], info["joined_existing"]) == \
@@ -159,15 +152,14 @@ def test_plddt_filter_and_read_only(tmp_path, families, blob):
             cluster_atlas(ro, ClusterOptions())
 
 
-def test_structure_clustering_finds_a_copy_with_an_unrelated_sequence(tmp_path, split_dir):
+def test_structure_clustering_finds_a_copy_with_an_unrelated_sequence(tmp_path, split_dir, mutate):
     """A chain's structure under a sequence mutated to 20% identity: apart by sequence, together by structure."""
     from foldatlas.atlas import ImportOptions, import_structures
 
     atlas = open_atlas(tmp_path / "a", create=True)
     import_structures(atlas, [split_dir], None, ImportOptions(), progress=False)
     source = atlas.get("1AX8_A")
-    rng = np.random.default_rng(3)
-    atlas.insert([NewEntry(id="disguised", sequence=_mutated(rng, source.sequence, 0.2), kind="imported",
+    atlas.insert([NewEntry(id="disguised", sequence=mutate(source.sequence, 0.2, seed=3), kind="imported",
                            model="test", structure=source.structure_blob)])
     by_seq = cluster_atlas(atlas, ClusterOptions(threads=1))
     by_struct = cluster_atlas(atlas, ClusterOptions(by="structure", threads=1))
