@@ -9,8 +9,8 @@ length drawn at random. No atlas of a million entries with embeddings exists on 
 to a live server (uvicorn) over an empty atlas, and the page loads it as it loads any atlas' map. Chromium (Debian's,
 via Playwright) renders with SwiftShader (software WebGL; a machine with a GPU draws faster). Reported: layout
 seconds, raw and gzip bytes, bytes transferred, fetch and first-paint milliseconds after navigation, and the mean
-redraw (frame) time over 10 frames, each drawn to the end (a one-pixel ``readPixels`` waits for it). A smaller
-``--points`` gives a baseline.
+redraw (frame) time over 10 frames, each drawn to the end (a one-pixel ``readPixels`` waits for it), of the whole
+map and of the 150,000-point sample the page draws while the map moves. A smaller ``--points`` gives a baseline.
 
 Prints JSON (``--out`` writes it too).
 """
@@ -108,6 +108,7 @@ def main() -> None:
             "performance.getEntriesByType('resource').filter(r => r.name.includes('points.bin'))"
             ".reduce((a, r) => a + r.transferSize, 0)")
         result["frame_ms"] = round(page.evaluate("window.foldatlas.mapFrameMs(10)"), 1)
+        result["moving_frame_ms"] = round(page.evaluate("window.foldatlas.mapFrameMs(10, 150000)"), 1)
         page.select_option("#map-colour", "cluster")
         result["recolour_and_frame_ms"] = round(page.evaluate(
             "(() => { const t = performance.now(); document.getElementById('map-colour')"

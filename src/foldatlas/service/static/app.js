@@ -465,9 +465,19 @@ async function loadMap(highlight) {
     view[f.name] = new Type(buffer, f.offset, f.count);
   }
   const n = header.count;
+  // the points in a fixed shuffled order, so that the first k drawn are an even sample of the map (see drawMap)
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  let seed = 12345;
+  for (let i = n - 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const j = seed % (i + 1), t = order[i];
+    order[i] = order[j]; order[j] = t;
+  }
   const position = new Uint16Array(2 * n);
-  for (let i = 0; i < n; i++) { position[2 * i] = view.x[i]; position[2 * i + 1] = view.y[i]; }
-  const m = { header, view, n, position, scale: 1, dx: 0, dy: 0, mode: $("map-colour").value, highlight: [],
+  for (let k = 0; k < n; k++) { position[2 * k] = view.x[order[k]]; position[2 * k + 1] = view.y[order[k]]; }
+  const m = { header, view, n, order, position, scale: 1, dx: 0, dy: 0, mode: $("map-colour").value, highlight: [],
+              drawCount: n,
               stats: { points: n, bytes: header.bytes, bytes_gzip: header.bytes_gzip, fetch_ms: fetched - started } };
   m.grid = buildGrid(view.x, view.y, n);
   state.map = m;
@@ -513,7 +523,12 @@ function colours(m) {
     }
     out[3 * i] = c[0]; out[3 * i + 1] = c[1]; out[3 * i + 2] = c[2];
   }
-  return out;
+  const shuffled = new Uint8Array(3 * m.n); // in the drawing order
+  for (let k = 0; k < m.n; k++) {
+    const i = 3 * m.order[k];
+    shuffled[3 * k] = out[i]; shuffled[3 * k + 1] = out[i + 1]; shuffled[3 * k + 2] = out[i + 2];
+  }
+  return shuffled;
 }
 
 function hslRgb(h, s, l) {
@@ -552,7 +567,7 @@ function setupGl(m) {
   };
   m.drawPoints = regl({ ...shader,
     attributes: { position: { buffer: m.positionBuffer, normalized: true }, colour: { buffer: m.colourBuffer,
-                  normalized: true } }, count: () => m.n });
+                  normalized: true } }, count: () => m.drawCount });
   m.drawHighlight = regl({ ...shader,
     attributes: { position: { buffer: () => m.highlightBuffer, normalized: true }, colour: [0.86, 0.08, 0.24] },
     count: () => m.highlight.length });
@@ -563,9 +578,22 @@ function pointSize(m) {
   return Math.min(12, base * Math.max(1, Math.sqrt(m.scale)));
 }
 
-function drawMap() {
+const MOVING_POINTS = 150000; // drawn while the map moves (an even sample); the whole map once it rests
+let restTimer = null;
+
+function drawMoving() { // a frame during zoom or pan: a sample, then everything 150 ms after the last move
+  const m = state.map;
+  if (!m) return;
+  m.drawCount = Math.min(m.n, MOVING_POINTS);
+  drawMap(m.drawCount);
+  clearTimeout(restTimer);
+  restTimer = setTimeout(() => drawMap(), 150);
+}
+
+function drawMap(count) {
   const m = state.map;
   if (!m || !m.drawPoints) return;
+  m.drawCount = count || m.n;
   state.regl.poll();
   state.regl.clear({ color: [1, 1, 1, 1], depth: 1 });
   m.drawPoints({ pointSize: pointSize(m) * devicePixelRatio, ring: 0 });
@@ -577,9 +605,9 @@ function finishDrawing() { // reading one pixel back waits until the GPU (or Swi
   gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, pixel);
 }
 
-state.mapFrameMs = (frames = 20) => { // the time of one full redraw, drawn to the end
+state.mapFrameMs = (frames = 20, count) => { // the time of one redraw (all points, or count), drawn to the end
   const started = performance.now();
-  for (let k = 0; k < frames; k++) { state.map.dx += 0.01; drawMap(); finishDrawing(); }
+  for (let k = 0; k < frames; k++) { state.map.dx += 0.01; drawMap(count); finishDrawing(); }
   return (performance.now() - started) / frames;
 };
 
@@ -642,7 +670,7 @@ function bindMap(canvas) {
     m.dx = x - (x - m.dx) * factor;
     m.dy = y - (y - m.dy) * factor;
     m.scale *= factor;
-    drawMap();
+    drawMoving();
   }, { passive: false });
   canvas.addEventListener("mousedown", (event) => { drag = [event.clientX, event.clientY]; moved = false; });
   window.addEventListener("mouseup", () => { drag = null; });
@@ -654,7 +682,7 @@ function bindMap(canvas) {
       if (Math.abs(dx) + Math.abs(dy) > 2) moved = true;
       state.map.dx += dx * k; state.map.dy += dy * k;
       drag = [event.clientX, event.clientY];
-      drawMap();
+      drawMoving();
       return;
     }
     const i = nearest(canvas, event);
