@@ -211,7 +211,8 @@ def test_the_webgl_map_colours_and_highlights_search_hits(live_server, page):
                            timeout=30_000)
     assert "highlighted" in page.text_content("#map-highlight")
     stats = page.evaluate("window.foldatlas.map.stats")
-    assert stats["points"] == 4 and stats["bytes"] == 4 * 11
+    entries = _api(live_server, "/api/v1/info")["atlas_entries"]  # the module's server: earlier tests fold too
+    assert stats["points"] == entries >= 4 and stats["bytes"] == entries * 11
     pixels = _map_pixels(page)
     red = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 90)
     assert red.sum() > 20  # the highlighted hit is drawn, in red
