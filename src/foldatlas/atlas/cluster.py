@@ -4,7 +4,7 @@
    reduced amino-acid alphabet, k = 10; structure: 3Di states, k = 6, and the sequence k-mers too) are hashed and
    the ``kmers_per_entry`` with the lowest hashes kept. Entries sharing a kept k-mer form a group; the longest entry
    of a group is its centre and every other one becomes a candidate member of it, with the diagonal of the shared
-   k-mer. Memory and time grow with the number of entries, not its square.
+   k-mer (:mod:`foldatlas.atlas.linclust`). Memory and time grow with the number of entries, not its square.
 2. **Verification**: sequence candidates first by an ungapped alignment on the shared diagonal (identity and
    coverage of the overlap); those it rejects, and whose lengths still allow the coverage, by a Smith-Waterman
    alignment (pyopal, BLOSUM62, gaps 11/1 as MMseqs2's). Identity is identical pairs over alignment columns
