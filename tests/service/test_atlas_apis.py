@@ -193,3 +193,16 @@ def test_alphafold_db_prediction_and_its_files(make_client):
     _contract(imported, "afdb_prediction.json")
     _error(client.get("/api/prediction/P99999"), 404, "not_found")
     _error(client.get("/api/v1/entries/1FHG_A/pae.png"), 404, "not_found")
+
+
+def test_fold_on_miss_limits_too_long_and_a_full_queue(make_client, blocked_folds):
+    client = make_client(queue_size=1, fold_workers=1, max_length=40)
+    long = "MKTAYIAKQR" * 5
+    r = client.get(f"/proteins/{_md5(long)}?fold_on_miss=true&sequence={long}")
+    assert _error(r, 422, "sequence_too_long")["field"] == "sequence"
+    for seq in (SEQ, "WWWWHHHHKK"):  # one running, one waiting: the queue is full
+        assert client.post("/api/v1/fold", json={"sequence": seq}).status_code == 202
+    other = "GAVLIKKMKTAYIAKQ"
+    r = client.get(f"/proteins/{_md5(other)}?fold_on_miss=true&sequence={other}")
+    body = _error(r, 503, "busy")
+    assert "field" not in body and int(r.headers["retry-after"]) >= 1

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from foldatlas.errors import InvalidOptionError, UnknownEntryError
+from foldatlas.errors import InvalidOptionError, ServiceBusyError, UnknownEntryError
 from foldatlas.service.common import context, field_error, parse_sequence, render_entry, request_field
 
 router = APIRouter(tags=["ESM Atlas successor compatible"])
@@ -120,11 +120,17 @@ async def protein(protein_hash: str, request: Request, fold_on_miss: bool = Fals
     if sequence is None:
         raise UnknownEntryError(f"no protein with sequence MD5 {md5} in this atlas and no fold of it queued; this "
                                 f"server folds on a miss given the sequence (add sequence=...)")
+    busy = None
     with request_field("sequence"):
         record = parse_sequence(sequence, name=md5)
         if sequence_md5(record.sequence) != md5:
             raise InvalidOptionError(f"its MD5 is {sequence_md5(record.sequence)}, not {md5}")
-        job = ctx.folds.submit(record)
+        try:
+            job = ctx.folds.submit(record)  # too long: the field's fault (422)
+        except ServiceBusyError as e:  # a full queue is the server's state, not the field's (503)
+            busy = e
+    if busy is not None:
+        raise busy
     if job.status == "done":
         def read_done():
             return protein_records(ctx.atlas, [_rowid(ctx.atlas, md5)], _clustering(ctx.atlas, clustering))[0]
