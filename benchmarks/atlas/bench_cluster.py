@@ -59,12 +59,12 @@ def read_fasta(path: Path) -> list[str]:
     return seqs
 
 
-def ours(fasta: str, identity: float, out: str, first: int = 0, previous: str = "") -> None:
+def ours(fasta: str, identity: float, out: str, first: int = 0, previous: str = "", kmers: int = 21) -> None:
     """(In a child process) cluster the FASTA's sequences, save representatives as .npy."""
     from foldatlas.atlas.cluster import ClusterOptions, cluster_sequences
 
     seqs = read_fasta(Path(fasta))
-    opts = ClusterOptions(min_identity=identity, coverage=0.8, threads=2)
+    opts = ClusterOptions(min_identity=identity, coverage=0.8, threads=2, kmers_per_entry=kmers)
     if previous:
         reps = cluster_sequences(seqs, opts, assigned=np.load(previous))
     else:
@@ -108,12 +108,14 @@ def main() -> None:
     ap.add_argument("--identities", default="0.3,0.5,0.9")
     ap.add_argument("--incremental", type=int, default=10_000)
     ap.add_argument("--skip-mmseqs", action="store_true")
+    ap.add_argument("--kmers-per-entry", type=int, default=21)
     ap.add_argument("--out")
     ap.add_argument("--_ours", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._ours:
         a = args._ours
-        ours(a[0], float(a[1]), a[2], int(a[3]) if len(a) > 3 else 0, a[4] if len(a) > 4 else "")
+        ours(a[0], float(a[1]), a[2], int(a[3]) if len(a) > 3 else 0, a[4] if len(a) > 4 else "",
+             args.kmers_per_entry)
         return
     import bench_scale as bs
     from bench_seqscale import write_fasta
@@ -125,11 +127,11 @@ def main() -> None:
     write_fasta(args.npz, args.size, fasta)
     chains = len(bs._load(args.npz)["ids"])
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    result = {"size": args.size, "threads": 2, "cpu": next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines()
-                                                            if ln.startswith("Model name")), ""),
+    cpu = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "")
+    result = {"size": args.size, "threads": 2, "kmers_per_entry": args.kmers_per_entry, "cpu": cpu,
               "avx512_bf16": "avx512_bf16" in lscpu, "mmseqs": subprocess.run(
                   ["mmseqs", "version"], capture_output=True, text=True).stdout.strip(), "thresholds": {}}
-    me = [sys.executable, __file__, "--_ours"]
+    me = [sys.executable, __file__, "--kmers-per-entry", str(args.kmers_per_entry), "--_ours"]
     for identity in (float(x) for x in args.identities.split(",")):
         row: dict = {}
         with tempfile.TemporaryDirectory(dir=work) as tmp:
