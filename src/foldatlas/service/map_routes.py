@@ -21,8 +21,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from foldatlas.errors import InvalidOptionError, UnknownEntryError
-from foldatlas.service.common import context, field_error
+from foldatlas.errors import UnknownEntryError
+from foldatlas.service.common import context
 
 router = APIRouter(prefix="/api/v1/map", tags=["JSON API"])
 MAX_LOCATE = 10_000
@@ -44,15 +44,11 @@ def _state(atlas, clustering: str | None) -> tuple:
 async def _layout(request: Request, clustering: str | None):
     """``(layout, header, raw bytes, gzip bytes)`` of the atlas now, computed in a worker thread when stale."""
     from foldatlas.atlas.mapping import map_layout
-    from foldatlas.service.successor_routes import default_clustering
+    from foldatlas.service.successor_routes import clustering_of
 
     ctx = context(request)
     atlas = ctx.atlas
-    if clustering is None:
-        clustering = default_clustering(atlas)
-    elif clustering not in atlas.clusterings():
-        raise field_error("clustering", InvalidOptionError(
-            f"no clustering '{clustering[:80]}' in this atlas (stored: {', '.join(atlas.clusterings()) or 'none'})"))
+    clustering = clustering_of(atlas, clustering)
     key = _state(atlas, clustering)
     cached = ctx.map_layouts.get(clustering)
     if cached is not None and cached[0] == key:

@@ -50,7 +50,9 @@ def default_clustering(atlas) -> str | None:
     return ranked[0]
 
 
-def _clustering(atlas, name: str | None) -> str | None:
+def clustering_of(atlas, name: str | None) -> str | None:
+    """The clustering a request names (422 naming the field when the atlas has none of that name), or the
+    default (:func:`default_clustering`)."""
     if name is None:
         return default_clustering(atlas)
     if name not in atlas.clusterings():
@@ -103,10 +105,11 @@ async def protein(protein_hash: str, request: Request, fold_on_miss: bool = Fals
     """A protein by the MD5 of its sequence; 404 when unknown, or with ``fold_on_miss=true`` a queued fold (202)."""
     ctx = context(request)
     md5 = _hash(protein_hash)
-    try:
-        def read():
-            return protein_records(ctx.atlas, [_rowid(ctx.atlas, md5)], _clustering(ctx.atlas, clustering))[0]
 
+    def read() -> dict:
+        return protein_records(ctx.atlas, [_rowid(ctx.atlas, md5)], clustering_of(ctx.atlas, clustering))[0]
+
+    try:
         return JSONResponse(await run_in_threadpool(read))
     except UnknownEntryError:
         if not fold_on_miss:
@@ -132,10 +135,7 @@ async def protein(protein_hash: str, request: Request, fold_on_miss: bool = Fals
     if busy is not None:
         raise busy
     if job.status == "done":
-        def read_done():
-            return protein_records(ctx.atlas, [_rowid(ctx.atlas, md5)], _clustering(ctx.atlas, clustering))[0]
-
-        return JSONResponse(await run_in_threadpool(read_done))
+        return JSONResponse(await run_in_threadpool(read))
     if job.status == "failed":
         raise InvalidOptionError(f"the fold of {md5} failed: {job.error}")
     return _pending(job, md5)
@@ -150,7 +150,7 @@ async def cluster(protein_hash: str, request: Request, clustering: str | None = 
 
     def read() -> dict:
         atlas = ctx.atlas
-        name = _clustering(atlas, clustering)
+        name = clustering_of(atlas, clustering)
         rowid = _rowid(atlas, md5)
         if name is None:
             raise UnknownEntryError("this atlas has no clusters yet: run 'foldatlas atlas cluster'")
