@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tmalign", type=int, default=None)
     parser.add_argument("--tmalign-sample", type=int, default=100, help="Pairs per query timed for the baseline")
     parser.add_argument("--modes", nargs="+", default=["3diaa"], help="Search modes compared (the first is timed "
-                        "against TM-align and at other sizes)")
+                        "against TM-align and at other sizes); MODE:unrefined ranks without refined TM-scores")
     parser.add_argument("--aa-weight", type=float, default=None)
     parser.add_argument("--quick", action="store_true", help="Recall and query time only (no baseline, no scaling)")
     args = parser.parse_args(argv)
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     files = [args.pdb / f"{q}.pdb.gz" for q in queries]
     compared = []
     for mode in reversed(args.modes):  # the first mode last: its results and options are the ones reported
-        options = StructureSearchOptions(max_hits=100, workers=len(os.sched_getaffinity(0)), mode=mode,
+        options = StructureSearchOptions(max_hits=100, workers=len(os.sched_getaffinity(0)),
+                                         mode=mode.split(":")[0], refine=not mode.endswith(":unrefined"),
                                          **kw)  # as the CLI
         results, times, setup = _search(atlas, files, options)
         # recall at k: partners among the first k hits over the partners that fit in k (a query with 200
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                          "query_seconds_mean": round(float(np.mean(times)), 3)})
         print(json.dumps(compared[-1]), flush=True)
     if args.quick:
-        print(json.dumps({"options": {k: getattr(options, k) for k in ("candidates", "tmalign", "aa_weight")},
+        print(json.dumps({"options": {k: getattr(options, k) for k in ("candidates", "tmalign", "aa_weight",
+                                                                        "refine")},
                           "compared": compared[::-1]}, indent=1))
         return
     # exhaustive TM-align, timed here on a sample of pairs and scaled to the database
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     pair_s = (time.perf_counter() - start) / (len(queries) * len(sample))
     per_query = float(np.mean(times))
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "date": time.strftime("%Y-%m-%d"),
-           "options": {"mode": options.mode, "candidates": options.candidates, "tmalign": options.tmalign,
+           "options": {"mode": options.mode, "refine": options.refine, "candidates": options.candidates,
+                       "tmalign": options.tmalign,
                        "aa_weight": options.aa_weight, "max_hits": 100, "tmalign_processes": options.workers},
            "compared": compared[::-1],
            "database": len(database), "queries": len(queries), "partners": total,

@@ -35,12 +35,18 @@ def test_finds_itself_a_moved_copy_and_a_copy_with_a_deletion(atlas, split_dir, 
     (tmp_path / "deleted.pdb").write_text(to_pdb_string(cut))
     queries = (query_chains(split_dir / "1FHG_A.pdb") + query_chains(tmp_path / "moved.pdb")
                + query_chains(tmp_path / "deleted.pdb"))
-    for mode in (StructureSearchOptions(), StructureSearchOptions(mode="3di"), StructureSearchOptions(mode="alphabet"),
-                 StructureSearchOptions(exhaustive=True)):
+    for mode, method in ((StructureSearchOptions(), "refined"), (StructureSearchOptions(mode="3di"), "refined"),
+                         (StructureSearchOptions(tmalign=20), "tmalign"),
+                         (StructureSearchOptions(refine=False), "alignment"),
+                         (StructureSearchOptions(mode="alphabet", tmalign=20), "tmalign"),
+                         (StructureSearchOptions(exhaustive=True), "tmalign")):
         results = search_structures(atlas, queries, mode)
         for hits in results[:2]:
             top = hits[0]
-            assert top.target == "1FHG_A" and top.method == "tmalign"
+            assert top.target == "1FHG_A" and top.method == method
+            if method == "alignment":  # the superposition of a 3Di alignment, refined as TM-score does
+                assert top.tm_score > 0.95
+                continue
             assert top.tm_score > 0.99 and top.rmsd < 0.1 and top.aligned_length == len(ca_trace(atoms)[0])
             assert all(h.tm_score < top.tm_score for h in hits[1:])
         assert results[2][0].target == "1FHG_A" and results[2][0].tm_score > 0.85
@@ -54,7 +60,10 @@ def test_finds_itself_a_moved_copy_and_a_copy_with_a_deletion(atlas, split_dir, 
 def test_entry_queries_options_and_index_growth(atlas, split_dir, tmp_path):
     hits = search_structures(atlas, query_chains("1AX8_A", atlas), StructureSearchOptions(max_hits=2, tmalign=1))[0]
     assert len(hits) == 2 and hits[0].target == "1AX8_A" and hits[0].method == "tmalign"
-    assert hits[1].method == "alignment" and hits[1].prefilter_score is not None
+    assert hits[1].method == "refined" and hits[1].prefilter_score is not None and hits[1].evalue is not None
+    unrefined = search_structures(atlas, query_chains("1AX8_A", atlas),
+                                  StructureSearchOptions(max_hits=2, tmalign=1, refine=False))[0]
+    assert unrefined[0].target == "1AX8_A" and unrefined[1].method == "alignment"
     strict = search_structures(atlas, query_chains("1AX8_A", atlas), StructureSearchOptions(min_tm=0.9))[0]
     assert [h.target for h in strict] == ["1AX8_A"]
     # an entry added later is found: the index catches up before a search
@@ -144,10 +153,16 @@ def test_a_distant_partner_ranks_first_by_the_3di_aa_score(atlas, split_dir, tmp
         far.res_name[far.res_id == r] = names[rng.integers(len(names))]
     atlas.insert([NewEntry(id="far", sequence="".join(ca_trace(far)[1]), kind="imported", model="test",
                            structure=codec.encode_structure(far))])
-    hits = search_structures(atlas, query_chains(split_dir / "1BUN_B.pdb"), StructureSearchOptions(tmalign=2))[0]
+    query = query_chains(split_dir / "1BUN_B.pdb")
+    hits = search_structures(atlas, query, StructureSearchOptions(tmalign=2, refine=False))[0]
     assert [h.target for h in hits[:2]] == ["1BUN_B", "far"]
     assert hits[1].tm_score > 0.6 and hits[1].identity < 0.7
     assert hits[1].prefilter_score > 3 * max(h.prefilter_score for h in hits[2:])
+    # ranked by refined TM-scores (the default), the partner is second too, its refined score near TM-align's
+    refined = search_structures(atlas, query, StructureSearchOptions(tmalign=0))[0]
+    assert [h.target for h in refined[:2]] == ["1BUN_B", "far"] and refined[1].method == "refined"
+    assert abs(refined[1].tm_score - hits[1].tm_score) < 0.03 and refined[0].tm_score > 0.99
+    assert all(h.tm_score < 0.5 for h in refined[2:])
 
 
 def test_index_built_in_worker_processes_equals_the_serial_one(atlas, tmp_path):

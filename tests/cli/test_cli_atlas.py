@@ -102,9 +102,15 @@ def test_structure_search_cli(tmp_path, split_dir, capsys):
     lines = out.strip().split("\n")
     assert code == 0 and lines[0].startswith("query\ttarget\tchain\ttm_score") and len(lines) == 4
     top = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
-    assert top["target"] == "1DFU_C" and float(top["tm_score"]) > 0.99 and top["method"] == "tmalign"
+    assert top["target"] == "1DFU_C" and float(top["tm_score"]) > 0.99 and top["method"] == "refined"
     assert float(top["evalue"]) < 1e-3
     assert len(list((tmp_path / "sup").glob("*.pdb"))) == 3
+    code, out, _ = _run(["atlas", "search", "--structure", "1DFU_C", *a, "--max-hits", "3", "--tmalign", "1",
+                         "-f", "json"], capsys)
+    hits = json.loads(out)[0]["hits"]
+    assert code == 0 and [h["method"] for h in hits] == ["tmalign", "refined", "refined"]
+    code, out, _ = _run(["atlas", "search", "--structure", "1DFU_C", *a, "--no-refine", "-f", "json"], capsys)
+    assert code == 0 and json.loads(out)[0]["hits"][1]["method"] == "alignment"
     code, out, _ = _run(["atlas", "search", "--structure", "1AX8_A", *a, "-f", "json", "--exhaustive"], capsys)
     hits = json.loads(out)[0]["hits"]
     assert code == 0 and len(hits) == 4 and all(h["method"] == "tmalign" for h in hits)

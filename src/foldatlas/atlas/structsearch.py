@@ -1,21 +1,22 @@
-"""Structure search of an atlas: a structural-alphabet prefilter over every chain, then TM-align on the best.
+"""Structure search of an atlas: a structural-alphabet prefilter over every chain, then TM-scores of the best.
 
 For each query chain:
 
-1. **Prefilter**: Smith-Waterman alignment (pyopal, SIMD) of the query's structural-alphabet string
-   (:mod:`foldatlas.structure.alphabet`) against every chain of the atlas, scored by the alphabet's substitution
-   matrix and corrected for length (``S - ln(m n) / lambda``, the log of an E-value up to a constant). From
-   :data:`KMER_FROM` chains on (or when asked), Foldseek's 3Di k-mer stage (:mod:`foldatlas.atlas.kmerindex`) first
-   picks the chains the scan aligns, a twentieth of the atlas: the scan alone grows linearly with the atlas.
-2. **TM-align** (tmtools) on the best ``tmalign`` candidates: exact TM-scores (by query and by target length),
-   RMSD, aligned length, sequence identity and the superposition; these hits come first, by TM-score normalised
-   by the query.
-3. The next candidates, up to ``candidates``, follow in prefilter order, with approximate scores from superposing
-   the C-alphas their alphabet alignment pairs (Kabsch, refined as TM-score does); ``method`` says which.
-   Re-ranking them by that approximate TM-score, or after a TM-align-like dynamic-programming realignment, ranked
-   TM-align's partners worse than the prefilter score itself (BENCHMARKS.md), so it is not done.
+1. **Prefilter**: Smith-Waterman alignment (pyopal, SIMD) of the query's structural-alphabet string (Foldseek's 3Di,
+   :mod:`foldatlas.structure.threedi`, or the project's own :mod:`foldatlas.structure.alphabet`) against every
+   chain of the atlas, scored by the alphabet's substitution matrix and corrected for length (``S - ln(m n) /
+   lambda``, the log of an E-value up to a constant). From :data:`KMER_FROM` chains on (or when asked), Foldseek's
+   3Di k-mer stage (:mod:`foldatlas.atlas.kmerindex`) first picks the chains the scan aligns, a twentieth of the
+   atlas: the scan alone grows linearly with the atlas.
+2. **Ranking** of the best ``candidates`` (default): TM-scores refined from their 3Di alignments, local and global,
+   and the best gapless threading, by TM-align's own iterations of superposition and dynamic programming
+   (:mod:`foldatlas.structure.tmrefine`, compiled; about 1-2 ms a pair against TM-align's 40): hits ranked by
+   TM-score (method ``refined``). Without ``refine``, mode ``3diaa`` ranks by Foldseek's 3Di+BLOSUM62 alignment
+   score instead, and hits past TM-align show the superposition of their 3Di alignment (method ``alignment``).
+3. **TM-align** (tmtools) on the best ``tmalign`` candidates: exact TM-scores (by query and by target length),
+   RMSD, aligned length, sequence identity and the superposition (method ``tmalign``).
 
-``exhaustive`` TM-aligns the query against every chain (exact, slow: about 30 ms a pair on this machine).
+``exhaustive`` TM-aligns the query against every chain (exact, slow: about 40 ms a pair on this machine).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ STRUCTURE_HIT_COLUMNS = ("query", "target", "chain", "tm_score", "tm_score_targe
 # pairs outside the benchmark set: benchmarks/atlas/calibrate_3diaa.py (BENCHMARKS.md, "Search: Foldseek's recipe
 # and an MMseqs2 engine").
 EVALUE_LAMBDA, EVALUE_LOG_K = 0.0512, -8.001
+# The same for the 3Di Smith-Waterman score alone (gaps 10/1), reported when hits are ranked by refined TM-scores:
+# `calibrate_3diaa.py --score 3di` (40,000 random pairs: 11.8% / 2.4% / 0.69% at P <= 0.1 / 0.01 / 0.001).
+EVALUE_3DI_LAMBDA, EVALUE_3DI_LOG_K = 0.0408, -8.155
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,16 @@ class StructureHit:
         Identical residues among the aligned pairs.
     query_length, target_length : int
     prefilter_score : float
-        The alignment stage's score: in mode ``3diaa`` the 3Di+AA local alignment score (half bits);
-        otherwise the length-corrected alphabet alignment score.
+        The alignment stage's score: ranked by refined TM-scores, the 3Di Smith-Waterman score (half bits); in
+        mode ``3diaa`` without ``refine`` the 3Di+AA local alignment score (half bits); otherwise the
+        length-corrected alphabet alignment score.
     evalue : float or None
-        Mode ``3diaa`` (without ``reverse``): unrelated chains expected to score as high in an atlas of this many
-        chains (:mod:`foldatlas.atlas.evalues`), comparable between atlases of different sizes; None otherwise.
-    method : {"tmalign", "alignment"}
-        Where the scores come from: TM-align, or the superposition of the prefilter's alignment.
+        Modes ``3diaa`` and ``3di`` with ``refine``, or ``3diaa`` without ``reverse``: unrelated chains expected to
+        score as high in an atlas of this many chains (:mod:`foldatlas.atlas.evalues`), comparable between atlases
+        of different sizes; None otherwise.
+    method : {"tmalign", "refined", "alignment"}
+        Where the scores come from: TM-align, TM-align's iterations from the 3Di alignments
+        (:mod:`foldatlas.structure.tmrefine`), or the superposition of the prefilter's alignment.
     rotation, translation : list
         The superposition of the target chain onto the query, in the coordinates of the stored structure and the
         query file (``x_query = rotation @ x_target + translation``).
@@ -126,19 +133,25 @@ class StructureSearchOptions:
     exhaustive : bool
         TM-align every chain (exact, about 30 ms a pair).
     candidates : int
-        Chains per query passed from the prefilter to the alignment stage.
+        Chains per query passed from the prefilter to the ranking stage.
     tmalign : int
-        Chains per query scored by TM-align (the best by the alignment stage's score).
+        Chains per query scored by TM-align (the best by the ranking stage's score): exact TM-scores at about 40 ms
+        a chain. None by default: the refined TM-scores are within a few hundredths of TM-align's for partners
+        (BENCHMARKS.md); without ``refine``, hits past TM-align carry the TM-score of their 3Di alignment.
+    refine : bool
+        Rank the candidates by TM-scores refined from their 3Di alignments (:mod:`foldatlas.structure.tmrefine`;
+        modes ``3diaa`` and ``3di``): recall at 100 of TM-align's partners 0.91 against 0.64 for the 3Di+AA score
+        (BENCHMARKS.md). Reported E-values are then those of the 3Di Smith-Waterman score.
     mode : {"3diaa", "3di", "alphabet"}
         ``3diaa`` (default, Foldseek's recipe): a 3Di prefilter, then the candidates ranked by a local alignment
         scored with the 3Di matrix plus ``aa_weight`` x BLOSUM62; ``3di``: ranked by the 3Di prefilter alone;
         ``alphabet``: the project's own 20-state alphabet as prefilter and ranking (the earlier default).
     aa_weight : float
-        Weight of BLOSUM62 against the 3Di matrix in ``3diaa`` (both in half bits). 0.5 ranked TM-align's
-        partners best on the benchmark (BENCHMARKS.md).
+        Weight of BLOSUM62 against the 3Di matrix in ``3diaa`` without ``refine`` (both in half bits). 0.5 ranked
+        TM-align's partners best on the benchmark (BENCHMARKS.md).
     reverse : bool
-        Subtract the reversed query's score (Foldseek's correction for repeats and biased composition). Off by
-        default: it lowered recall of TM-align's partners on the benchmark (0.58 against 0.635 at 100); E-values
+        Without ``refine``: subtract the reversed query's score (Foldseek's correction for repeats and biased
+        composition). Off by default: it lowered recall of TM-align's partners on the benchmark (0.58 against 0.635 at 100); E-values
         are calibrated for the default only.
     threads : int or None
         Threads of the prefilter alignment (default: the CPUs available).
@@ -152,15 +165,17 @@ class StructureSearchOptions:
         Modes ``3diaa`` and ``3di`` only.
     kmer_threshold : float
         The k-mer stage's similar-k-mer threshold (3Di matrix, half bits): lower finds more remote chains and costs
-        more hits. At a million chains (BENCHMARKS.md) 30 kept 0.82 of the planted copies the scan finds 0.97 of,
-        at 1.6 s per query; 26 kept 0.92 (2.2 s), 23 kept 0.97 (3.3 s; the scan 6.3 s).
+        more hits. At a million chains with the refined ranking (BENCHMARKS.md) 30 put 0.85 of each query's planted
+        copies (TM-score >= 0.5) in its first 100 hits at 1.3 s per query, 26 (default) 0.90 at 1.7 s, 23 0.92 at
+        2.6 s.
     """
 
     max_hits: int = 100
     min_tm: float = 0.0
     exhaustive: bool = False
-    candidates: int = 300
-    tmalign: int = 20
+    candidates: int = 500
+    tmalign: int = 0
+    refine: bool = True
     threads: int | None = None
     workers: int = 0
     mode: str = "3diaa"
@@ -386,10 +401,11 @@ class StructureSearcher:
             raise InvalidOptionError("a structure searcher keeps its mode, threads and TM-align processes")
         return options
 
-    def _align(self, states: str, k: int, targets: list[int] | None, mode: str):
-        db = self.databases[k] if targets is None else self.databases[k].extract(targets)
+    def _align(self, states: str, k: int, targets: list[int] | None, mode: str, algorithm: str = "sw", db=None):
+        if db is None:
+            db = self.databases[k] if targets is None else self.databases[k].extract(targets)
         return list(self.pyopal.align(states, db, self.matrix, gap_open=self.gap_open, gap_extend=self.gap_extend,
-                                      mode=mode, threads=self.threads, ordered=True))
+                                      mode=mode, algorithm=algorithm, threads=self.threads, ordered=True))
 
     def _query_string(self, query: QueryChain) -> str:
         if self.options.mode == "alphabet":
@@ -434,8 +450,6 @@ class StructureSearcher:
         ``options`` may change what is searched for per query (hits, candidates, TM-align, weights); the mode,
         threads and TM-align processes stay the searcher's."""
         opts = self._per_query(options)
-
-        ca, seq = query.trace.ca, query.trace.sequence
         if opts.exhaustive:
             pool = [(k, t, float("nan")) for k, s in enumerate(self.shards) for t in range(s.size)]
             scored = [self._approx(query, k, t, score, None, opts) for k, t, score in pool]
@@ -443,6 +457,8 @@ class StructureSearcher:
         else:
             states = self._query_string(query)
             candidates = self._prefilter(states, opts)
+            if opts.refine and opts.mode != "alphabet":
+                return self._refined_hits(query, states, candidates, opts)
             if opts.mode == "3diaa":
                 candidates = self._rescore(query, candidates, opts)
             # the alignment superposition of every candidate that can be shown (TM-aligned or not)
@@ -457,7 +473,60 @@ class StructureSearcher:
                     scored.append(self._approx(query, k, t, score, res, opts))
             scored.sort(key=lambda h: -h["prefilter_score"])
             n_tm = opts.tmalign
-        top = scored[:n_tm]
+        self._tm_align(query, scored[:n_tm])
+        scored.sort(key=lambda h: (h["method"] != "tmalign", -h["tm_score"] if h["method"] == "tmalign"
+                                   else -h["prefilter_score"]))
+        return [h for h in scored if h["tm_score"] >= opts.min_tm][:opts.max_hits]
+
+    def _refined_hits(self, query: QueryChain, states: str, candidates: list[tuple[int, int, float]],
+                      opts: StructureSearchOptions) -> list[dict]:
+        """Hits ranked by TM-scores refined from the candidates' 3Di alignments, the best TM-aligned."""
+        from foldatlas.structure.tmrefine import refine_tm_scores
+
+        by_shard: dict[int, list[int]] = {}
+        for k, t, _ in candidates:
+            by_shard.setdefault(k, []).append(t)
+        pairs, seeds, raw = [], [], []
+        for k, items in by_shard.items():
+            db = self.databases[k].extract(items)
+            local = self._align(states, k, items, "full", db=db)
+            whole = self._align(states, k, items, "full", "nw", db=db)
+            for t, a, b in zip(items, local, whole):
+                pairs.append((k, t))
+                seeds.append([_path(a.alignment, a.query_start, a.target_start),
+                              _path(b.alignment, b.query_start, b.target_start)])
+                raw.append(float(a.score))
+        codes = np.frombuffer(query.trace.sequence.encode(), np.uint8)
+        refined = refine_tm_scores(query.trace.ca, codes, [self.shards[k].target_ca(t) for k, t in pairs],
+                                   [np.frombuffer(self.shards[k].target_sequence(t).encode(), np.uint8)
+                                    for k, t in pairs], seeds, threads=self.threads)
+        order = np.argsort(-refined[:, 0], kind="stable")[:max(opts.max_hits, opts.tmalign)]
+        scored = []
+        for i in order:
+            k, t = pairs[i]
+            shard = self.shards[k]
+            target_length = int(self.lengths[k][t])
+            tm, tm_t, rmsd, aligned, identical = refined[i, :5]
+            e = self._evalue(raw[i], len(query.trace.ca), target_length, EVALUE_3DI_LAMBDA, EVALUE_3DI_LOG_K)
+            scored.append({"shard": k, "target_index": t, "query": query.name, "chain": str(shard.target_chain[t]),
+                           "query_length": len(query.trace.ca), "target_length": target_length,
+                           "prefilter_score": round(raw[i], 2), "evalue": e, "method": "refined",
+                           "tm_score": float(tm), "tm_score_target": float(tm_t), "rmsd": float(rmsd),
+                           "aligned_length": int(aligned), "identity": float(identical / max(aligned, 1)),
+                           "rotation": refined[i, 5:14].reshape(3, 3).tolist(),
+                           "translation": refined[i, 14:17].tolist()})
+        self._tm_align(query, scored[:opts.tmalign])
+        scored.sort(key=lambda h: -h["tm_score"])
+        return [h for h in scored if h["tm_score"] >= opts.min_tm][:opts.max_hits]
+
+    def _evalue(self, score: float, query_length: int, target_length: int, lam: float, log_k: float) -> float:
+        from foldatlas.atlas.evalues import evalue
+
+        return float(f"{float(evalue(score, query_length, target_length, self.chains, lam, log_k)):.3g}")
+
+    def _tm_align(self, query: QueryChain, top: list[dict]) -> None:
+        """TM-align the query with each hit's chain (in the worker processes, if any); the hits updated."""
+        ca, seq = query.trace.ca, query.trace.sequence
         jobs = [(ca, self.shards[h["shard"]].target_ca(h["target_index"]), seq,
                  self.shards[h["shard"]].target_sequence(h["target_index"])) for h in top]
         pool = self._tm_pool() if len(jobs) > 1 else None
@@ -467,9 +536,6 @@ class StructureSearcher:
             # TM-align moves chain 1 (the query) onto chain 2: x_t = u x_q + t; inverted here
             hit.update(tm_score=tm, tm_score_target=tm_t, rmsd=rmsd, aligned_length=aligned, identity=identity,
                        method="tmalign", rotation=u.T.tolist(), translation=(-u.T @ t).tolist())
-        scored.sort(key=lambda h: (h["method"] != "tmalign", -h["tm_score"] if h["method"] == "tmalign"
-                                   else -h["prefilter_score"]))
-        return [h for h in scored if h["tm_score"] >= opts.min_tm][:opts.max_hits]
 
     def _approx(self, query: QueryChain, k: int, t: int, score: float, res,
                 opts: StructureSearchOptions) -> dict:
@@ -480,10 +546,7 @@ class StructureSearcher:
                "prefilter_score": None if np.isnan(score) else round(score, 2), "method": "alignment",
                "evalue": None}
         if opts.mode == "3diaa" and not opts.reverse and not np.isnan(score):
-            from foldatlas.atlas.evalues import evalue
-
-            e = evalue(score, len(query.trace.ca), len(target_ca), self.chains, EVALUE_LAMBDA, EVALUE_LOG_K)
-            hit["evalue"] = float(f"{float(e):.3g}")
+            hit["evalue"] = self._evalue(score, len(query.trace.ca), len(target_ca), EVALUE_LAMBDA, EVALUE_LOG_K)
         if res is None:  # exhaustive: TM-align only
             hit.update(tm_score=0.0, tm_score_target=0.0, rmsd=0.0, aligned_length=0, identity=0.0,
                        rotation=np.eye(3).tolist(), translation=[0.0, 0.0, 0.0])

@@ -309,7 +309,7 @@ async def search_structure(request: Request) -> dict:
     fields, upload = await _upload(request)
     _check_fields(fields, ("file", "entry_id", "chain", "max_hits", "min_tm", "tmalign", "mode"))
     max_hits = _number_field(fields, "max_hits", 50, 1, ctx.settings.max_hits)
-    tmalign = _number_field(fields, "tmalign", 20, 0, MAX_TMALIGN)
+    tmalign = _number_field(fields, "tmalign", 0, 0, MAX_TMALIGN)
     min_tm = _number_field(fields, "min_tm", 0.0, 0.0, 1.0, kind=float)
     with request_field("mode"):
         options = StructureSearchOptions(max_hits=max_hits, min_tm=min_tm, tmalign=tmalign,
