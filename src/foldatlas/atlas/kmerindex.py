@@ -27,7 +27,9 @@ import numpy as np
 __all__ = ["KmerIndex", "similar_kmers", "kmer_index", "K", "THRESHOLD", "BLOCK_CHAINS"]
 
 K = 6  # k-mer length (Foldseek's)
-THRESHOLD = 30  # similar k-mers score at least this against the query's (3Di matrix, half bits)
+# similar k-mers score at least this against the query's (3Di matrix, half bits); 26 since the search ranks by
+# refined TM-scores (BENCHMARKS.md: 0.90 of the planted copies at a million chains, 30 kept 0.85)
+THRESHOLD = 26
 BLOCK_CHAINS = 50_000  # chains per independently sorted block (keys of one block fit int32)
 _LETTERS = 20  # 3Di states 0-19; 20 is undefined and ends k-mers
 _DIAGONALS = 1 << 13  # diagonals kept apart per chain (chains up to 4,096 residues; longer ones wrap)
