@@ -122,25 +122,24 @@ _DIRECT_ANNOTATIONS = {"chain_id", "res_id", "ins_code", "res_name", "hetero", "
 _PACKED = {(1, True): (np.uint8, 4), (1, False): (np.int8, 1), (2, True): (np.uint16, 5), (2, False): (np.int16, 2)}
 
 
+def _kernels():
+    """The compiled column encoders (:mod:`foldatlas.atlas._codec_kernels`), imported on first use."""
+    from foldatlas.atlas import _codec_kernels
+
+    return _codec_kernels
+
+
 def _packed(values: np.ndarray, byte_count: int) -> tuple[dict, bytes]:
     """BinaryCIF's IntegerPacking + ByteArray of int32 values: each value as a run of the type's extreme then
     the remainder (byte-identical to biotite's)."""
-    unsigned = bool(values.min() >= 0)
-    dtype, code = _PACKED[byte_count, unsigned]
-    info = np.iinfo(dtype)
-    v = values.astype(np.int64)
-    fill = np.where(v >= 0, info.max, info.min)
-    counts = v // fill + 1
-    out = np.repeat(fill, counts)
-    out[np.cumsum(counts) - 1] = v - (counts - 1) * fill
-    return ({"byteCount": byte_count, "srcSize": len(values), "isUnsigned": unsigned, "kind": "IntegerPacking"},
-            out.astype(dtype).tobytes())
+    out, unsigned = _kernels().integer_packing(np.ascontiguousarray(values, dtype=np.int64), byte_count)
+    dtype, code = _PACKED[byte_count, bool(unsigned)]
+    return ({"byteCount": byte_count, "srcSize": len(values), "isUnsigned": bool(unsigned),
+             "kind": "IntegerPacking"}, out.astype(dtype).tobytes())
 
 
 def _run_length(values: np.ndarray) -> np.ndarray:
-    starts = np.concatenate([[0], np.flatnonzero(values[1:] != values[:-1]) + 1])
-    lengths = np.diff(np.concatenate([starts, [len(values)]]))
-    return np.stack([values[starts], lengths], axis=1).ravel().astype(np.int32)
+    return _kernels().run_length(np.ascontiguousarray(values, dtype=np.int64))
 
 
 def _delta(values: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -169,14 +168,26 @@ def _float_column(values: np.ndarray, factor: int) -> dict:
 
 def _string_column(values: np.ndarray) -> dict:
     """A string table in order of first appearance and run-length, 1-byte packed indices."""
-    from foldatlas.structure.io import unique_strings
+    values = np.ascontiguousarray(values)
+    width = values.dtype.itemsize // (4 if values.dtype.kind == "U" else 1)
+    ok = False
+    if values.dtype.kind in "US" and 0 < width <= 9 and values.ndim == 1 and len(values):
+        codes = values.view(np.uint32 if values.dtype.kind == "U" else np.uint8).reshape(len(values), width)
+        from foldatlas.structure._pdb_kernels import first_appearance
 
-    unique, first, inverse = unique_strings(values)
-    order = np.argsort(first)
-    rank = np.empty(len(order), np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    strings = unique[order]
-    rle = _run_length(rank[inverse.ravel()])
+        ok, ranks, first = first_appearance(codes)
+    if ok:
+        strings = values[first]
+    else:
+        from foldatlas.structure.io import unique_strings
+
+        unique, first, inverse = unique_strings(values)
+        order = np.argsort(first)
+        rank = np.empty(len(order), np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        strings = unique[order]
+        ranks = rank[inverse.ravel()]
+    rle = _run_length(ranks)
     packing, data = _packed(rle, 1)
     offsets = np.cumsum([0] + [len(x) for x in strings.tolist()])
     return {"data": data, "encoding": [{

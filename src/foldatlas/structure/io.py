@@ -150,34 +150,22 @@ def _simple_pdb_atoms(text: str):
     return atoms
 
 
+def _kernels():
+    """The compiled reader kernels (:mod:`foldatlas.structure._pdb_kernels`), imported on first use."""
+    from foldatlas.structure import _pdb_kernels
+
+    return _pdb_kernels
+
+
 def _atom_records(text: str) -> np.ndarray | None:
     """The ATOM/HETATM records of a PDB text's first model as an (n, 80) byte array (lines padded with spaces),
-    found with numpy; None for non-ASCII text, lines shorter than 78 columns, or no atoms."""
+    found in one compiled pass; None for non-ASCII text, lines shorter than 78 columns, or no atoms."""
     try:
         buf = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     except UnicodeEncodeError:
         return None
-    ends = np.flatnonzero((buf == 10) | (buf == 13))
-    starts = np.concatenate([[0], ends + 1])
-    ends = np.concatenate([ends, [len(buf)]])
-    keep = ends - starts >= 6
-    starts, ends = starts[keep], ends[keep]
-    head = buf[starts[:, None] + np.arange(6)]
-    is_atom = (head == np.frombuffer(b"ATOM  ", np.uint8)).all(axis=1) | \
-        (head == np.frombuffer(b"HETATM", np.uint8)).all(axis=1)
-    atom_rows = np.flatnonzero(is_atom)
-    if len(atom_rows) == 0:
-        return None
-    endmdl = np.flatnonzero((head == np.frombuffer(b"ENDMDL", np.uint8)).all(axis=1))
-    endmdl = endmdl[endmdl > atom_rows[0]]
-    if len(endmdl):
-        atom_rows = atom_rows[atom_rows < endmdl[0]]
-    starts, ends = starts[atom_rows], ends[atom_rows]
-    if (ends - starts < 78).any():
-        return None
-    index = starts[:, None] + np.arange(80)
-    inside = index < ends[:, None]
-    return np.where(inside, buf[np.minimum(index, len(buf) - 1)], 32).astype(np.uint8)
+    status, raw = _kernels().atom_records(buf)
+    return raw if status == 0 else None
 
 
 def unique_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,33 +186,26 @@ def unique_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _stripped(values: np.ndarray) -> np.ndarray:
     """Fixed-width byte strings as stripped str, converted once per distinct value."""
-    unique, _, inverse = unique_strings(values)
-    return np.array([u.decode("ascii").strip() for u in unique.tolist()])[inverse.ravel()] if len(unique) else \
-        np.zeros(0, "U1")
+    values = np.ascontiguousarray(values)
+    if not len(values):
+        return np.zeros(0, "U1")
+    width = values.dtype.itemsize
+    ok = False
+    if values.dtype.kind == "S" and 0 < width <= 9 and values.ndim == 1:
+        ok, inverse, first = _kernels().first_appearance(values.view(np.uint8).reshape(len(values), width))
+    if ok:
+        unique = values[first]
+    else:
+        unique, _, inverse = unique_strings(values)
+    return np.array([u.decode("ascii").strip() for u in unique.tolist()])[inverse.ravel()]
 
 
 def _fixed_number(raw: np.ndarray, start: int, stop: int, decimals: int) -> np.ndarray | None:
     """A right-aligned decimal column (``%w.df``, or ``%wd`` with no decimals) of an (n, 80) byte array, parsed
     with integer arithmetic: float64 (int64 without decimals), or None when a field is not in that layout."""
-    if decimals:
-        point = stop - decimals - 1
-        if not (raw[:, point] == ord(".")).all():
-            return None
-        digits = np.concatenate([raw[:, start:point], raw[:, point + 1:stop]], axis=1)
-    else:
-        digits = raw[:, start:stop]
-    is_digit = (digits >= ord("0")) & (digits <= ord("9"))
-    filled = digits != ord(" ")
-    width = digits.shape[1]
-    first = np.argmax(filled, axis=1)
-    # what is written is one block at the right: an optional minus sign, then digits only
-    if not (filled.any(axis=1) & (filled.sum(axis=1) == width - first)).all():
+    ok, value = _kernels().fixed_number(np.ascontiguousarray(raw), start, stop, decimals)
+    if not ok:
         return None
-    minus = digits[np.arange(len(digits)), first] == ord("-")
-    if (is_digit.sum(axis=1) + minus != width - first).any() or (is_digit.sum(axis=1) == 0).any():
-        return None
-    value = np.where(is_digit, digits - ord("0"), 0).astype(np.int64) @ (10 ** np.arange(width - 1, -1, -1))
-    value = np.where(minus, -value, value)
     return value / 10 ** decimals if decimals else value
 
 
