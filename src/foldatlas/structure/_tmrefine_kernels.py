@@ -179,6 +179,15 @@ def _tm_search(a, b, d0, d0_search, lnorm, step, iters, levels=99):
     return best, best_r, best_t
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _gap_scores(val, path, i, j, gap_open):
+    """Scores of reaching cell (i, j) by a gap in the target (from above) and in the query (from the left); a gap
+    that follows an aligned pair opens (TM-align's rule)."""
+    h = val[i - 1, j] + (gap_open if path[i - 1, j] else 0.0)
+    v = val[i, j - 1] + (gap_open if path[i, j - 1] else 0.0)
+    return h, v
+
+
 @njit(cache=True, nogil=True)
 def _nw_tm(q, t2, d02, gap_open, j2i):
     """TM-align's dynamic programming (its ``NWDP_TM``): global alignment scored ``1 / (1 + d^2 / d0^2)`` per pair of
@@ -194,12 +203,7 @@ def _nw_tm(q, t2, d02, gap_open, j2i):
                 x = q[i - 1, d] - t2[j - 1, d]
                 s += x * x
             dg = val[i - 1, j - 1] + 1.0 / (1.0 + s / d02)
-            h = val[i - 1, j]
-            if path[i - 1, j]:
-                h += gap_open
-            v = val[i, j - 1]
-            if path[i, j - 1]:
-                v += gap_open
+            h, v = _gap_scores(val, path, i, j, gap_open)
             if dg >= h and dg >= v:
                 path[i, j] = True
                 val[i, j] = dg
@@ -214,12 +218,7 @@ def _nw_tm(q, t2, d02, gap_open, j2i):
             i -= 1
             j -= 1
         else:
-            h = val[i - 1, j]
-            if path[i - 1, j]:
-                h += gap_open
-            v = val[i, j - 1]
-            if path[i, j - 1]:
-                v += gap_open
+            h, v = _gap_scores(val, path, i, j, gap_open)
             if v >= h:
                 j -= 1
             else:
