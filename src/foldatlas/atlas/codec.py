@@ -168,25 +168,9 @@ def _float_column(values: np.ndarray, factor: int) -> dict:
 
 def _string_column(values: np.ndarray) -> dict:
     """A string table in order of first appearance and run-length, 1-byte packed indices."""
-    values = np.ascontiguousarray(values)
-    width = values.dtype.itemsize // (4 if values.dtype.kind == "U" else 1)
-    ok = False
-    if values.dtype.kind in "US" and 0 < width <= 9 and values.ndim == 1 and len(values):
-        codes = values.view(np.uint32 if values.dtype.kind == "U" else np.uint8).reshape(len(values), width)
-        from foldatlas.structure._pdb_kernels import first_appearance
+    from foldatlas.structure.io import distinct_in_order
 
-        ok, ranks, first = first_appearance(codes)
-    if ok:
-        strings = values[first]
-    else:
-        from foldatlas.structure.io import unique_strings
-
-        unique, first, inverse = unique_strings(values)
-        order = np.argsort(first)
-        rank = np.empty(len(order), np.int32)
-        rank[order] = np.arange(len(order), dtype=np.int32)
-        strings = unique[order]
-        ranks = rank[inverse.ravel()]
+    strings, ranks = distinct_in_order(values)
     rle = _run_length(ranks)
     packing, data = _packed(rle, 1)
     offsets = np.cumsum([0] + [len(x) for x in strings.tolist()])

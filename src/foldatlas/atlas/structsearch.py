@@ -136,7 +136,7 @@ class StructureSearchOptions:
         Chains per query passed from the prefilter to the ranking stage.
     tmalign : int
         Chains per query scored by TM-align (the best by the ranking stage's score): exact TM-scores at about 40 ms
-        a chain. None by default: the refined TM-scores are within a few hundredths of TM-align's for partners
+        a chain. 0 by default: the refined TM-scores are within a few hundredths of TM-align's for partners
         (BENCHMARKS.md); without ``refine``, hits past TM-align carry the TM-score of their 3Di alignment.
     refine : bool
         Rank the candidates by TM-scores refined from their 3Di alignments (:mod:`foldatlas.structure.tmrefine`;
@@ -151,8 +151,8 @@ class StructureSearchOptions:
         TM-align's partners best on the benchmark (BENCHMARKS.md).
     reverse : bool
         Without ``refine``: subtract the reversed query's score (Foldseek's correction for repeats and biased
-        composition). Off by default: it lowered recall of TM-align's partners on the benchmark (0.58 against 0.635 at 100); E-values
-        are calibrated for the default only.
+        composition). Off by default: it lowered recall of TM-align's partners on the benchmark (0.58 against 0.635
+        at 100); E-values are calibrated for the default only.
     threads : int or None
         Threads of the prefilter alignment (default: the CPUs available).
     workers : int
@@ -504,17 +504,14 @@ class StructureSearcher:
         scored = []
         for i in order:
             k, t = pairs[i]
-            shard = self.shards[k]
-            target_length = int(self.lengths[k][t])
+            hit = self._hit(query, k, t, raw[i], "refined")
+            hit["evalue"] = self._evalue(raw[i], hit["query_length"], hit["target_length"], EVALUE_3DI_LAMBDA,
+                                         EVALUE_3DI_LOG_K)
             tm, tm_t, rmsd, aligned, identical = refined[i, :5]
-            e = self._evalue(raw[i], len(query.trace.ca), target_length, EVALUE_3DI_LAMBDA, EVALUE_3DI_LOG_K)
-            scored.append({"shard": k, "target_index": t, "query": query.name, "chain": str(shard.target_chain[t]),
-                           "query_length": len(query.trace.ca), "target_length": target_length,
-                           "prefilter_score": round(raw[i], 2), "evalue": e, "method": "refined",
-                           "tm_score": float(tm), "tm_score_target": float(tm_t), "rmsd": float(rmsd),
-                           "aligned_length": int(aligned), "identity": float(identical / max(aligned, 1)),
-                           "rotation": refined[i, 5:14].reshape(3, 3).tolist(),
-                           "translation": refined[i, 14:17].tolist()})
+            hit.update(tm_score=float(tm), tm_score_target=float(tm_t), rmsd=float(rmsd), aligned_length=int(aligned),
+                       identity=float(identical / max(aligned, 1)), rotation=refined[i, 5:14].reshape(3, 3).tolist(),
+                       translation=refined[i, 14:17].tolist())
+            scored.append(hit)
         self._tm_align(query, scored[:opts.tmalign])
         scored.sort(key=lambda h: -h["tm_score"])
         return [h for h in scored if h["tm_score"] >= opts.min_tm][:opts.max_hits]
@@ -537,14 +534,17 @@ class StructureSearcher:
             hit.update(tm_score=tm, tm_score_target=tm_t, rmsd=rmsd, aligned_length=aligned, identity=identity,
                        method="tmalign", rotation=u.T.tolist(), translation=(-u.T @ t).tolist())
 
+    def _hit(self, query: QueryChain, k: int, t: int, score: float, method: str) -> dict:
+        """A hit's fields that do not depend on how it is scored (no E-value yet)."""
+        return {"shard": k, "target_index": t, "query": query.name, "chain": str(self.shards[k].target_chain[t]),
+                "query_length": len(query.trace.ca), "target_length": int(self.lengths[k][t]),
+                "prefilter_score": None if np.isnan(score) else round(score, 2), "method": method, "evalue": None}
+
     def _approx(self, query: QueryChain, k: int, t: int, score: float, res,
                 opts: StructureSearchOptions) -> dict:
         shard = self.shards[k]
         target_ca = shard.target_ca(t)
-        hit = {"shard": k, "target_index": t, "query": query.name, "chain": str(shard.target_chain[t]),
-               "query_length": len(query.trace.ca), "target_length": len(target_ca),
-               "prefilter_score": None if np.isnan(score) else round(score, 2), "method": "alignment",
-               "evalue": None}
+        hit = self._hit(query, k, t, score, "alignment")
         if opts.mode == "3diaa" and not opts.reverse and not np.isnan(score):
             hit["evalue"] = self._evalue(score, len(query.trace.ca), len(target_ca), EVALUE_LAMBDA, EVALUE_LOG_K)
         if res is None:  # exhaustive: TM-align only

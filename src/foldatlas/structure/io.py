@@ -184,20 +184,29 @@ def unique_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return unique, first, inverse.ravel()
 
 
+def distinct_in_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a 1-D string array in order of first appearance, and each value's index among them
+    (compiled for ASCII strings of up to 9 characters, :func:`unique_strings` otherwise)."""
+    values = np.ascontiguousarray(values)
+    width = values.dtype.itemsize // (4 if values.dtype.kind == "U" else 1)
+    if values.dtype.kind in "US" and 0 < width <= 9 and values.ndim == 1 and len(values):
+        codes = values.view(np.uint32 if values.dtype.kind == "U" else np.uint8).reshape(len(values), width)
+        ok, ranks, first = _kernels().first_appearance(codes)
+        if ok:
+            return values[first], ranks
+    unique, first, inverse = unique_strings(values)
+    order = np.argsort(first)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return unique[order], rank[inverse.ravel()]
+
+
 def _stripped(values: np.ndarray) -> np.ndarray:
     """Fixed-width byte strings as stripped str, converted once per distinct value."""
-    values = np.ascontiguousarray(values)
     if not len(values):
         return np.zeros(0, "U1")
-    width = values.dtype.itemsize
-    ok = False
-    if values.dtype.kind == "S" and 0 < width <= 9 and values.ndim == 1:
-        ok, inverse, first = _kernels().first_appearance(values.view(np.uint8).reshape(len(values), width))
-    if ok:
-        unique = values[first]
-    else:
-        unique, _, inverse = unique_strings(values)
-    return np.array([u.decode("ascii").strip() for u in unique.tolist()])[inverse.ravel()]
+    distinct, index = distinct_in_order(values)
+    return np.array([u.decode("ascii").strip() for u in distinct.tolist()])[index]
 
 
 def _fixed_number(raw: np.ndarray, start: int, stop: int, decimals: int) -> np.ndarray | None:

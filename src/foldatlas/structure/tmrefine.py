@@ -36,19 +36,6 @@ DEEP = 3  # seeds iterated per pair (the best by their first superposition)
 BEHIND = 0.9  # a seed's iterations stop once its score is below this fraction of an earlier seed's result
 LOW = 0.2  # no gapless threading for a pair whose given seeds' first superpositions all score below this
 
-_KERNELS = None
-
-
-def _compile():
-    """The numba kernels, compiled (or loaded from numba's cache) on first use."""
-    global _KERNELS
-    if _KERNELS is None:
-        from foldatlas.structure import _tmrefine_kernels
-
-        _KERNELS = _tmrefine_kernels
-    return _KERNELS
-
-
 def refine_tm_scores(query_ca: np.ndarray, query_seq: np.ndarray, targets_ca: list[np.ndarray],
                      targets_seq: list[np.ndarray], seeds: list[list[tuple[np.ndarray, np.ndarray]]],
                      threads: int = 1) -> np.ndarray:
@@ -77,7 +64,8 @@ def refine_tm_scores(query_ca: np.ndarray, query_seq: np.ndarray, targets_ca: li
         length, RMSD and number of the aligned pairs within 5 A, identical residues among them, and the
         superposition of the target onto the query (``x_query = R x_target + t``; ``R`` row-major).
     """
-    kernels = _compile()
+    from foldatlas.structure import _tmrefine_kernels as kernels  # compiled, or loaded from numba's cache
+
     n = len(targets_ca)
     out = np.zeros((n, len(REFINED_COLUMNS)))
     if n == 0:
@@ -105,7 +93,7 @@ def refine_tm_scores(query_ca: np.ndarray, query_seq: np.ndarray, targets_ca: li
         return out
     from concurrent.futures import ThreadPoolExecutor
 
-    # interleaved blocks balance long and short targets between threads
+    # four blocks per thread: a thread that drew long targets does not hold the others up
     bounds = np.linspace(0, n, 4 * threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda k: kernels.refine_batch(*args, bounds[k], bounds[k + 1], out), range(len(bounds) - 1)))
