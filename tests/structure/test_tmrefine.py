@@ -50,7 +50,7 @@ def test_a_misleading_seed_is_overcome(chains):
     copy anyway."""
     ca, seq = chains["1BUN_B"]
     moved = ca @ _rotation(2).T
-    seeds = [[_diagonal(len(ca), 30)], [(np.array([0, 50, 90]), np.array([10, 20, 30]))], []]
+    seeds = [[_diagonal(len(ca), 30)], [(np.array([0, 30, 55]), np.array([10, 20, 30]))], []]
     out = refine_tm_scores(ca, seq, [moved] * 3, [seq] * 3, seeds)
     assert np.allclose(out[:, 0], 1.0, atol=1e-6)
 
@@ -91,3 +91,26 @@ def test_threads_short_chains_and_argument_errors(chains):
     assert refine_tm_scores(ca, seq, [], [], []).shape == (0, len(REFINED_COLUMNS))
     with pytest.raises(ValueError, match="one item per target"):
         refine_tm_scores(ca, seq, targets, seqs[:2], seeds)
+
+
+def test_seeds_outside_their_chains_and_non_finite_coordinates_are_refused(chains):
+    """The kernels do not check indices: a seed pointing past a chain once read memory outside it, which hung the
+    test suite on one CPU (numba's bounds checking found it). Such input is refused before the kernels run."""
+    ca, seq = chains["1BUN_B"]
+    target, tseq = chains["1AX8_A"]
+    ok = (np.array([0, 1, 2]), np.array([0, 1, 2]))
+    bad = {
+        "query index": (np.array([0, 1, len(ca)]), np.array([0, 1, 2])),
+        "target index": (np.array([0, 1, 2]), np.array([0, 1, len(target)])),
+        "as many": (np.array([0, 1, 2]), np.array([0, 1])),
+    }
+    for message, seed in bad.items():
+        with pytest.raises(ValueError, match=message):
+            refine_tm_scores(ca, seq, [target, target], [tseq, tseq], [[ok], [ok, seed]])
+    with pytest.raises(ValueError, match="target index"):
+        refine_tm_scores(ca, seq, [target], [tseq], [[(np.array([0]), np.array([-1]))]])
+    broken = target.copy()
+    broken[5, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        refine_tm_scores(ca, seq, [broken], [tseq], [[ok]])
+    assert refine_tm_scores(ca, seq, [target], [tseq], [[ok]])[0, 0] > 0

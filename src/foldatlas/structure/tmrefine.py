@@ -63,6 +63,12 @@ def refine_tm_scores(query_ca: np.ndarray, query_seq: np.ndarray, targets_ca: li
         Per target the columns of :data:`REFINED_COLUMNS`: TM-score normalised by the query's and by the target's
         length, RMSD and number of the aligned pairs within 5 A, identical residues among them, and the
         superposition of the target onto the query (``x_query = R x_target + t``; ``R`` row-major).
+
+    Raises
+    ------
+    ValueError
+        Lists of different lengths, a seed index outside its chain, a seed pairing unequal numbers of residues, or
+        coordinates that are not finite (checked here: the compiled kernels do not check indices).
     """
     from foldatlas.structure import _tmrefine_kernels as kernels  # compiled, or loaded from numba's cache
 
@@ -85,6 +91,7 @@ def refine_tm_scores(query_ca: np.ndarray, query_seq: np.ndarray, targets_ca: li
     seed_off = np.concatenate([[0], np.cumsum(seed_len)]).astype(np.int64)
     sq = np.concatenate([np.asarray(qi, np.int64) for qi, _ in flat]) if flat else np.zeros(0, np.int64)
     st = np.concatenate([np.asarray(ti, np.int64) for _, ti in flat]) if flat else np.zeros(0, np.int64)
+    _check_inputs(q, tca, lengths, flat, seed_count, seed_len, sq, st)
     args = (q, qs, tca, tseq, toff, sq, st, seed_off, seed_first, GAP_OPEN, STEP, ITERATIONS, GAPLESS_KEEP,
             GAPLESS_STRIDE, DEEP, BEHIND, LOW)
     threads = max(1, min(int(threads), n))
@@ -98,3 +105,20 @@ def refine_tm_scores(query_ca: np.ndarray, query_seq: np.ndarray, targets_ca: li
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda k: kernels.refine_batch(*args, bounds[k], bounds[k + 1], out), range(len(bounds) - 1)))
     return out
+
+
+def _check_inputs(q: np.ndarray, tca: np.ndarray, lengths: np.ndarray, flat: list, seed_count: np.ndarray,
+                  seed_len: np.ndarray, sq: np.ndarray, st: np.ndarray) -> None:
+    """Refuse what the compiled kernels cannot take safely: they do not check indices (a seed pointing past its
+    chain reads memory that is not the chain's) and their superposition needs finite coordinates."""
+    if q.ndim != 2 or q.shape[1] != 3:
+        raise ValueError(f"query_ca must have shape (m, 3), not {q.shape}")
+    if not (np.isfinite(q).all() and np.isfinite(tca).all()):
+        raise ValueError("C-alpha coordinates must be finite")
+    if any(len(ti) != n for (_, ti), n in zip(flat, seed_len)):
+        raise ValueError("each seed must pair as many query residues as target residues")
+    if len(sq) and (sq.min() < 0 or sq.max() >= len(q)):
+        raise ValueError(f"a seed's query index is outside the query's {len(q)} residues")
+    owner_length = np.repeat(np.repeat(lengths, seed_count), seed_len)
+    if len(st) and ((st < 0).any() or (st >= owner_length).any()):
+        raise ValueError("a seed's target index is outside its target's residues")
