@@ -191,6 +191,35 @@ def fold_eval(
     typer.echo(_means_json(metrics))
 
 
+@train_app.command("fold-heads")
+def fold_heads(
+    model: str = typer.Option("foldatlas-fold-small", "--model", "-m", help="Folding model (name, hub id or folder)."),
+    data_dir: Path = typer.Option(..., "--data", help="Folder written by 'foldatlas train data'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder for the refitted model (for 'fold-release')."),
+    train_chains: int = typer.Option(1500, "--train-chains", min=10, help="Training chains folded to fit on."),
+    valid_chains: int = typer.Option(300, "--valid-chains", min=3, help="Validation chains (choose the epoch)."),
+    max_length: int = typer.Option(300, "--max-length", min=40, help="Longest chain folded."),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    seed: int = typer.Option(0, "--seed"),
+    training_run: Optional[Path] = typer.Option(None, "--training-run", help="Run folder the model's trunk came "
+                                                "from: its config.json and log.jsonl are copied for 'fold-release'."),
+) -> None:
+    """Refit the pLDDT head on the model's own predictions (trunk frozen: structures unchanged)."""
+    import json
+
+    from foldatlas.errors import InvalidFileError
+    from foldatlas.train.fold_heads import refit_lddt_head
+
+    for split in ("train", "valid"):
+        if not (data_dir / f"structures_{split}.npz").is_file():
+            raise InvalidFileError(f"{data_dir}: no structures_{split}.npz (run 'foldatlas train data' first)")
+    if training_run is not None and not all((training_run / f).is_file() for f in ("config.json", "log.jsonl")):
+        raise InvalidFileError(f"{training_run}: no config.json and log.jsonl of a 'foldatlas train fold' run")
+    summary = refit_lddt_head(model, data_dir, out, train_chains=train_chains, valid_chains=valid_chains,
+                              max_length=max_length, epochs=epochs, seed=seed, training_run=training_run, log=_log)
+    typer.echo(json.dumps({k: summary[k] for k in ("before", "after", "epoch", "seconds")}, indent=2))
+
+
 @train_app.command("lm-release")
 def lm_release(
     run: Path = typer.Option(..., "--run", help="Run folder of 'foldatlas train lm'."),
