@@ -45,24 +45,16 @@ def test_dssp_of_a_real_helix_backbone():
     assert ss[3:-3] == "H" * 14
 
 
-def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, tmp_path):
+def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, train_tiny_fold, tmp_path):
     import biotite.structure as struc
     import biotite.structure.io.pdb as pdbio
 
     from foldatlas.seq.alphabet import RESTYPE_1TO3
     from foldatlas.train.data import load_structures
-    from foldatlas.train.fold import FoldTrainConfig, train_fold
     from foldatlas.train.fold_eval import evaluate_fold
-    from foldatlas.train.lm import LMTrainConfig, train_lm
 
     data, _ = tiny_data
-    lm = train_lm(data, tmp_path / "lm", LMTrainConfig(layers=1, hidden=16, heads=2, ffn=32, crop=48, batch_size=2,
-                                                       steps=1, warmup=1, threads=1), log=lambda m: None)
-    model = train_fold(data, tmp_path / "fold", FoldTrainConfig(lm=str(lm), blocks=1, sequence_dim=32, pairwise_dim=16,
-                                                                head_width=8, sm_dim=16, sm_blocks=1, ipa_heads=2,
-                                                                crop=32, batch_size=1, steps=1, warmup=1,
-                                                                max_recycles=0, threads=1, eval_chains=1),
-                       log=lambda m: None)
+    model = train_tiny_fold(data, tmp_path)
     # One evaluation "domain" written as a PDB file from a test chain.
     chain = load_structures(data / "structures_test.npz").chain(0)
     n = len(chain["sequence"])

@@ -10,20 +10,9 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def tiny_fold(tiny_data, tmp_path_factory):
-    from foldatlas.train.fold import FoldTrainConfig, train_fold
-    from foldatlas.train.lm import LMTrainConfig, train_lm
-
+def tiny_fold(tiny_data, train_tiny_fold, tmp_path_factory):
     data, _ = tiny_data
-    work = tmp_path_factory.mktemp("heads")
-    lm = train_lm(data, work / "lm", LMTrainConfig(layers=1, hidden=16, heads=2, ffn=32, crop=48, batch_size=2,
-                                                   steps=1, warmup=1, threads=1), log=lambda m: None)
-    model = train_fold(data, work / "fold", FoldTrainConfig(lm=str(lm), blocks=1, sequence_dim=32, pairwise_dim=16,
-                                                            head_width=8, sm_dim=16, sm_blocks=1, ipa_heads=2,
-                                                            crop=32, batch_size=1, steps=1, warmup=1,
-                                                            max_recycles=0, threads=1, eval_chains=1),
-                       log=lambda m: None)
-    return data, model
+    return data, train_tiny_fold(data, tmp_path_factory.mktemp("heads"))
 
 
 def _chains(data, split, n):
