@@ -41,6 +41,7 @@ def test_the_kept_states_give_the_folds_own_plddt_and_fitting_lowers_the_loss(ti
     assert result["before"]["max_diff_to_fold_plddt"] < 1e-3
     assert result["after"]["valid_loss"] < result["before"]["valid_loss"] - 0.5  # it learns its own targets
     assert result["epoch"] >= 1 and result["after"]["mae"] < result["before"]["mae"]
+    assert len(result["after"]["residues"]["quintiles"]) == 5 and result["after"]["residues"]["pearson_r"] is not None
 
 
 def test_refit_changes_only_the_plddt_head_and_reuses_its_folds(tiny_fold, tmp_path, monkeypatch):
@@ -63,6 +64,7 @@ def test_refit_changes_only_the_plddt_head_and_reuses_its_folds(tiny_fold, tmp_p
 
     card = _head_refit_paragraph(run)  # what fold-release adds to the model card
     assert "pLDDT head refitted" in card and f"epoch {summary['epoch']} of 3" in card
+    assert "per residue, Pearson r" in card
     assert _head_refit_paragraph(model.parent) == ""
 
     def no_folding(*args, **kwargs):

@@ -22,7 +22,7 @@ import numpy as np
 
 from foldatlas.files import atomic_write_text
 
-__all__ = ["collect_head_data", "fit_lddt_head", "chain_calibration", "refit_lddt_head"]
+__all__ = ["collect_head_data", "fit_lddt_head", "chain_calibration", "residue_calibration", "refit_lddt_head"]
 
 
 def collect_head_data(model: str, chains: list[dict], log=print) -> list[dict]:
@@ -99,6 +99,30 @@ def chain_calibration(plddt: list[np.ndarray], data: list[dict]) -> dict:
     return {"pearson_r": r, "mae": float(np.abs(p - t).mean()), "bias": float((p - t).mean()), "chains": len(p)}
 
 
+def residue_calibration(plddt: list[np.ndarray], data: list[dict]) -> dict:
+    """Per-residue agreement of pLDDT with lDDT-Ca over the residues observed in the experiment.
+
+    Parameters
+    ----------
+    plddt : list of ndarray
+        Per chain, per-residue pLDDT on 0-100.
+    data : list of dict
+        :func:`collect_head_data` output for the same chains (``lddt``, ``mask``).
+
+    Returns
+    -------
+    dict
+        ``pearson_r``, ``mae`` (pLDDT points), and ``quintiles``: per fifth of the residues by pLDDT, their mean
+        pLDDT and mean 100 x lDDT-Ca (a reliability diagram: the two agree where pLDDT is calibrated).
+    """
+    p = np.concatenate([x[d["mask"]] for x, d in zip(plddt, data)]).astype(np.float64)
+    t = 100.0 * np.concatenate([d["lddt"][d["mask"]] for d in data]).astype(np.float64)
+    order = np.array_split(np.argsort(p, kind="stable"), 5)
+    return {"pearson_r": float(np.corrcoef(p, t)[0, 1]) if p.std() > 0 and t.std() > 0 else None,
+            "mae": float(np.abs(p - t).mean()),
+            "quintiles": [[round(float(p[k].mean()), 2), round(float(t[k].mean()), 2)] for k in order if len(k)]}
+
+
 def _predict_plddt(head, data: list[dict]) -> list[np.ndarray]:
     """pLDDT (0-100) of the C-alpha slice, as transformers' ``categorical_lddt`` computes it."""
     import torch
@@ -150,8 +174,9 @@ def fit_lddt_head(head, train: list[dict], valid: list[dict], epochs: int = 30, 
     Returns
     -------
     dict
-        Validation loss and per-chain calibration (:func:`chain_calibration`) before and after, the epoch kept,
-        and each epoch's losses.
+        Validation loss, per-chain calibration (:func:`chain_calibration`) and per-residue calibration
+        (:func:`residue_calibration`, under ``residues``) before and after, the epoch kept, and each epoch's
+        losses.
     """
     import copy
 
@@ -163,6 +188,7 @@ def fit_lddt_head(head, train: list[dict], valid: list[dict], epochs: int = 30, 
     with torch.no_grad():
         start = _predict_plddt(head, valid)
         before = {"valid_loss": float(_loss(head, vx, vy)), **chain_calibration(start, valid),
+                  "residues": residue_calibration(start, valid),
                   # the head on the kept states gives the fold's own pLDDT: the right states were kept
                   "max_diff_to_fold_plddt": float(max(np.abs(a - d["plddt"]).max() for a, d in zip(start, valid)))}
     best, best_state, best_epoch = before["valid_loss"], copy.deepcopy(head.state_dict()), 0
@@ -190,7 +216,8 @@ def fit_lddt_head(head, train: list[dict], valid: list[dict], epochs: int = 30, 
             best, best_state, best_epoch = v, copy.deepcopy(head.state_dict()), epoch
         log(f"epoch {epoch}: train {total / len(x):.4f} valid {v:.4f}")
     head.load_state_dict(best_state)
-    after = {"valid_loss": best, **chain_calibration(_predict_plddt(head, valid), valid)}
+    end = _predict_plddt(head, valid)
+    after = {"valid_loss": best, **chain_calibration(end, valid), "residues": residue_calibration(end, valid)}
     return {"before": before, "after": after, "epoch": best_epoch, "curve": curve,
             "train_residues": len(x), "valid_residues": len(vx)}
 

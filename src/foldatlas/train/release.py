@@ -237,8 +237,21 @@ def _head_refit_paragraph(run_dir: Path) -> str:
             f"{h['train_chains']:,} training chains (40 to {h['max_length']} residues; epoch {h['epoch']} of "
             f"{h['epochs']} kept, by the loss on {h['valid_chains']} validation chains). On those validation chains "
             f"the per-chain Pearson r of mean pLDDT with lDDT-Ca went {_fmt(b['pearson_r'])} -> "
-            f"{_fmt(a['pearson_r'])}, the mean absolute error {b['mae']:.1f} -> {a['mae']:.1f} pLDDT points. "
-            f"The structures are those of the model before it.")
+            f"{_fmt(a['pearson_r'])}, the mean absolute error {b['mae']:.1f} -> {a['mae']:.1f} pLDDT points"
+            + _residue_sentence(b.get("residues"), a.get("residues"))
+            + ". The structures are those of the model before it.")
+
+
+def _residue_sentence(before: dict | None, after: dict | None) -> str:
+    if not before or not after:
+        return ""
+
+    def diagram(r):
+        return ", ".join(f"{p:.0f}/{t:.0f}" for p, t in r["quintiles"])
+
+    return (f"; per residue, Pearson r {_fmt(before['pearson_r'])} -> {_fmt(after['pearson_r'])}, mean absolute "
+            f"error {before['mae']:.1f} -> {after['mae']:.1f}, and mean pLDDT / mean 100 x lDDT-Ca in each fifth of "
+            f"the residues ranked by pLDDT {diagram(before)} before, {diagram(after)} after")
 
 
 def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: dict, metrics: dict,
