@@ -100,14 +100,8 @@ def chain_calibration(plddt: list[np.ndarray], data: list[dict]) -> dict:
 
 
 def residue_calibration(plddt: list[np.ndarray], data: list[dict]) -> dict:
-    """Per-residue agreement of pLDDT with lDDT-Ca over the residues observed in the experiment.
-
-    Parameters
-    ----------
-    plddt : list of ndarray
-        Per chain, per-residue pLDDT on 0-100.
-    data : list of dict
-        :func:`collect_head_data` output for the same chains (``lddt``, ``mask``).
+    """Per-residue agreement of pLDDT with lDDT-Ca over the residues observed in the experiment (parameters as
+    :func:`chain_calibration`'s).
 
     Returns
     -------
