@@ -118,20 +118,15 @@ def residue_calibration(plddt: list[np.ndarray], data: list[dict]) -> dict:
 
 
 def _predict_plddt(head, data: list[dict]) -> list[np.ndarray]:
-    """pLDDT (0-100) of the C-alpha slice, as transformers' ``categorical_lddt`` computes it."""
+    """pLDDT (0-100) of the C-alpha slice, by transformers' own ``categorical_lddt`` (as the model's forward)."""
     import torch
+    from transformers.models.esm.modeling_esmfold import categorical_lddt
 
-    bins = None
-    out = []
+    from foldatlas.train.fold_losses import PLDDT_BINS
+
     with torch.no_grad():
-        for d in data:
-            logits = head(torch.as_tensor(d["states"]))
-            logits = logits.reshape(logits.shape[0], 37, -1)[:, 1]
-            if bins is None:
-                n = logits.shape[-1]
-                bins = (torch.arange(n, dtype=torch.float32) + 0.5) / n
-            out.append((100.0 * (torch.softmax(logits, -1) @ bins)).numpy())
-    return out
+        return [(100.0 * categorical_lddt(head(torch.as_tensor(d["states"])).reshape(len(d["states"]), 37, -1),
+                                          bins=PLDDT_BINS)[:, 1]).numpy() for d in data]
 
 
 def _stack(data: list[dict]):
