@@ -8,10 +8,11 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def train_tiny_fold():
-    """``train_tiny_fold(data, work)``: a one-step language model and a one-step folding model on the tiny data;
-    returns the folding run's ``model/`` folder."""
-    return _train_tiny_fold
+def tiny_fold(tiny_data, tmp_path_factory):
+    """``(data, model)``: the tiny data folder and a folding model trained one step on it (over a one-step
+    language model), shared by the tests that need a trained checkpoint of the folding architecture."""
+    data, _ = tiny_data
+    return data, _train_tiny_fold(data, tmp_path_factory.mktemp("tiny_fold"))
 
 
 def _train_tiny_fold(data: Path, work: Path) -> Path:
@@ -25,3 +26,19 @@ def _train_tiny_fold(data: Path, work: Path) -> Path:
                                                            crop=32, batch_size=1, steps=1, warmup=1, max_recycles=0,
                                                            threads=1, eval_chains=1),
                       log=lambda m: None)
+
+
+@pytest.fixture
+def one_chain_data(tiny_data, tmp_path):
+    """The tiny data folder with a single training chain (of at least 40 residues), to overfit."""
+    import shutil
+
+    from foldatlas.train.data import load_structures
+
+    data, _ = tiny_data
+    small = tmp_path / "data1"
+    shutil.copytree(data, small)
+    train = load_structures(small / "structures_train.npz")
+    keep = [k for k in range(len(train)) if len(train.chain(k)["sequence"]) >= 40][:1]
+    train.subset(keep).save(small / "structures_train.npz")
+    return small

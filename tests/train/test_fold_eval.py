@@ -45,7 +45,7 @@ def test_dssp_of_a_real_helix_backbone():
     assert ss[3:-3] == "H" * 14
 
 
-def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, train_tiny_fold, tmp_path):
+def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
     import biotite.structure as struc
     import biotite.structure.io.pdb as pdbio
 
@@ -53,8 +53,10 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, train_tiny_fo
     from foldatlas.train.data import load_structures
     from foldatlas.train.fold_eval import evaluate_fold
 
-    data, _ = tiny_data
-    model = train_tiny_fold(data, tmp_path)
+    import shutil
+
+    data, shared = tiny_fold
+    model = shutil.copytree(shared.parent, tmp_path / "run") / shared.name  # its run folder's files are edited below
     # One evaluation "domain" written as a PDB file from a test chain.
     chain = load_structures(data / "structures_test.npz").chain(0)
     n = len(chain["sequence"])
@@ -123,6 +125,14 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_data, train_tiny_fo
     tm = f"{metrics['casp14']['model']['mean']['tm_score']:.3f}"
     assert f"| 19 CASP14 domains | mean TM-score | {tm} | {tm} | {tm} |" in card
     assert f"| test split | mean TM-score | {metrics['test']['model']['mean']['tm_score']:.3f} | – |" in card
+    # a structure module fine-tuned alone on kept trunk outputs says so
+    (model.parent / "config.json").write_text(json.dumps(dict(config, init="foldatlas-fold-small", violation=2.0,
+                                                               violation_clash=0.1, unclamped_fape=0.3,
+                                                               structure_module_only=True, cached_crops=1600)))
+    card = write_fold_card(dest, model.parent, json.loads((data / "manifest.json").read_text()), metrics,
+                           "a CPU", previous=previous)
+    assert "its structure module then fine-tuned on a CPU" in card and "--structure-module-only" in card
+    assert "1,600 training crops" in card and "weight 2.0" in card
     (model.parent / "config.json").write_text(json.dumps(config))
     assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1
     assert not dest.with_name(dest.name + ".tmp").exists()

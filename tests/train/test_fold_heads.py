@@ -5,14 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
-
-
-@pytest.fixture(scope="module")
-def tiny_fold(tiny_data, train_tiny_fold, tmp_path_factory):
-    data, _ = tiny_data
-    return data, train_tiny_fold(data, tmp_path_factory.mktemp("heads"))
 
 
 def _chains(data, split, n):

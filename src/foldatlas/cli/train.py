@@ -115,19 +115,37 @@ def fold(
     device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cuda."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.0,
                                                help="Stop with a checkpoint after this many seconds (resume later)."),
+    violation_clash: float = typer.Option(1.0, "--violation-clash", min=0.0,
+                                          help="Share of the all-atom clash term within the violation losses."),
+    unclamped_fape: float = typer.Option(0.1, "--unclamped-fape", min=0.0, max=1.0,
+                                         help="Share of unclamped FAPE in the FAPE loss."),
+    structure_module_only: bool = typer.Option(False, "--structure-module-only",
+                                               help="Fine-tune only the structure module and pLDDT head of --init, "
+                                                    "on trunk outputs computed once (CPU-affordable)."),
+    cached_crops: int = typer.Option(1600, "--cached-crops", min=1,
+                                     help="With --structure-module-only: training crops folded once and kept."),
+    warmup: int = typer.Option(100, "--warmup", min=0, help="Warm-up steps of the learning rate."),
+    eval_every: int = typer.Option(250, "--eval-every", min=1, help="Validate every this many steps."),
 ) -> None:
     """Train an ESMFold-architecture model on the training structures (resumable, seeded)."""
     from foldatlas.errors import InvalidFileError, InvalidOptionError
     from foldatlas.train.fold import FoldTrainConfig, train_fold
+    from foldatlas.train.fold_sm import train_structure_module
 
     if not (data_dir / "structures_train.npz").is_file():
         raise InvalidFileError(f"{data_dir}: no structures_train.npz (run 'foldatlas train data' first)")
+    if structure_module_only and not init:
+        raise InvalidOptionError("--structure-module-only fine-tunes a trained model: give --init")
     cfg = FoldTrainConfig(lm=lm, blocks=blocks, sequence_dim=sequence_dim, pairwise_dim=pairwise_dim,
                           eval_chains=eval_chains, crop=crop, batch_size=batch_size, steps=steps, lr=lr,
                           max_recycles=max_recycles, seed=seed, threads=threads, violation=violation, init=init,
-                          device=device, time_limit=time_limit)
+                          device=device, time_limit=time_limit, violation_clash=violation_clash,
+                          unclamped_fape=unclamped_fape, warmup=warmup, eval_every=eval_every)
     try:
-        final = train_fold(data_dir, out, cfg, log=_log, until=until)
+        if structure_module_only:
+            final = train_structure_module(data_dir, out, cfg, crops=cached_crops, log=_log, until=until)
+        else:
+            final = train_fold(data_dir, out, cfg, log=_log, until=until)
     except ValueError as exc:
         raise InvalidOptionError(str(exc)) from None
     _log(f"model written to {final}" if final else "stopped before the last step; rerun to resume")

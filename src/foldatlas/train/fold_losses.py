@@ -264,7 +264,8 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
     Returns
     -------
     dict
-        ``loss`` (weighted total) and each term (``fape``: the clamped one).
+        ``loss`` (weighted total) and each term (``fape``: the clamped one); ``distogram``, ``plddt`` and ``pae``
+        only when their weight is not 0 (``outputs`` may then lack their logits).
     """
     mask = mask.to(coords.dtype)
     true_frames = backbone_frames(coords[..., 0, :], coords[..., 1, :], coords[..., 2, :])
@@ -286,20 +287,24 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
     if weights.unclamped_fape:
         fape_train = (1 - weights.unclamped_fape) * fape_loss + weights.unclamped_fape * backbone_fape(None)
 
-    is_gly = (aatype == 7)[..., None]
-    pseudo_beta = torch.where(is_gly, coords[..., 1, :], coords[..., 4, :])
+    heads = {}  # the head terms, each computed only when weighed (a structure module run alone has no pair heads)
     pair_mask = mask[..., :, None] * mask[..., None, :]
-    disto = _masked_ce(outputs.distogram_logits, distogram_bins(pseudo_beta), pair_mask)
+    if weights.distogram:
+        is_gly = (aatype == 7)[..., None]
+        pseudo_beta = torch.where(is_gly, coords[..., 1, :], coords[..., 4, :])
+        heads["distogram"] = _masked_ce(outputs.distogram_logits, distogram_bins(pseudo_beta), pair_mask)
 
     pred_ca = pos[..., 1, :].detach()
     lddt = lddt_ca_per_residue(pred_ca, coords[..., 1, :], mask)
-    plddt = _masked_ce(outputs.lddt_head[-1][..., 1, :], plddt_bins(lddt), mask)
+    if weights.plddt:
+        heads["plddt"] = _masked_ce(outputs.lddt_head[-1][..., 1, :], plddt_bins(lddt), mask)
 
-    final = frames[-1]
-    local_pred = final[..., None].invert_apply(pred_ca[..., None, :, :])
-    local_true = true_frames[..., None].invert_apply(coords[..., None, :, 1, :])
-    errors = torch.sqrt(((local_pred.detach() - local_true) ** 2).sum(-1) + 1e-8)
-    pae = _masked_ce(outputs.ptm_logits, pae_bins(errors), pair_mask)
+    if weights.pae:
+        final = frames[-1]
+        local_pred = final[..., None].invert_apply(pred_ca[..., None, :, :])
+        local_true = true_frames[..., None].invert_apply(coords[..., None, :, 1, :])
+        errors = torch.sqrt(((local_pred.detach() - local_true) ** 2).sum(-1) + 1e-8)
+        heads["pae"] = _masked_ce(outputs.ptm_logits, pae_bins(errors), pair_mask)
 
     norms = torch.sqrt((outputs.unnormalized_angles ** 2).sum(-1) + 1e-8)
     angle_norm = ((norms - 1).abs() * mask[None, ..., None]).sum() / (mask.sum() * norms.shape[0] * norms.shape[-1])
@@ -307,7 +312,7 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
     clash = ca_clash(pos[..., 1, :], mask)
     bond = ca_bond(pos[..., 1, :], coords[..., 1, :], mask)
 
-    total = (weights.fape * fape_train + weights.distogram * disto + weights.plddt * plddt + weights.pae * pae
+    total = (weights.fape * fape_train + sum(getattr(weights, k) * v for k, v in heads.items())
              + weights.angle_norm * angle_norm + weights.clash * clash + weights.bond * bond)
     extra = {}
     if weights.violation:
@@ -316,6 +321,5 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
         scaled = viol["violation"] - (1 - weights.violation_clash) * viol["clash"]
         total = total + weights.violation * scaled
         extra = {"violation": viol["violation"], "c_n_bond": viol["c_n_bond"], "atom_clash": viol["clash"]}
-    return {"loss": total, "fape": fape_loss, "distogram": disto, "plddt": plddt, "pae": pae,
-            "angle_norm": angle_norm, "clash": clash, "bond": bond, **extra,
+    return {"loss": total, "fape": fape_loss, **heads, "angle_norm": angle_norm, "clash": clash, "bond": bond, **extra,
             "lddt_ca": (lddt * mask).sum() / mask.sum()}

@@ -1,0 +1,247 @@
+"""Fine-tune a folding model's structure module alone, on cached trunk outputs: geometry training a CPU can afford.
+
+Where a prediction's backbone breaks is decided in the structure module: it places each residue's frame and the
+torsions that put C and N, so AlphaFold's violation losses (:func:`foldatlas.train.fold_losses.structural_violations`)
+act on it alone. Fine-tuning the whole model spends most of each step in the frozen language model and the folding
+trunk; with both frozen, their output for a crop never changes, so it is computed once: every training crop is
+folded once exactly as inference folds it (the model's own recycles, float32), and what the structure module reads
+on the last pass (its single and pair inputs, float16) is kept. Each training step then runs the structure module
+alone (forward and backward) on a batch of kept crops with FAPE and the violation losses, and the pLDDT head,
+which reads the structure module's states, with its loss; the distogram and PAE heads read the trunk alone and stay
+as they are. :mod:`foldatlas.train.fold_heads` can refit the pLDDT head afterwards on whole folds.
+
+What this cannot do: at inference the structure module's first-pass output feeds the next pass through the
+recycled distogram, so the trunk's last output moves a little with the new structure module; the cache keeps the
+old one. Validation during the run and the release's evaluation fold with the whole model, so they see it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from foldatlas.files import atomic_write_text
+from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
+from foldatlas.train.fold import FoldTrainConfig, _clear_openfold_caches, _validate, build_fold_model, chain_batch
+from foldatlas.train.schedule import warmup_cosine_lr
+
+__all__ = ["collect_structure_inputs", "structure_module_outputs", "train_structure_module"]
+
+CACHE_NAME = "structure_inputs.npz"
+
+
+def collect_structure_inputs(model, chains: list[dict], crop: int, batch_size: int = 8, seed: int = 0,
+                             log=print) -> dict[str, np.ndarray]:
+    """Fold random crops of ``chains`` and keep what the structure module reads on the last pass.
+
+    Parameters
+    ----------
+    model : transformers.EsmForProteinFolding
+        The folding model (float32); run without gradients, with its default recycles, as inference runs it.
+    chains : list of dict
+        ``sequence`` and ``coords`` (``[L, 5, 3]``: N, CA, C, O, C-beta) per chain.
+    crop : int
+        Residues per crop (longer chains: a random contiguous window; shorter ones padded).
+    batch_size : int
+        Crops folded together.
+    seed : int
+        Seeds the windows.
+
+    Returns
+    -------
+    dict
+        ``single`` ``[N, crop, c_s]`` and ``pair`` ``[N, crop, crop, c_z]`` (float16), ``aatype`` ``[N, crop]``,
+        ``mask`` ``[N, crop]`` (1 for real residues) and ``coords`` ``[N, crop, 5, 3]`` (float32).
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    sm = model.trunk.structure_module
+    seen: list = []
+    hook = sm.register_forward_pre_hook(lambda module, args: seen.append(args))
+    parts: dict[str, list] = {k: [] for k in ("single", "pair", "aatype", "mask", "coords")}
+    started = time.time()
+    was_training = model.training
+    model.eval()
+    try:
+        for k in range(0, len(chains), batch_size):
+            aatype, mask, coords, residx = chain_batch(chains[k:k + batch_size], crop, rng)
+            pad = crop - aatype.shape[1]
+            if pad:
+                aatype, mask = (torch.nn.functional.pad(t, (0, pad)) for t in (aatype, mask))
+                coords = torch.nn.functional.pad(coords, (0, 0, 0, 0, 0, pad))
+                residx = torch.arange(crop).expand(aatype.shape[0], crop)
+            seen.clear()
+            with torch.no_grad():
+                model(input_ids=aatype, attention_mask=mask, position_ids=residx)
+            evo = seen[-1][0]
+            parts["single"].append(evo["single"].to(torch.float16).numpy())
+            parts["pair"].append(evo["pair"].to(torch.float16).numpy())
+            parts["aatype"].append(aatype.numpy().astype(np.int8))
+            parts["mask"].append(mask.numpy().astype(np.int8))
+            parts["coords"].append(coords.numpy().astype(np.float32))
+            done = min(k + batch_size, len(chains))
+            if done % (25 * batch_size) < batch_size or done == len(chains):
+                log(f"trunk outputs of {done}/{len(chains)} crops ({time.time() - started:.0f} s)")
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def structure_module_outputs(model, single, pair, aatype, mask):
+    """Run ``model``'s structure module on its inputs and return what the folding losses read.
+
+    Returns
+    -------
+    types.SimpleNamespace
+        ``frames``, ``positions``, ``unnormalized_angles``, ``states``, ``atom14_atom_exists`` and ``lddt_head``,
+        shaped as ``EsmForProteinFolding``'s outputs.
+    """
+    from types import SimpleNamespace
+
+    from transformers.models.esm.modeling_esmfold import make_atom14_masks
+
+    st = model.trunk.structure_module({"single": single, "pair": pair}, aatype, mask.float())
+    st["aatype"] = aatype
+    make_atom14_masks(st)
+    b_, l_ = aatype.shape
+    lddt = model.lddt_head(st["states"]).reshape(st["states"].shape[0], b_, l_, -1, model.lddt_bins)
+    return SimpleNamespace(frames=st["frames"], positions=st["positions"], states=st["states"],
+                           unnormalized_angles=st["unnormalized_angles"], lddt_head=lddt,
+                           atom14_atom_exists=st["atom14_atom_exists"] * mask[..., None])
+
+
+def _load_cache(out: Path, model, train, pool: list[int], crops: int, cfg: FoldTrainConfig, log) -> dict:
+    path = out / CACHE_NAME
+    if path.is_file():
+        with np.load(path) as z:
+            cache = {k: z[k] for k in z.files}
+        if len(cache["aatype"]) != crops or cache["aatype"].shape[1] != cfg.crop:
+            raise ValueError(f"{path} holds {len(cache['aatype'])} crops of {cache['aatype'].shape[1]}, the run asks "
+                             f"for {crops} of {cfg.crop}: use another run folder")
+        log(f"{crops} cached crops read from {path}")
+        return cache
+    rng = np.random.default_rng((cfg.seed, 7))
+    picked = rng.choice(len(pool), size=min(crops, len(pool)), replace=False)
+    chains = [train.chain(int(pool[i])) for i in picked]
+    cache = collect_structure_inputs(model, chains, cfg.crop, seed=cfg.seed, log=log)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **cache)
+    os.replace(tmp, path)
+    return cache
+
+
+def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, crops: int = 1600,
+                           log=print, until: int | None = None) -> Path | None:
+    """Fine-tune ``cfg.init``'s structure module on ``crops`` cached trunk outputs (resumable, seeded).
+
+    Parameters
+    ----------
+    data_dir : path
+        Folder written by ``foldatlas train data``.
+    out_dir : path
+        Run folder: ``structure_inputs.npz`` (the cache), ``state/``, ``log.jsonl``, ``config.json`` and, when
+        ``cfg.steps`` are done, ``model/`` (the whole folding model, for ``fold-release``).
+    cfg : FoldTrainConfig
+        ``init`` (required) names the model; ``crop``, ``batch_size``, ``steps``, ``lr``, the schedule, the
+        loss weights, ``eval_every``/``eval_chains`` and ``time_limit`` apply as in
+        :func:`foldatlas.train.fold.train_fold`.
+    crops : int
+        Training crops folded once and kept (one random window per chain, chains drawn without repeats).
+    log : callable
+    until : int, optional
+        Stop (with a checkpoint) at this step; a later call resumes.
+
+    Returns
+    -------
+    Path or None
+        The model folder once ``cfg.steps`` are done.
+    """
+    import torch
+
+    from foldatlas.train.data import load_structures
+    from foldatlas.train.fold_losses import LossWeights, folding_losses
+    from foldatlas.train.lm import write_tokenizer
+
+    if not cfg.init:
+        raise ValueError("the structure module alone is fine-tuned from a trained model: give init")
+    data, out = Path(data_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train = load_structures(data / "structures_train.npz")
+    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.min_length]
+    valid_set = load_structures(data / "structures_valid.npz")
+    valid = [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
+    model = build_fold_model(cfg)
+    model.requires_grad_(False)
+    sm, head = model.trunk.structure_module, model.lddt_head
+    sm.requires_grad_(True)
+    head.requires_grad_(True)
+    record = dict(asdict(cfg), structure_module_only=True, cached_crops=crops)
+    atomic_write_text(out / "config.json", json.dumps(record, indent=2))
+    cache = _load_cache(out, model, train, pool, crops, cfg, log)
+    n = len(cache["aatype"])
+    # the distogram and the PAE head read the trunk's pair state alone: not trained here
+    weights = LossWeights(distogram=0.0, pae=0.0, violation=cfg.violation,
+                          violation_clash=cfg.violation_clash, unclamped_fape=cfg.unclamped_fape)
+    trainable = [*sm.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.0)
+    modules = {"structure_module": sm, "lddt_head": head}
+    step = load_training_state(out / "state", modules, opt) if has_training_state(out / "state") else 0
+    if step:
+        log(f"resumed at step {step}")
+    log(f"{n} cached crops; {sum(p.numel() for p in trainable):,} trainable parameters (structure module, pLDDT head)")
+    stop = min(cfg.steps, until) if until else cfg.steps
+    started, first = time.time(), step
+    _clear_openfold_caches()
+    model.train()
+    with open(out / "log.jsonl", "a") as logf:
+        def write(rec):
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log(json.dumps(rec))
+
+        if step == 0:
+            write({"step": 0, **_validate(model, valid, cfg)})
+        while step < stop:
+            rng = np.random.default_rng((cfg.seed, step))
+            torch.manual_seed(cfg.seed * 1_000_003 + step)
+            idx = np.sort(rng.choice(n, size=min(cfg.batch_size, n), replace=False))
+            single, pair = (torch.from_numpy(cache[k][idx]).float() for k in ("single", "pair"))
+            aatype, mask = (torch.from_numpy(cache[k][idx]).long() for k in ("aatype", "mask"))
+            coords = torch.from_numpy(cache["coords"][idx])
+            for g in opt.param_groups:
+                g["lr"] = warmup_cosine_lr(step, cfg)
+            outputs = structure_module_outputs(model, single, pair, aatype, mask)
+            losses = folding_losses(outputs, coords, aatype, mask, weights)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            opt.step()
+            step += 1
+            if step % cfg.log_every == 0 or step == stop:
+                write({"step": step, **{k: round(v.item(), 4) for k, v in losses.items()},
+                       "lr": round(warmup_cosine_lr(step - 1, cfg), 6), "time": round(time.time(), 1),
+                       "s_per_step": round((time.time() - started) / max(1, step - first), 2)})
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                write({"step": step, **_validate(model, valid, cfg)})
+            out_of_time = cfg.time_limit is not None and time.time() - started > cfg.time_limit
+            if step % cfg.checkpoint_every == 0 or step == stop or out_of_time:
+                save_training_state(out / "state", modules, opt, step, record)
+            if out_of_time:
+                log(f"time limit reached at step {step}")
+                break
+    if step < cfg.steps:
+        return None
+    model.eval()
+    final = out / "model"
+    model.save_pretrained(str(final), safe_serialization=True)
+    write_tokenizer(final)
+    return final
