@@ -300,11 +300,21 @@ def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: d
     if cfg.get("init"):
         origin = "trained (from scratch on a CPU, then fine-tuned on a GPU)"
         compute = f"the base model's CPU hours, then {compute} in fine-tuning"
-        tuning = (f"\n\nFine-tuning: started from the previous `{cfg['init']}` (see Previous model) with AlphaFold's "
-                  f"between-residue violation losses added (`foldatlas.train.fold_losses.structural_violations`: "
-                  f"peptide C-N length, CA-C-N and C-N-CA angles with a 12-sigma flat bottom, heavy-atom clashes), "
-                  f"weight {cfg.get('violation')}, the all-atom clash part scaled by {cfg.get('violation_clash')}, "
-                  f"unclamped FAPE share {cfg.get('unclamped_fape')}.")
+        losses = (f"AlphaFold's between-residue violation losses added (`foldatlas.train.fold_losses."
+                  f"structural_violations`: peptide C-N length, CA-C-N and C-N-CA angles with a 12-sigma flat bottom, "
+                  f"heavy-atom clashes), weight {cfg.get('violation')}, the all-atom clash part scaled by "
+                  f"{cfg.get('violation_clash')}, unclamped FAPE share {cfg.get('unclamped_fape')}")
+        tuning = f"\n\nFine-tuning: started from the previous `{cfg['init']}` (see Previous model) with {losses}."
+        if cfg.get("structure_module_only"):
+            origin = ("trained (from scratch on a CPU, fine-tuned on a GPU, its structure module then fine-tuned on "
+                      "a CPU)")
+            tuning = (f"\n\nFine-tuning: started from the previous `{cfg['init']}` (see Previous model), whose "
+                      f"structure module and pLDDT head alone were trained further (`foldatlas train fold "
+                      f"--structure-module-only`: the language model and folding trunk frozen, their outputs for "
+                      f"{cfg.get('cached_crops', 0):,} training crops folded once as inference folds them and kept; "
+                      f"each step then runs the structure module alone), FAPE and the pLDDT loss with {losses}. The "
+                      f"training residues seen (under Limits) count a crop each time it was used, each about "
+                      f"{summary['steps'] * cfg['batch_size'] / max(1, cfg.get('cached_crops', 1)):.1f} times.")
     tuning += _head_refit_paragraph(run_dir)
     text = f"""# foldatlas-fold-small
 
