@@ -116,7 +116,7 @@ def test_clash_is_zero_for_a_real_chain_and_large_for_a_collapsed_one():
     ball = (helix * 0.2).requires_grad_(True)  # the same chain shrunk five-fold
     loss = ca_clash(ball, mask)
     (grad,) = torch.autograd.grad(loss, ball)
-    assert float(loss) > 10.0 and torch.isfinite(grad).all()
+    assert float(loss.detach()) > 10.0 and torch.isfinite(grad).all()
     # Its gradient pushes residues apart: a small step along -grad grows the radius.
     moved = ball.detach() - 0.01 * grad
     assert (moved - moved.mean(1)).norm(dim=-1).mean() > (ball - ball.mean(1)).norm(dim=-1).mean()

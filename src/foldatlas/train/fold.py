@@ -25,7 +25,7 @@ from foldatlas.train.checkpoints import has_training_state, load_training_state,
 from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "init_folding_weights", "train_fold",
-           "chain_batch"]
+           "chain_batch", "after_step"]
 
 
 @dataclass
@@ -266,6 +266,56 @@ def _validate(model, chains: list[dict], cfg: FoldTrainConfig) -> dict:
     return {f"valid_{k}": round(v, 4) for k, v in totals.items()}
 
 
+def _training_sets(data: Path, cfg: FoldTrainConfig):
+    """The training chains, the indices of those long enough to train on, and the validation chains scored."""
+    from foldatlas.train.data import load_structures
+
+    train = load_structures(data / "structures_train.npz")
+    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.min_length]
+    valid_set = load_structures(data / "structures_valid.npz")
+    return train, pool, [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
+
+
+def _log_writer(logf, log):
+    """``write(record)``: one JSON line into the run's log file (flushed) and to ``log``."""
+    def write(rec: dict) -> None:
+        logf.write(json.dumps(rec) + "\n")
+        logf.flush()
+        log(json.dumps(rec))
+
+    return write
+
+
+def after_step(step: int, stop: int, losses: dict, cfg: FoldTrainConfig, started: float, first: int, write,
+               validate, checkpoint, extra: dict | None = None) -> bool:
+    """Log, validate and checkpoint after a training step, as ``cfg`` asks; True when the run is out of time.
+
+    Parameters
+    ----------
+    step, stop : int
+        The step just done and the last step of this call.
+    losses : dict
+        The step's loss tensors (logged every ``cfg.log_every`` steps).
+    cfg : FoldTrainConfig
+    started, first : float, int
+        When and at which step this call began (seconds per step, the time limit).
+    write, validate, checkpoint : callable
+        ``write(record)`` logs a record, ``validate()`` returns validation metrics, ``checkpoint()`` saves.
+    extra : dict, optional
+        More values for the step's log record.
+    """
+    if step % cfg.log_every == 0 or step == stop:
+        write({"step": step, **{k: round(v.item(), 4) for k, v in losses.items()}, **(extra or {}),
+               "lr": round(warmup_cosine_lr(step - 1, cfg), 6), "time": round(time.time(), 1),
+               "s_per_step": round((time.time() - started) / max(1, step - first), 2)})
+    if step % cfg.eval_every == 0 or step == cfg.steps:
+        write({"step": step, **validate()})
+    out_of_time = cfg.time_limit is not None and time.time() - started > cfg.time_limit
+    if step % cfg.checkpoint_every == 0 or step == stop or out_of_time:
+        checkpoint()
+    return out_of_time
+
+
 def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, log=print,
                until: int | None = None) -> Path | None:
     """Train (or resume) the folding model; return the model folder when ``cfg.steps`` are done.
@@ -287,18 +337,14 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     """
     import torch
 
-    from foldatlas.train.data import load_structures
     from foldatlas.train.fold_losses import LossWeights, folding_losses
-    from foldatlas.train.lm import write_tokenizer
+    from foldatlas.train.lm import save_model_folder
 
     data, out = Path(data_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train = load_structures(data / "structures_train.npz")
-    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.min_length]
-    valid_set = load_structures(data / "structures_valid.npz")
-    valid = [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
+    train, pool, valid = _training_sets(data, cfg)
     model = build_fold_model(cfg).to(cfg.device)
     weights = LossWeights(violation=cfg.violation, violation_clash=cfg.violation_clash,
                           unclamped_fape=cfg.unclamped_fape)
@@ -315,6 +361,7 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     _clear_openfold_caches()
     model.train()
     with open(out / "log.jsonl", "a") as logf:
+        write = _log_writer(logf, log)
         while step < stop:
             rng = np.random.default_rng((cfg.seed, step))
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout: the same on a resumed run
@@ -330,28 +377,9 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             opt.step()
             step += 1
-            if step % cfg.log_every == 0 or step == stop:
-                rec = {"step": step, **{k: round(v.item(), 4) for k, v in losses.items()}, "recycles": recycles,
-                       "lr": round(warmup_cosine_lr(step - 1, cfg), 6), "time": round(time.time(), 1),
-                       "s_per_step": round((time.time() - started) / max(1, step - first), 2)}
-                logf.write(json.dumps(rec) + "\n")
-                logf.flush()
-                log(json.dumps(rec))
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                rec = {"step": step, **_validate(model, valid, cfg)}
-                logf.write(json.dumps(rec) + "\n")
-                logf.flush()
-                log(json.dumps(rec))
-            out_of_time = cfg.time_limit is not None and time.time() - started > cfg.time_limit
-            if step % cfg.checkpoint_every == 0 or step == stop or out_of_time:
-                save_training_state(out / "state", modules, opt, step, asdict(cfg))
-            if out_of_time:
+            if after_step(step, stop, losses, cfg, started, first, write, lambda: _validate(model, valid, cfg),
+                          lambda: save_training_state(out / "state", modules, opt, step, asdict(cfg)),
+                          extra={"recycles": recycles}):
                 log(f"time limit reached at step {step}")
                 break
-    if step < cfg.steps:
-        return None
-    model.eval()
-    final = out / "model"
-    model.save_pretrained(str(final), safe_serialization=True)
-    write_tokenizer(final)
-    return final
+    return save_model_folder(model, out) if step >= cfg.steps else None

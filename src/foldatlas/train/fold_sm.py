@@ -27,7 +27,8 @@ import numpy as np
 
 from foldatlas.files import atomic_write_text
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
-from foldatlas.train.fold import FoldTrainConfig, _clear_openfold_caches, _validate, build_fold_model, chain_batch
+from foldatlas.train.fold import (FoldTrainConfig, _clear_openfold_caches, _log_writer, _training_sets, _validate,
+                                  after_step, build_fold_model, chain_batch)
 from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["collect_structure_inputs", "structure_module_outputs", "train_structure_module"]
@@ -165,9 +166,8 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     """
     import torch
 
-    from foldatlas.train.data import load_structures
     from foldatlas.train.fold_losses import LossWeights, folding_losses
-    from foldatlas.train.lm import write_tokenizer
+    from foldatlas.train.lm import save_model_folder
 
     if not cfg.init:
         raise ValueError("the structure module alone is fine-tuned from a trained model: give init")
@@ -175,10 +175,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train = load_structures(data / "structures_train.npz")
-    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.min_length]
-    valid_set = load_structures(data / "structures_valid.npz")
-    valid = [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
+    train, pool, valid = _training_sets(data, cfg)
     model = build_fold_model(cfg)
     model.requires_grad_(False)
     sm, head = model.trunk.structure_module, model.lddt_head
@@ -203,11 +200,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     _clear_openfold_caches()
     model.train()
     with open(out / "log.jsonl", "a") as logf:
-        def write(rec):
-            logf.write(json.dumps(rec) + "\n")
-            logf.flush()
-            log(json.dumps(rec))
-
+        write = _log_writer(logf, log)
         if step == 0:
             write({"step": 0, **_validate(model, valid, cfg)})
         while step < stop:
@@ -226,22 +219,8 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             opt.step()
             step += 1
-            if step % cfg.log_every == 0 or step == stop:
-                write({"step": step, **{k: round(v.item(), 4) for k, v in losses.items()},
-                       "lr": round(warmup_cosine_lr(step - 1, cfg), 6), "time": round(time.time(), 1),
-                       "s_per_step": round((time.time() - started) / max(1, step - first), 2)})
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                write({"step": step, **_validate(model, valid, cfg)})
-            out_of_time = cfg.time_limit is not None and time.time() - started > cfg.time_limit
-            if step % cfg.checkpoint_every == 0 or step == stop or out_of_time:
-                save_training_state(out / "state", modules, opt, step, record)
-            if out_of_time:
+            if after_step(step, stop, losses, cfg, started, first, write, lambda: _validate(model, valid, cfg),
+                          lambda: save_training_state(out / "state", modules, opt, step, record)):
                 log(f"time limit reached at step {step}")
                 break
-    if step < cfg.steps:
-        return None
-    model.eval()
-    final = out / "model"
-    model.save_pretrained(str(final), safe_serialization=True)
-    write_tokenizer(final)
-    return final
+    return save_model_folder(model, out) if step >= cfg.steps else None

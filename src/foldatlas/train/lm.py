@@ -35,7 +35,7 @@ from foldatlas.models.random_checkpoint import ESM2_VOCAB
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
 from foldatlas.train.schedule import warmup_cosine_lr
 
-__all__ = ["LMTrainConfig", "esm2_config_dict", "write_tokenizer", "tokenize", "train_lm", "mask_tokens",
+__all__ = ["LMTrainConfig", "esm2_config_dict", "write_tokenizer", "save_model_folder", "tokenize", "train_lm", "mask_tokens",
            "masked_perplexity"]
 
 _PROFILE_ORDER = "ARNDCQEGHILKMFPSTWYV"
@@ -91,6 +91,15 @@ def write_tokenizer(folder: Path) -> None:
     atomic_write_text(folder / "special_tokens_map.json", json.dumps(
         {"cls_token": "<cls>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
          "mask_token": "<mask>"}, indent=2))
+
+
+def save_model_folder(model, out: Path) -> Path:
+    """Write a trained model's final folder ``out/model`` (safetensors, config, tokenizer) and return it."""
+    model.eval()
+    final = out / "model"
+    model.save_pretrained(str(final), safe_serialization=True)
+    write_tokenizer(final)
+    return final
 
 
 def mask_tokens(ids: np.ndarray, rng: np.random.Generator, prob: float) -> tuple[np.ndarray, np.ndarray]:
@@ -293,9 +302,6 @@ def train_lm(data_dir: str | Path, out_dir: str | Path, cfg: LMTrainConfig, log=
     logf.close()
     if step < cfg.steps:
         return None
-    model.eval()
-    final = out / "model"
-    model.save_pretrained(str(final), safe_serialization=True)
-    write_tokenizer(final)
+    final = save_model_folder(model, out)
     np.save(out / "unigram.npy", unigram)
     return final
