@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from foldatlas.train.fold import FoldTrainConfig, build_fold_model
-from foldatlas.train.fold_sm import collect_structure_inputs, structure_module_outputs, train_structure_module
+from foldatlas.train.fold_sm import (collect_structure_inputs, structure_module_outputs, train_structure_module,
+                                     without_dropout)
 
 
 def _cfg(init, **kw):
@@ -52,6 +53,26 @@ def test_the_kept_inputs_give_back_the_fold(tiny_fold):
     diff = (alone.positions[-1][keep] - whole.positions[-1][keep]).abs()
     assert float(diff.max()) < 0.1 and float(diff.mean()) < 0.005, (float(diff.max()), float(diff.mean()))
     torch.testing.assert_close(alone.lddt_head[-1][keep], whole.lddt_head[-1][keep], atol=0.05, rtol=0)
+
+
+def test_training_runs_the_structure_module_as_inference_does(tiny_fold):
+    """Dropout off: the training step's structure is the one a fold gives (dropout changes the geometry)."""
+    _, model_dir = tiny_fold
+    model = build_fold_model(_cfg(model_dir))
+    torch.manual_seed(0)
+    single, pair = torch.randn(1, 30, 16), torch.randn(1, 30, 30, 16)
+    aatype, mask = torch.randint(0, 20, (1, 30)), torch.ones(1, 30, dtype=torch.long)
+    with torch.no_grad():
+        for p in model.trunk.structure_module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        model.eval()
+        folded = structure_module_outputs(model, single, pair, aatype, mask).positions[-1]
+        model.train()
+        dropped = structure_module_outputs(model, single, pair, aatype, mask).positions[-1]
+        without_dropout(model)
+        trained = structure_module_outputs(model, single, pair, aatype, mask).positions[-1]
+    assert model.training and not torch.allclose(dropped, folded, atol=1e-3)
+    torch.testing.assert_close(trained, folded)
 
 
 def test_training_moves_only_the_structure_module_and_lowers_the_loss(tiny_fold, one_chain_data, tmp_path):
