@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--violation-clash", type=float, default=0.1, help="Scale of the all-atom clash part.")
     ap.add_argument("--unclamped-fape", type=float, default=0.3)
     ap.add_argument("--init", default="foldatlas-fold-small")
+    ap.add_argument("--dropout", action="store_true", help="Train with dropout on (the runs before the ninth "
+                    "session did; it changes the structure module's geometry, so fine-tuning now runs without).")
     ap.add_argument("--probe-steps", type=int, default=40)
     ap.add_argument("--eval-chains", type=int, default=20)
     ap.add_argument("--assemble", metavar="OUT", help="Build a run folder from a device run's OUT (needs --run).")
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
                           lr=args.lr, warmup=100, min_lr_ratio=0.1, max_recycles=1, seed=0,
                           checkpoint_every=10**9, eval_every=500, eval_chains=args.eval_chains, log_every=25,
                           violation=args.violation, violation_clash=args.violation_clash,
-                          unclamped_fape=args.unclamped_fape, init=args.init, device=args.device)
+                          unclamped_fape=args.unclamped_fape, init=args.init, device=args.device,
+                          dropout=args.dropout)
     valid_set = load_structures(Path(args.data) / "structures_valid.npz")
     valid = [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
     t0 = time.time()

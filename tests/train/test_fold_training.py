@@ -121,3 +121,24 @@ def test_fine_tuning_starts_from_a_trained_model_and_stops_at_its_time_limit(tin
     assert [r["step"] for r in rows] == [1] and rows[0]["violation"] >= 0 and "c_n_bond" in rows[0]
     final = train_fold(packed, run, replace(cfg, time_limit=None), log=lambda m: None)
     assert final is not None and json.loads((run / "state" / "state.json").read_text())["step"] == 5
+
+
+def test_fine_tuning_can_run_without_dropout_as_inference_does(tiny_data, tiny_lm, tmp_path, monkeypatch):
+    from foldatlas.train import fold
+
+    data, _ = tiny_data
+    built, seen = fold.build_fold_model, []
+
+    def watched(cfg):
+        model = built(cfg)
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Dropout):
+                mod.register_forward_pre_hook(lambda m, args: seen.append(m.training))
+        return model
+
+    monkeypatch.setattr(fold, "build_fold_model", watched)
+    for dropout in (True, False):
+        seen.clear()
+        train_fold(data, tmp_path / str(dropout), _cfg(tiny_lm, steps=2, eval_every=1, dropout=dropout),
+                   log=lambda m: None)
+        assert seen and any(seen) == dropout  # off in every step, also after a validation

@@ -126,6 +126,9 @@ def fold(
                                      help="With --structure-module-only: training crops folded once and kept."),
     warmup: int = typer.Option(100, "--warmup", min=0, help="Warm-up steps of the learning rate."),
     eval_every: int = typer.Option(250, "--eval-every", min=1, help="Validate every this many steps."),
+    dropout: bool = typer.Option(True, "--dropout/--no-dropout",
+                                 help="Train with the model's dropout layers on (off: as inference runs it; "
+                                      "--structure-module-only always trains without)."),
 ) -> None:
     """Train an ESMFold-architecture model on the training structures (resumable, seeded)."""
     from foldatlas.errors import InvalidFileError, InvalidOptionError
@@ -140,7 +143,7 @@ def fold(
                           eval_chains=eval_chains, crop=crop, batch_size=batch_size, steps=steps, lr=lr,
                           max_recycles=max_recycles, seed=seed, threads=threads, violation=violation, init=init,
                           device=device, time_limit=time_limit, violation_clash=violation_clash,
-                          unclamped_fape=unclamped_fape, warmup=warmup, eval_every=eval_every)
+                          unclamped_fape=unclamped_fape, warmup=warmup, eval_every=eval_every, dropout=dropout)
     try:
         if structure_module_only:
             final = train_structure_module(data_dir, out, cfg, crops=cached_crops, log=_log, until=until)

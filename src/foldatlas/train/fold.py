@@ -25,7 +25,7 @@ from foldatlas.train.checkpoints import has_training_state, load_training_state,
 from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "init_folding_weights", "train_fold",
-           "chain_batch", "after_step"]
+           "chain_batch", "after_step", "without_dropout"]
 
 
 @dataclass
@@ -40,6 +40,8 @@ class FoldTrainConfig:
     instead of a new one: fine-tuning. ``device``
     is a torch device (``"cuda"`` trains on a GPU). ``time_limit`` stops the run
     (with a checkpoint) after that many seconds of this call; a later call resumes.
+    ``dropout`` False trains with the dropout layers off, as inference runs the
+    model (for fine-tuning geometry: :func:`without_dropout`).
     """
 
     lm: str = "foldatlas-lm-small"
@@ -70,6 +72,7 @@ class FoldTrainConfig:
     init: str | None = None
     device: str = "cpu"
     time_limit: float | None = None
+    dropout: bool = True
 
 
 def fold_config_dict(lm_config: dict, cfg: FoldTrainConfig) -> dict:
@@ -266,6 +269,21 @@ def _validate(model, chains: list[dict], cfg: FoldTrainConfig) -> dict:
     return {f"valid_{k}": round(v, 4) for k, v in totals.items()}
 
 
+def without_dropout(model) -> None:
+    """Switch off every dropout layer of ``model`` (which stays in training mode otherwise), as inference runs it.
+
+    The structure module's dropout (0.1 after each IPA and transition) changes its geometry, not only its noise:
+    on the same 16 kept crops the shipped model's peptide C-N excess was 0.063 A with dropout on and 0.091 A
+    without, atom clashes 0.28 and 0.09. A first structure-module run trained with it on lowered its training-mode
+    violations while those of the dropout-free fold rose (validation C-N excess 0.146 -> 0.15-0.23 A).
+    """
+    import torch
+
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Dropout):
+            mod.eval()
+
+
 def _training_sets(data: Path, cfg: FoldTrainConfig):
     """The training chains, the indices of those long enough to train on, and the validation chains scored."""
     from foldatlas.train.data import load_structures
@@ -370,6 +388,8 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
             recycles = int(rng.integers(0, cfg.max_recycles + 1))
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine_lr(step, cfg)
+            if not cfg.dropout:
+                without_dropout(model)  # again after every validation (which leaves the model in training mode)
             out_ = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=recycles)
             losses = folding_losses(out_, coords, aatype, mask, weights)
             opt.zero_grad(set_to_none=True)

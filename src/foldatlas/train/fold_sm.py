@@ -6,7 +6,7 @@ act on it alone. Fine-tuning the whole model spends most of each step in the fro
 trunk; with both frozen, their output for a crop never changes, so it is computed once: every training crop is
 folded once exactly as inference folds it (the model's own recycles, float32), and what the structure module reads
 on the last pass (its single and pair inputs, float16) is kept. Each training step then runs the structure module
-alone (forward and backward, dropout off as at inference: :func:`without_dropout`) on a batch of kept crops with
+alone (forward and backward, dropout off as at inference: :func:`foldatlas.train.fold.without_dropout`) on a batch of kept crops with
 FAPE and the violation losses, and the pLDDT head, which reads the structure module's states, with its loss; the
 distogram and PAE heads read the trunk alone and stay as they are. :mod:`foldatlas.train.fold_heads` can refit the pLDDT head afterwards on whole folds.
 
@@ -28,10 +28,10 @@ import numpy as np
 from foldatlas.files import atomic_write_text
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
 from foldatlas.train.fold import (FoldTrainConfig, _clear_openfold_caches, _log_writer, _training_sets, _validate,
-                                  after_step, build_fold_model, chain_batch)
+                                  after_step, build_fold_model, chain_batch, without_dropout)
 from foldatlas.train.schedule import warmup_cosine_lr
 
-__all__ = ["collect_structure_inputs", "structure_module_outputs", "train_structure_module", "without_dropout"]
+__all__ = ["collect_structure_inputs", "structure_module_outputs", "train_structure_module"]
 
 CACHE_NAME = "structure_inputs.npz"
 
@@ -118,21 +118,6 @@ def structure_module_outputs(model, single, pair, aatype, mask):
                            atom14_atom_exists=st["atom14_atom_exists"] * mask[..., None])
 
 
-def without_dropout(model) -> None:
-    """Switch off every dropout layer of ``model`` (which stays in training mode otherwise), as inference runs it.
-
-    The structure module's dropout (0.1 after each IPA and transition) changes its geometry, not only its noise:
-    on the same 16 kept crops the shipped model's peptide C-N excess was 0.063 A with dropout on and 0.091 A
-    without, atom clashes 0.28 and 0.09. A first structure-module run trained with it on lowered its training-mode
-    violations while those of the dropout-free fold rose (validation C-N excess 0.146 -> 0.15-0.23 A).
-    """
-    import torch
-
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Dropout):
-            mod.eval()
-
-
 def _load_cache(out: Path, model, train, pool: list[int], crops: int, cfg: FoldTrainConfig, log) -> dict:
     path = out / CACHE_NAME
     if path.is_file():
@@ -196,7 +181,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     sm, head = model.trunk.structure_module, model.lddt_head
     sm.requires_grad_(True)
     head.requires_grad_(True)
-    record = dict(asdict(cfg), structure_module_only=True, cached_crops=crops, dropout=False)
+    record = dict(asdict(cfg), structure_module_only=True, cached_crops=crops, dropout=False)  # always off here
     atomic_write_text(out / "config.json", json.dumps(record, indent=2))
     cache = _load_cache(out, model, train, pool, crops, cfg, log)
     n = len(cache["aatype"])
