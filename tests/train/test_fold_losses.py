@@ -162,7 +162,7 @@ def test_structural_violations_pass_an_experimental_chain_and_flag_a_break_and_a
     moved = torch.cat([moved[:, :40], (moved[:, 10:11] + 0.5), moved[:, 41:]], dim=1)
     loss = structural_violations(moved, exists, aatype, mask)["clash"]
     (grad,) = torch.autograd.grad(loss, clashing)
-    assert float(loss) > 10 * float(clean["clash"]) + 0.01
+    assert float(loss.detach()) > 10 * float(clean["clash"]) + 0.01
     assert torch.isfinite(grad).all() and grad[0, 10].abs().sum() > 0 and grad[0, 20].abs().sum() == 0
 
 
