@@ -93,6 +93,9 @@ def test_training_moves_only_the_structure_module_and_lowers_the_loss(tiny_fold,
     assert any(k.startswith("lddt_head.") for k in moved)
     config = json.loads((run / "config.json").read_text())
     assert config["structure_module_only"] is True and config["cached_crops"] == 4
+    # one training chain: one crop kept, which a second call reads back
+    again = train_structure_module(one_chain_data, run, _cfg(model_dir), crops=4, log=lambda m: None)
+    assert again == final
 
 
 def test_a_stopped_run_resumes_exactly_from_its_cache(tiny_fold, monkeypatch, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from foldatlas.train.checkpoints import has_training_state, load_training_state,
 from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "init_folding_weights", "train_fold",
-           "chain_batch", "after_step", "without_dropout"]
+           "chain_batch", "after_step", "without_dropout", "eval_mode"]
 
 
 @dataclass
@@ -215,8 +216,11 @@ def _load_initial_model(cfg: FoldTrainConfig):
     return model
 
 
-def chain_batch(chains: list[dict], crop: int, rng: np.random.Generator):
-    """Crop and pad chains into tensors: aatype, attention mask, coords ``[B, L, 5, 3]``, residue index."""
+def chain_batch(chains: list[dict], crop: int, rng: np.random.Generator, pad_to: int | None = None):
+    """Crop and pad chains into tensors: aatype, attention mask, coords ``[B, L, 5, 3]``, residue index.
+
+    ``L`` is the longest crop, or ``pad_to`` when given (at least that).
+    """
     import torch
 
     cut = []
@@ -224,7 +228,7 @@ def chain_batch(chains: list[dict], crop: int, rng: np.random.Generator):
         n = len(ch["sequence"])
         start = int(rng.integers(0, n - crop + 1)) if n > crop else 0
         cut.append((ch["sequence"][start:start + crop], ch["coords"][start:start + crop]))
-    width = max(len(s) for s, _ in cut)
+    width = max(pad_to or 0, *(len(s) for s, _ in cut))
     aatype = torch.zeros(len(cut), width, dtype=torch.long)
     mask = torch.zeros(len(cut), width, dtype=torch.long)
     coords = torch.zeros(len(cut), width, 5, 3)
@@ -250,22 +254,36 @@ def _clear_openfold_caches() -> None:
             fn.cache_clear()
 
 
+@contextmanager
+def eval_mode(model):
+    """Run ``model`` in evaluation mode inside the block, then give every module back its own mode.
+
+    Not ``model.train()`` afterwards: that would switch back on dropout layers a fine-tuning run keeps off
+    (:func:`without_dropout`).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
 def _validate(model, chains: list[dict], cfg: FoldTrainConfig) -> dict:
     import torch
 
     from foldatlas.train.fold_losses import LossWeights, folding_losses
 
-    model.eval()
     rng = np.random.default_rng(0)
     totals: dict[str, float] = {}
     weights = LossWeights(violation=1.0)  # reported whatever the training weight
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for ch in chains:
             aatype, mask, coords, residx = (t.to(cfg.device) for t in chain_batch([ch], 256, rng))
             out = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=cfg.max_recycles)
             for k, v in folding_losses(out, coords, aatype, mask, weights).items():
                 totals[k] = totals.get(k, 0.0) + float(v) / len(chains)
-    model.train()
     return {f"valid_{k}": round(v, 4) for k, v in totals.items()}
 
 
@@ -378,6 +396,8 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     started, first = time.time(), step
     _clear_openfold_caches()
     model.train()
+    if not cfg.dropout:
+        without_dropout(model)
     with open(out / "log.jsonl", "a") as logf:
         write = _log_writer(logf, log)
         while step < stop:
@@ -388,8 +408,6 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
             recycles = int(rng.integers(0, cfg.max_recycles + 1))
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine_lr(step, cfg)
-            if not cfg.dropout:
-                without_dropout(model)  # again after every validation (which leaves the model in training mode)
             out_ = model(input_ids=aatype, attention_mask=mask, position_ids=residx, num_recycles=recycles)
             losses = folding_losses(out_, coords, aatype, mask, weights)
             opt.zero_grad(set_to_none=True)

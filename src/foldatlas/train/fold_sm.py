@@ -28,7 +28,7 @@ import numpy as np
 from foldatlas.files import atomic_write_text
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
 from foldatlas.train.fold import (FoldTrainConfig, _clear_openfold_caches, _log_writer, _training_sets, _validate,
-                                  after_step, build_fold_model, chain_batch, without_dropout)
+                                  after_step, build_fold_model, chain_batch, eval_mode, without_dropout)
 from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["collect_structure_inputs", "structure_module_outputs", "train_structure_module"]
@@ -67,18 +67,11 @@ def collect_structure_inputs(model, chains: list[dict], crop: int, batch_size: i
     hook = sm.register_forward_pre_hook(lambda module, args: seen.append(args))
     parts: dict[str, list] = {k: [] for k in ("single", "pair", "aatype", "mask", "coords")}
     started = time.time()
-    was_training = model.training
-    model.eval()
     try:
         for k in range(0, len(chains), batch_size):
-            aatype, mask, coords, residx = chain_batch(chains[k:k + batch_size], crop, rng)
-            pad = crop - aatype.shape[1]
-            if pad:
-                aatype, mask = (torch.nn.functional.pad(t, (0, pad)) for t in (aatype, mask))
-                coords = torch.nn.functional.pad(coords, (0, 0, 0, 0, 0, pad))
-                residx = torch.arange(crop).expand(aatype.shape[0], crop)
+            aatype, mask, coords, residx = chain_batch(chains[k:k + batch_size], crop, rng, pad_to=crop)
             seen.clear()
-            with torch.no_grad():
+            with eval_mode(model), torch.no_grad():
                 model(input_ids=aatype, attention_mask=mask, position_ids=residx)
             evo = seen[-1][0]
             parts["single"].append(evo["single"].to(torch.float16).numpy())
@@ -91,7 +84,6 @@ def collect_structure_inputs(model, chains: list[dict], crop: int, batch_size: i
                 log(f"trunk outputs of {done}/{len(chains)} crops ({time.time() - started:.0f} s)")
     finally:
         hook.remove()
-        model.train(was_training)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -120,6 +112,7 @@ def structure_module_outputs(model, single, pair, aatype, mask):
 
 def _load_cache(out: Path, model, train, pool: list[int], crops: int, cfg: FoldTrainConfig, log) -> dict:
     path = out / CACHE_NAME
+    crops = min(crops, len(pool))  # one crop per chain
     if path.is_file():
         with np.load(path) as z:
             cache = {k: z[k] for k in z.files}
@@ -129,7 +122,7 @@ def _load_cache(out: Path, model, train, pool: list[int], crops: int, cfg: FoldT
         log(f"{crops} cached crops read from {path}")
         return cache
     rng = np.random.default_rng((cfg.seed, 7))
-    picked = rng.choice(len(pool), size=min(crops, len(pool)), replace=False)
+    picked = rng.choice(len(pool), size=crops, replace=False)
     chains = [train.chain(int(pool[i])) for i in picked]
     cache = collect_structure_inputs(model, chains, cfg.crop, seed=cfg.seed, log=log)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
@@ -199,6 +192,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     started, first = time.time(), step
     _clear_openfold_caches()
     model.train()
+    without_dropout(model)
     with open(out / "log.jsonl", "a") as logf:
         write = _log_writer(logf, log)
         if step == 0:
@@ -212,7 +206,6 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
             coords = torch.from_numpy(cache["coords"][idx])
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine_lr(step, cfg)
-            without_dropout(model)  # again after every validation (which leaves the model in training mode)
             outputs = structure_module_outputs(model, single, pair, aatype, mask)
             losses = folding_losses(outputs, coords, aatype, mask, weights)
             opt.zero_grad(set_to_none=True)
