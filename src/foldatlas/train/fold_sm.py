@@ -62,6 +62,7 @@ def collect_structure_inputs(model, chains: list[dict], crop: int, batch_size: i
     import torch
 
     rng = np.random.default_rng(seed)
+    device = next(model.parameters()).device
     sm = model.trunk.structure_module
     seen: list = []
     hook = sm.register_forward_pre_hook(lambda module, args: seen.append(args))
@@ -70,14 +71,15 @@ def collect_structure_inputs(model, chains: list[dict], crop: int, batch_size: i
     try:
         for k in range(0, len(chains), batch_size):
             aatype, mask, coords, residx = chain_batch(chains[k:k + batch_size], crop, rng, pad_to=crop)
+            aatype, mask, residx = aatype.to(device), mask.to(device), residx.to(device)
             seen.clear()
             with eval_mode(model), torch.no_grad():
                 model(input_ids=aatype, attention_mask=mask, position_ids=residx)
             evo = seen[-1][0]
-            parts["single"].append(evo["single"].to(torch.float16).numpy())
-            parts["pair"].append(evo["pair"].to(torch.float16).numpy())
-            parts["aatype"].append(aatype.numpy().astype(np.int8))
-            parts["mask"].append(mask.numpy().astype(np.int8))
+            parts["single"].append(evo["single"].to(torch.float16).cpu().numpy())
+            parts["pair"].append(evo["pair"].to(torch.float16).cpu().numpy())
+            parts["aatype"].append(aatype.cpu().numpy().astype(np.int8))
+            parts["mask"].append(mask.cpu().numpy().astype(np.int8))
             parts["coords"].append(coords.numpy().astype(np.float32))
             done = min(k + batch_size, len(chains))
             if done % (25 * batch_size) < batch_size or done == len(chains):
@@ -124,7 +126,7 @@ def _load_cache(out: Path, model, train, pool: list[int], crops: int, cfg: FoldT
     rng = np.random.default_rng((cfg.seed, 7))
     picked = rng.choice(len(pool), size=crops, replace=False)
     chains = [train.chain(int(pool[i])) for i in picked]
-    cache = collect_structure_inputs(model, chains, cfg.crop, seed=cfg.seed, log=log)
+    cache = collect_structure_inputs(model, chains, cfg.crop, batch_size=cfg.batch_size, seed=cfg.seed, log=log)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **cache)
     os.replace(tmp, path)
@@ -169,7 +171,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train, pool, valid = _training_sets(data, cfg)
-    model = build_fold_model(cfg)
+    model = build_fold_model(cfg).to(cfg.device)
     model.requires_grad_(False)
     sm, head = model.trunk.structure_module, model.lddt_head
     sm.requires_grad_(True)
@@ -201,9 +203,9 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
             rng = np.random.default_rng((cfg.seed, step))
             torch.manual_seed(cfg.seed * 1_000_003 + step)
             idx = np.sort(rng.choice(n, size=min(cfg.batch_size, n), replace=False))
-            single, pair = (torch.from_numpy(cache[k][idx]).float() for k in ("single", "pair"))
-            aatype, mask = (torch.from_numpy(cache[k][idx]).long() for k in ("aatype", "mask"))
-            coords = torch.from_numpy(cache["coords"][idx])
+            single, pair = (torch.from_numpy(cache[k][idx]).to(cfg.device).float() for k in ("single", "pair"))
+            aatype, mask = (torch.from_numpy(cache[k][idx]).to(cfg.device).long() for k in ("aatype", "mask"))
+            coords = torch.from_numpy(cache["coords"][idx]).to(cfg.device)
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine_lr(step, cfg)
             outputs = structure_module_outputs(model, single, pair, aatype, mask)
