@@ -78,7 +78,7 @@ def assemble(device_out: Path, run: Path, init: str) -> None:
     write_tokenizer(run / "model")
     summary = json.loads((device_out / "summary.json").read_text())
     shutil.copy(device_out / "log.jsonl", run / "log.jsonl")
-    (run / "config.json").write_text(json.dumps(summary["config"], indent=2))
+    (run / "config.json").write_text(json.dumps({**summary["config"], "device_name": summary.get("device")}, indent=2))
     print(json.dumps({"run": str(run), "steps": summary.get("steps"), "after": summary.get("after")}))
 
 

@@ -133,6 +133,24 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
                            "a CPU", previous=previous)
     assert "its structure module then fine-tuned on a CPU" in card and "--structure-module-only" in card
     assert "1,600 training crops" in card and "weight 2.0" in card
+    # a run continuing another run's model names each stage, oldest first
+    stage = tmp_path / "gpu_run"
+    stage.mkdir()
+    (stage / "config.json").write_text(json.dumps(dict(config, init="foldatlas-fold-small", violation=2.0,
+                                                       violation_clash=0.1, unclamped_fape=0.3, batch_size=32,
+                                                       dropout=False, device="cuda", device_name="NVIDIA H200")))
+    (stage / "log.jsonl").write_text("".join(json.dumps({"step": k, "fape": 1.0, "time": 1000.0 + 36 * k // 25}) + "\n"
+                                             for k in (25, 50, 75, 100)))
+    (model.parent / "config.json").write_text(json.dumps(dict(config, init=str(stage / "model"), violation=3.0,
+                                                               violation_clash=0.2, unclamped_fape=0.3,
+                                                               structure_module_only=True, cached_crops=1600)))
+    card = write_fold_card(dest, model.parent, json.loads((data / "manifest.json").read_text()), metrics,
+                           "a CPU", previous=previous)
+    assert "started from the previous `foldatlas-fold-small` (see Previous model) and trained in 2 stages" in card
+    assert ("(1) the whole model but its frozen language model, on NVIDIA H200: 100 steps of 32 crops of "
+            f"{config['crop']} (0.03 hours)") in card and "dropout off, with AlphaFold's" in card
+    assert "The last stage (`foldatlas train fold --structure-module-only`)" in card and "weight 3.0" in card
+    assert str(stage) not in card and "fine-tuned in stages on GPUs and CPUs" in card
     (model.parent / "config.json").write_text(json.dumps(config))
     assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1
     assert not dest.with_name(dest.name + ".tmp").exists()

@@ -201,6 +201,78 @@ def _fold_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _losses_text(cfg: dict) -> str:
+    return (f"AlphaFold's between-residue violation losses added (`foldatlas.train.fold_losses."
+            f"structural_violations`: peptide C-N length, CA-C-N and C-N-CA angles with a 12-sigma flat bottom, "
+            f"heavy-atom clashes), weight {cfg.get('violation')}, the all-atom clash part scaled by "
+            f"{cfg.get('violation_clash')}, unclamped FAPE share {cfg.get('unclamped_fape')}")
+
+
+def _earlier_stages(cfg: dict) -> list[tuple[dict, Path]]:
+    """The training runs a fine-tuning started from, oldest first.
+
+    A run whose ``init`` is another run's ``model/`` folder (a run folder with ``config.json`` and ``log.jsonl``)
+    continued that run's model; each such run is a stage of this model's fine-tuning.
+    """
+    stages: list[tuple[dict, Path]] = []
+    init = cfg.get("init")
+    while init and Path(init).name == "model" and (Path(init).parent / "log.jsonl").is_file() \
+            and (Path(init).parent / "config.json").is_file():
+        run = Path(init).parent
+        if any(run == r for _, r in stages):
+            break
+        stage = json.loads((run / "config.json").read_text())
+        stages.insert(0, (stage, run))
+        init = stage.get("init")
+    return stages
+
+
+def _stage_text(cfg: dict, run_dir: Path) -> str:
+    """One fine-tuning stage in words: what was trained, where, how long, with which losses."""
+    s = _training_summary(run_dir, step_key="fape", valid_key="valid_lddt_ca")
+    where = cfg.get("device_name") or ("a GPU" if str(cfg.get("device", "cpu")).startswith("cuda") else "a CPU")
+    what = ("its structure module and pLDDT head alone, on kept trunk outputs of "
+            f"{cfg.get('cached_crops', 0):,} training crops" if cfg.get("structure_module_only")
+            else "the whole model but its frozen language model")
+    dropout = "on" if cfg.get("dropout", True) and not cfg.get("structure_module_only") else "off"
+    return (f"{what}, on {where}: {s['steps']:,} steps of {cfg['batch_size']} crops of {cfg['crop']} "
+            f"({s['train_hours']} hours), lr {cfg['lr']}, dropout {dropout}, with {_losses_text(cfg)}")
+
+
+def _fine_tuning(cfg: dict, summary: dict, machine: str, compute: str) -> tuple[str, str, str]:
+    """The card's origin phrase, fine-tuning paragraph and compute phrase for a model fine-tuned from ``init``."""
+    stages = _earlier_stages(cfg)
+    base = stages[0][0].get("init") if stages else cfg["init"]
+    compute = f"the base model's CPU hours, then {compute} in fine-tuning"
+    if stages:
+        origin = "trained (from scratch on a CPU, then fine-tuned in stages on GPUs and CPUs)"
+        hours = sum(_training_summary(run, step_key="fape", valid_key="valid_lddt_ca")["train_hours"]
+                    for _, run in stages)
+        compute += f" (and {hours:.2f} hours in the earlier stages)"
+        steps = "; ".join(f"({k}) {_stage_text(c, run)}" for k, (c, run) in enumerate(stages, 1))
+        tuning = (f"\n\nFine-tuning: started from the previous `{base}` (see Previous model) and trained in "
+                  f"{len(stages) + 1} stages, each from the model of the one before: {steps}; ({len(stages) + 1}) "
+                  f"the run whose numbers this section gives.")
+    else:
+        origin = "trained (from scratch on a CPU, then fine-tuned on a GPU)"
+        tuning = f"\n\nFine-tuning: started from the previous `{base}` (see Previous model)"
+        tuning += "." if cfg.get("structure_module_only") else f" with {_losses_text(cfg)}."
+    if stages and not cfg.get("structure_module_only"):
+        tuning += f" The last stage trained the whole model but its frozen language model with {_losses_text(cfg)}."
+    if cfg.get("structure_module_only"):
+        if not stages:
+            origin = ("trained (from scratch on a CPU, fine-tuned on a GPU, its structure module then fine-tuned on "
+                      "a CPU)")
+        tuning += (f" {'The last stage' if stages else 'Only the structure module and pLDDT head were trained'}"
+                   f" (`foldatlas train fold --structure-module-only`): the language model and folding trunk frozen, "
+                   f"their outputs for {cfg.get('cached_crops', 0):,} training crops folded once as inference folds "
+                   f"them and kept; each step then runs the structure module alone, with FAPE, the pLDDT loss and "
+                   f"{_losses_text(cfg)}. The training residues seen (under Limits) count a crop each time it was "
+                   f"used, each about {summary['steps'] * cfg['batch_size'] / max(1, cfg.get('cached_crops', 1)):.1f}"
+                   f" times.")
+    return origin, tuning, compute
+
+
 def _previous_section(previous: dict | None, metrics: dict) -> str:
     """The card's comparison with the model this one replaces (its numbers measured by the same script).
 
@@ -298,23 +370,7 @@ def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: d
     seen = summary["steps"] * cfg["batch_size"] * cfg["crop"] / 1e6
     compute = f"{summary['train_hours']} hours on {machine}, about {seen:.2f} M training residues seen"
     if cfg.get("init"):
-        origin = "trained (from scratch on a CPU, then fine-tuned on a GPU)"
-        compute = f"the base model's CPU hours, then {compute} in fine-tuning"
-        losses = (f"AlphaFold's between-residue violation losses added (`foldatlas.train.fold_losses."
-                  f"structural_violations`: peptide C-N length, CA-C-N and C-N-CA angles with a 12-sigma flat bottom, "
-                  f"heavy-atom clashes), weight {cfg.get('violation')}, the all-atom clash part scaled by "
-                  f"{cfg.get('violation_clash')}, unclamped FAPE share {cfg.get('unclamped_fape')}")
-        tuning = f"\n\nFine-tuning: started from the previous `{cfg['init']}` (see Previous model) with {losses}."
-        if cfg.get("structure_module_only"):
-            origin = ("trained (from scratch on a CPU, fine-tuned on a GPU, its structure module then fine-tuned on "
-                      "a CPU)")
-            tuning = (f"\n\nFine-tuning: started from the previous `{cfg['init']}` (see Previous model), whose "
-                      f"structure module and pLDDT head alone were trained further (`foldatlas train fold "
-                      f"--structure-module-only`: the language model and folding trunk frozen, their outputs for "
-                      f"{cfg.get('cached_crops', 0):,} training crops folded once as inference folds them and kept; "
-                      f"each step then runs the structure module alone), FAPE and the pLDDT loss with {losses}. The "
-                      f"training residues seen (under Limits) count a crop each time it was used, each about "
-                      f"{summary['steps'] * cfg['batch_size'] / max(1, cfg.get('cached_crops', 1)):.1f} times.")
+        origin, tuning, compute = _fine_tuning(cfg, summary, machine, compute)
     tuning += _head_refit_paragraph(run_dir)
     text = f"""# foldatlas-fold-small
 
