@@ -6,10 +6,12 @@ training set goes as ``foldatlas train pack`` output)::
     foldatlas train pack --data DATA --out .gpu/data --window 160 --max-chains 9000
     PYTHONPATH=src python3 benchmarks/train/device_finetune_fold.py --data .gpu/data --out $OUT --seconds 360
 
-It starts from ``foldatlas-fold-small``, scores the validation chains before
-training, times a short probe to size the cosine schedule to the time given,
-trains (batches of 32 crops of 128, 0-1 recycles; the violation weights of the
-shipped model's run, BENCHMARKS.md: 2.0, clash part 0.1, unclamped FAPE 0.3) and
+It starts from ``foldatlas-fold-small`` (or ``--init``, e.g. the ``model/`` of an
+earlier run on the same machine), scores the validation chains before training,
+times a short probe to size the cosine schedule to the time left (``--seconds``
+counts from the script's start), trains (batches of 32 crops of 128, 0-1
+recycles, dropout off; the violation weights of the shipped model's run,
+BENCHMARKS.md: 2.0, clash part 0.1, unclamped FAPE 0.3) and
 writes to ``--out`` three files (the device returns at most eight, so two runs
 side by side fit): the trained weights in float16 without the frozen language
 model (``trunk.safetensors``, about 9 MB), the run's ``log.jsonl`` and
@@ -17,6 +19,9 @@ model (``trunk.safetensors``, about 9 MB), the run's ``log.jsonl`` and
 OUT --run RUN`` puts them together with the language model of ``--init`` into a
 run folder (``RUN/model``, ``log.jsonl``, ``config.json``) for ``foldatlas train
 fold-release``, which evaluates it on the CPU as the shipped model was.
+``--structure-module-only`` trains the structure module and pLDDT head alone on
+``--cached-crops`` kept trunk outputs (:mod:`foldatlas.train.fold_sm`) instead of
+the whole model.
 """
 
 from __future__ import annotations
