@@ -147,7 +147,7 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
     card = write_fold_card(dest, model.parent, json.loads((data / "manifest.json").read_text()), metrics,
                            "a CPU", previous=previous)
     assert "started from the previous `foldatlas-fold-small` (see Previous model) and trained in 2 stages" in card
-    assert ("(1) the whole model but its frozen language model, on NVIDIA H200: 100 steps of 32 crops of "
+    assert ("(1) the whole model but its frozen language model, on one NVIDIA H200: 100 steps of 32 crops of "
             f"{config['crop']} (0.03 hours)") in card and "dropout off, with AlphaFold's" in card
     assert "The last stage (`foldatlas train fold --structure-module-only`)" in card and "weight 3.0" in card
     assert str(stage) not in card and "fine-tuned in stages on GPUs and CPUs" in card

@@ -230,7 +230,8 @@ def _earlier_stages(cfg: dict) -> list[tuple[dict, Path]]:
 def _stage_text(cfg: dict, run_dir: Path) -> str:
     """One fine-tuning stage in words: what was trained, where, how long, with which losses."""
     s = _training_summary(run_dir, step_key="fape", valid_key="valid_lddt_ca")
-    where = cfg.get("device_name") or ("a GPU" if str(cfg.get("device", "cpu")).startswith("cuda") else "a CPU")
+    gpu = str(cfg.get("device", "cpu")).startswith("cuda")
+    where = (f"one {cfg['device_name']}" if cfg.get("device_name") else "a GPU") if gpu else "a CPU"
     what = ("its structure module and pLDDT head alone, on kept trunk outputs of "
             f"{cfg.get('cached_crops', 0):,} training crops" if cfg.get("structure_module_only")
             else "the whole model but its frozen language model")
