@@ -227,50 +227,45 @@ def _earlier_stages(cfg: dict) -> list[tuple[dict, Path]]:
     return stages
 
 
-def _stage_text(cfg: dict, run_dir: Path) -> str:
-    """One fine-tuning stage in words: what was trained, where, how long, with which losses."""
-    s = _training_summary(run_dir, step_key="fape", valid_key="valid_lddt_ca")
+def _stage_text(cfg: dict, summary: dict) -> str:
+    """One fine-tuning stage in words (its config and training summary): what was trained, where, how long, losses."""
     gpu = str(cfg.get("device", "cpu")).startswith("cuda")
     where = (f"one {cfg['device_name']}" if cfg.get("device_name") else "a GPU") if gpu else "a CPU"
     what = ("its structure module and pLDDT head alone, on kept trunk outputs of "
             f"{cfg.get('cached_crops', 0):,} training crops" if cfg.get("structure_module_only")
             else "the whole model but its frozen language model")
     dropout = "on" if cfg.get("dropout", True) and not cfg.get("structure_module_only") else "off"
-    return (f"{what}, on {where}: {s['steps']:,} steps of {cfg['batch_size']} crops of {cfg['crop']} "
-            f"({s['train_hours']} hours), lr {cfg['lr']}, dropout {dropout}, with {_losses_text(cfg)}")
+    return (f"{what}, on {where}: {summary['steps']:,} steps of {cfg['batch_size']} crops of {cfg['crop']} "
+            f"({summary['train_hours']} hours), lr {cfg['lr']}, dropout {dropout}, with {_losses_text(cfg)}")
 
 
-def _fine_tuning(cfg: dict, summary: dict, machine: str, compute: str) -> tuple[str, str, str]:
+def _fine_tuning(cfg: dict, summary: dict, compute: str) -> tuple[str, str, str]:
     """The card's origin phrase, fine-tuning paragraph and compute phrase for a model fine-tuned from ``init``."""
-    stages = _earlier_stages(cfg)
-    base = stages[0][0].get("init") if stages else cfg["init"]
+    stages = [(c, _training_summary(run, step_key="fape", valid_key="valid_lddt_ca"))
+              for c, run in _earlier_stages(cfg)]
+    sm_only = cfg.get("structure_module_only")
     compute = f"the base model's CPU hours, then {compute} in fine-tuning"
     if stages:
         origin = "trained (from scratch on a CPU, then fine-tuned in stages on GPUs and CPUs)"
-        hours = sum(_training_summary(run, step_key="fape", valid_key="valid_lddt_ca")["train_hours"]
-                    for _, run in stages)
-        compute += f" (and {hours:.2f} hours in the earlier stages)"
-        steps = "; ".join(f"({k}) {_stage_text(c, run)}" for k, (c, run) in enumerate(stages, 1))
-        tuning = (f"\n\nFine-tuning: started from the previous `{base}` (see Previous model) and trained in "
-                  f"{len(stages) + 1} stages, each from the model of the one before: {steps}; ({len(stages) + 1}) "
-                  f"the run whose numbers this section gives.")
+        compute += f" (and {sum(s['train_hours'] for _, s in stages):.2f} hours in the earlier stages)"
+        steps = "; ".join(f"({k}) {_stage_text(c, s)}" for k, (c, s) in enumerate(stages, 1))
+        tuning = (f"\n\nFine-tuning: started from the previous `{stages[0][0].get('init')}` (see Previous model) and "
+                  f"trained in {len(stages) + 1} stages, each from the model of the one before: {steps}; "
+                  f"({len(stages) + 1}) the run whose numbers this section gives.")
+        last = "The last stage"
     else:
-        origin = "trained (from scratch on a CPU, then fine-tuned on a GPU)"
-        tuning = f"\n\nFine-tuning: started from the previous `{base}` (see Previous model)"
-        tuning += "." if cfg.get("structure_module_only") else f" with {_losses_text(cfg)}."
-    if stages and not cfg.get("structure_module_only"):
-        tuning += f" The last stage trained the whole model but its frozen language model with {_losses_text(cfg)}."
-    if cfg.get("structure_module_only"):
-        if not stages:
-            origin = ("trained (from scratch on a CPU, fine-tuned on a GPU, its structure module then fine-tuned on "
-                      "a CPU)")
-        tuning += (f" {'The last stage' if stages else 'Only the structure module and pLDDT head were trained'}"
-                   f" (`foldatlas train fold --structure-module-only`): the language model and folding trunk frozen, "
-                   f"their outputs for {cfg.get('cached_crops', 0):,} training crops folded once as inference folds "
-                   f"them and kept; each step then runs the structure module alone, with FAPE, the pLDDT loss and "
-                   f"{_losses_text(cfg)}. The training residues seen (under Limits) count a crop each time it was "
-                   f"used, each about {summary['steps'] * cfg['batch_size'] / max(1, cfg.get('cached_crops', 1)):.1f}"
-                   f" times.")
+        origin = ("trained (from scratch on a CPU, fine-tuned on a GPU, its structure module then fine-tuned on a CPU)"
+                  if sm_only else "trained (from scratch on a CPU, then fine-tuned on a GPU)")
+        tuning = f"\n\nFine-tuning: started from the previous `{cfg['init']}` (see Previous model)."
+        last = "Only the structure module and pLDDT head were trained" if sm_only else "It"
+    if not sm_only:
+        return origin, tuning + f" {last} trained the whole model but its frozen language model with " \
+                                f"{_losses_text(cfg)}.", compute
+    tuning += (f" {last} (`foldatlas train fold --structure-module-only`): the language model and folding trunk "
+               f"frozen, their outputs for {cfg.get('cached_crops', 0):,} training crops folded once as inference "
+               f"folds them and kept; each step then runs the structure module alone, with FAPE, the pLDDT loss and "
+               f"{_losses_text(cfg)}. The training residues seen (under Limits) count a crop each time it was used, "
+               f"each about {summary['steps'] * cfg['batch_size'] / max(1, cfg.get('cached_crops', 1)):.1f} times.")
     return origin, tuning, compute
 
 
@@ -371,7 +366,7 @@ def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: d
     seen = summary["steps"] * cfg["batch_size"] * cfg["crop"] / 1e6
     compute = f"{summary['train_hours']} hours on {machine}, about {seen:.2f} M training residues seen"
     if cfg.get("init"):
-        origin, tuning, compute = _fine_tuning(cfg, summary, machine, compute)
+        origin, tuning, compute = _fine_tuning(cfg, summary, compute)
     tuning += _head_refit_paragraph(run_dir)
     text = f"""# foldatlas-fold-small
 
