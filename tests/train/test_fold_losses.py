@@ -175,3 +175,17 @@ def test_violation_weight_adds_the_terms_to_the_total(tiny_outputs):
     assert "violation" not in plain
     assert float(with_violation["loss"]) == pytest.approx(float(plain["loss"] + with_violation["violation"]),
                                                           rel=1e-5)
+
+
+def test_a_tighter_violation_tolerance_penalises_a_stretched_peptide_bond(split_dir):
+    pos, exists, aatype = _experimental_backbone(split_dir)
+    mask = torch.ones(aatype.shape)
+    bond = pos[0, 30, 0] - pos[0, 29, 2]
+    stretched = pos.clone()
+    stretched[0, 30:] += 0.1 * bond / bond.norm()  # C-N 0.1 A longer (7 sigma), both angles unchanged
+    loose = structural_violations(stretched, exists, aatype, mask)  # AlphaFold's 12 sigma: within the flat bottom
+    tight = structural_violations(stretched, exists, aatype, mask, tolerance=4.0)
+    assert float(loose["c_n_bond"]) < 1e-3
+    assert float(tight["c_n_bond"]) > 0.02 / pos.shape[1]
+    assert float(tight["ca_c_n_angle"]) < 1e-3 and float(tight["c_n_ca_angle"]) < 1e-3
+    assert float(structural_violations(pos, exists, aatype, mask, tolerance=4.0)["c_n_bond"]) < 1e-3

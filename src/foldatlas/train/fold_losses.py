@@ -27,7 +27,8 @@ the training data holds (backbone N, CA, C, O and C-beta per residue):
 * **violation** (:func:`structural_violations`): AlphaFold's own
   between-residue terms on every atom the model places: the peptide C-N bond
   length and the CA-C-N and C-N-CA angles against Engh & Huber's values with a
-  flat bottom of 12 standard deviations, and heavy-atom clashes between
+  flat bottom of 12 standard deviations (AlphaFold's; ``LossWeights.violation_tolerance``
+  sets another), and heavy-atom clashes between
   residues (van der Waals radii minus 1.5 A). Peptide bonds across a gap of
   the experimental chain are left out. This is what keeps the backbone of a
   short-trained model from breaking between residues.
@@ -58,7 +59,10 @@ class LossWeights:
     """Weights of the terms of :func:`folding_losses` (AlphaFold's, confidence heads raised).
 
     ``violation`` weighs :func:`structural_violations` (0: not computed), within
-    which ``violation_clash`` scales the all-atom clash part (AlphaFold: 1).
+    which ``violation_clash`` scales the all-atom clash part (AlphaFold: 1) and
+    ``violation_tolerance`` is the flat bottom of the bond and angle terms in
+    standard deviations (AlphaFold: 12; a tighter one pulls every peptide bond
+    towards its ideal, not only the broken ones).
     """
 
     fape: float = 1.0
@@ -71,6 +75,7 @@ class LossWeights:
     bond: float = 0.3
     violation: float = 0.0
     violation_clash: float = 1.0
+    violation_tolerance: float = 12.0
 
 
 def backbone_frames(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor) -> Rigid:
@@ -317,7 +322,7 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
     extra = {}
     if weights.violation:
         viol = structural_violations(pos, outputs.atom14_atom_exists, aatype, mask, coords[..., 0, :],
-                                     coords[..., 2, :])
+                                     coords[..., 2, :], tolerance=weights.violation_tolerance)
         scaled = viol["violation"] - (1 - weights.violation_clash) * viol["clash"]
         total = total + weights.violation * scaled
         extra = {"violation": viol["violation"], "c_n_bond": viol["c_n_bond"], "atom_clash": viol["clash"]}

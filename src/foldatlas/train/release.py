@@ -203,7 +203,8 @@ def _fold_table(result: dict) -> str:
 
 def _losses_text(cfg: dict) -> str:
     return (f"AlphaFold's between-residue violation losses added (`foldatlas.train.fold_losses."
-            f"structural_violations`: peptide C-N length, CA-C-N and C-N-CA angles with a 12-sigma flat bottom, "
+            f"structural_violations`: peptide C-N length, CA-C-N and C-N-CA angles with a "
+            f"{cfg.get('violation_tolerance', 12.0):g}-sigma flat bottom, "
             f"heavy-atom clashes), weight {cfg.get('violation')}, the all-atom clash part scaled by "
             f"{cfg.get('violation_clash')}, unclamped FAPE share {cfg.get('unclamped_fape')}")
 
