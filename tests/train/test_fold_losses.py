@@ -189,3 +189,8 @@ def test_a_tighter_violation_tolerance_penalises_a_stretched_peptide_bond(split_
     assert float(tight["c_n_bond"]) > 0.02 / pos.shape[1]
     assert float(tight["ca_c_n_angle"]) < 1e-3 and float(tight["c_n_ca_angle"]) < 1e-3
     assert float(structural_violations(pos, exists, aatype, mask, tolerance=4.0)["c_n_bond"]) < 1e-3
+    # the C-N length's own flat bottom
+    assert float(structural_violations(stretched, exists, aatype, mask, bond_tolerance=4.0)["c_n_bond"]) == \
+        pytest.approx(float(tight["c_n_bond"]))
+    assert float(structural_violations(stretched, exists, aatype, mask, tolerance=4.0, bond_tolerance=12.0)[
+        "c_n_bond"]) < 1e-3

@@ -117,9 +117,12 @@ def fold(
                                                help="Stop with a checkpoint after this many seconds (resume later)."),
     violation_clash: float = typer.Option(1.0, "--violation-clash", min=0.0,
                                           help="Share of the all-atom clash term within the violation losses."),
-    violation_tolerance: float = typer.Option(12.0, "--violation-tolerance", min=0.0,
-                                              help="Flat bottom of the violation losses' bond and angle terms, in "
-                                                   "standard deviations (AlphaFold: 12)."),
+    violation_bond_tolerance: float = typer.Option(12.0, "--violation-bond-tolerance", min=0.0,
+                                                   help="Flat bottom of the violation losses' peptide C-N length "
+                                                        "term, in standard deviations (AlphaFold: 12)."),
+    violation_angle_tolerance: float = typer.Option(12.0, "--violation-angle-tolerance", min=0.0,
+                                                    help="Flat bottom of their CA-C-N and C-N-CA angle terms, in "
+                                                         "standard deviations (AlphaFold: 12)."),
     unclamped_fape: float = typer.Option(0.1, "--unclamped-fape", min=0.0, max=1.0,
                                          help="Share of unclamped FAPE in the FAPE loss."),
     structure_module_only: bool = typer.Option(False, "--structure-module-only",
@@ -146,8 +149,9 @@ def fold(
                           eval_chains=eval_chains, crop=crop, batch_size=batch_size, steps=steps, lr=lr,
                           max_recycles=max_recycles, seed=seed, threads=threads, violation=violation, init=init,
                           device=device, time_limit=time_limit, violation_clash=violation_clash,
-                          violation_tolerance=violation_tolerance, unclamped_fape=unclamped_fape, warmup=warmup,
-                          eval_every=eval_every, dropout=dropout)
+                          violation_bond_tolerance=violation_bond_tolerance,
+                          violation_angle_tolerance=violation_angle_tolerance, unclamped_fape=unclamped_fape,
+                          warmup=warmup, eval_every=eval_every, dropout=dropout)
     try:
         if structure_module_only:
             final = train_structure_module(data_dir, out, cfg, crops=cached_crops, log=_log, until=until)

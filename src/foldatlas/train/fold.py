@@ -36,8 +36,8 @@ class FoldTrainConfig:
     ``violation`` weighs AlphaFold's between-residue violation losses
     (:func:`foldatlas.train.fold_losses.structural_violations`; AlphaFold
     fine-tunes with 1.0), ``violation_clash`` their all-atom clash part,
-    ``violation_tolerance`` the flat bottom of their bond and angle terms in
-    standard deviations (AlphaFold: 12) and ``unclamped_fape`` the share of unclamped FAPE (AlphaFold: 0.1). ``init``
+    ``violation_bond_tolerance`` and ``violation_angle_tolerance`` the flat
+    bottoms of their C-N length and angle terms in standard deviations (AlphaFold: 12) and ``unclamped_fape`` the share of unclamped FAPE (AlphaFold: 0.1). ``init``
     starts from a trained folding model (name or folder) of this architecture
     instead of a new one: fine-tuning. ``device``
     is a torch device (``"cuda"`` trains on a GPU). ``time_limit`` stops the run
@@ -70,7 +70,8 @@ class FoldTrainConfig:
     log_every: int = 5
     violation: float = 0.0
     violation_clash: float = 1.0
-    violation_tolerance: float = 12.0
+    violation_bond_tolerance: float = 12.0
+    violation_angle_tolerance: float = 12.0
     unclamped_fape: float = 0.1
     init: str | None = None
     device: str = "cpu"
@@ -385,7 +386,8 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     train, pool, valid = _training_sets(data, cfg)
     model = build_fold_model(cfg).to(cfg.device)
     weights = LossWeights(violation=cfg.violation, violation_clash=cfg.violation_clash,
-                          violation_tolerance=cfg.violation_tolerance, unclamped_fape=cfg.unclamped_fape)
+                          violation_bond_tolerance=cfg.violation_bond_tolerance,
+                          violation_angle_tolerance=cfg.violation_angle_tolerance, unclamped_fape=cfg.unclamped_fape)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.0)
     modules = {"model": model}

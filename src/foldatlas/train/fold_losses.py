@@ -27,8 +27,8 @@ the training data holds (backbone N, CA, C, O and C-beta per residue):
 * **violation** (:func:`structural_violations`): AlphaFold's own
   between-residue terms on every atom the model places: the peptide C-N bond
   length and the CA-C-N and C-N-CA angles against Engh & Huber's values with a
-  flat bottom of 12 standard deviations (AlphaFold's; ``LossWeights.violation_tolerance``
-  sets another), and heavy-atom clashes between
+  flat bottom of 12 standard deviations (AlphaFold's; ``LossWeights`` sets
+  others for the bond and the angles), and heavy-atom clashes between
   residues (van der Waals radii minus 1.5 A). Peptide bonds across a gap of
   the experimental chain are left out. This is what keeps the backbone of a
   short-trained model from breaking between residues.
@@ -60,9 +60,10 @@ class LossWeights:
 
     ``violation`` weighs :func:`structural_violations` (0: not computed), within
     which ``violation_clash`` scales the all-atom clash part (AlphaFold: 1) and
-    ``violation_tolerance`` is the flat bottom of the bond and angle terms in
-    standard deviations (AlphaFold: 12; a tighter one pulls every peptide bond
-    towards its ideal, not only the broken ones).
+    ``violation_bond_tolerance`` and ``violation_angle_tolerance`` are the flat
+    bottoms of the C-N length and of the two angle terms in standard deviations
+    (AlphaFold: 12 for both; a tighter one pulls every peptide bond towards its
+    ideal, not only the broken ones).
     """
 
     fape: float = 1.0
@@ -75,7 +76,8 @@ class LossWeights:
     bond: float = 0.3
     violation: float = 0.0
     violation_clash: float = 1.0
-    violation_tolerance: float = 12.0
+    violation_bond_tolerance: float = 12.0
+    violation_angle_tolerance: float = 12.0
 
 
 def backbone_frames(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor) -> Rigid:
@@ -142,7 +144,8 @@ def _atom14_radii() -> torch.Tensor:
 def structural_violations(pos: torch.Tensor, atom_exists: torch.Tensor, aatype: torch.Tensor,
                           mask: torch.Tensor, true_n: torch.Tensor | None = None,
                           true_c: torch.Tensor | None = None, tolerance: float = 12.0,
-                          clash_overlap: float = 1.5, eps: float = 1e-6) -> dict[str, torch.Tensor]:
+                          clash_overlap: float = 1.5, eps: float = 1e-6,
+                          bond_tolerance: float | None = None) -> dict[str, torch.Tensor]:
     """AlphaFold 2's between-residue violation losses (supplement 1.9.11) on atom14 positions.
 
     Parameters
@@ -162,6 +165,8 @@ def structural_violations(pos: torch.Tensor, atom_exists: torch.Tensor, aatype: 
         Flat bottom in standard deviations (AlphaFold: 12).
     clash_overlap : float
         Allowed overlap of van der Waals radii, A (AlphaFold: 1.5).
+    bond_tolerance : float, optional
+        The C-N length's own flat bottom in standard deviations (default: ``tolerance``).
 
     Returns
     -------
@@ -189,11 +194,11 @@ def structural_violations(pos: torch.Tensor, atom_exists: torch.Tensor, aatype: 
     n_ca = ca[..., 1:, :] - n[..., 1:, :]
     n_ca_unit = n_ca / torch.sqrt((n_ca ** 2).sum(-1) + eps)[..., None]
 
-    def flat_bottom(value, ideal, sd):
+    def flat_bottom(value, ideal, sd, sigmas=tolerance):
         err = torch.sqrt((value - ideal) ** 2 + eps)
-        return (torch.relu(err - tolerance * sd) * pair).sum() / (pair.sum() + eps)
+        return (torch.relu(err - sigmas * sd) * pair).sum() / (pair.sum() + eps)
 
-    bond = flat_bottom(c_n_len, length_ideal, length_sd)
+    bond = flat_bottom(c_n_len, length_ideal, length_sd, tolerance if bond_tolerance is None else bond_tolerance)
     ca_c_n = flat_bottom((c_ca_unit * c_n_unit).sum(-1), *rc.between_res_cos_angles_ca_c_n)
     c_n_ca = flat_bottom((-c_n_unit * n_ca_unit).sum(-1), *rc.between_res_cos_angles_c_n_ca)
 
@@ -322,7 +327,8 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
     extra = {}
     if weights.violation:
         viol = structural_violations(pos, outputs.atom14_atom_exists, aatype, mask, coords[..., 0, :],
-                                     coords[..., 2, :], tolerance=weights.violation_tolerance)
+                                     coords[..., 2, :], tolerance=weights.violation_angle_tolerance,
+                                     bond_tolerance=weights.violation_bond_tolerance)
         scaled = viol["violation"] - (1 - weights.violation_clash) * viol["clash"]
         total = total + weights.violation * scaled
         extra = {"violation": viol["violation"], "c_n_bond": viol["c_n_bond"], "atom_clash": viol["clash"]}

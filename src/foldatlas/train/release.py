@@ -201,10 +201,18 @@ def _fold_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _flat_bottoms(cfg: dict) -> str:
+    """The violation terms' flat bottoms (runs before they were options used AlphaFold's 12 sigma)."""
+    bond = cfg.get("violation_bond_tolerance", cfg.get("violation_tolerance", 12.0))
+    angle = cfg.get("violation_angle_tolerance", cfg.get("violation_tolerance", 12.0))
+    if bond == angle:
+        return f"peptide C-N length, CA-C-N and C-N-CA angles with a {bond:g}-sigma flat bottom"
+    return f"peptide C-N length with a {bond:g}-sigma flat bottom, CA-C-N and C-N-CA angles with a {angle:g}-sigma one"
+
+
 def _losses_text(cfg: dict) -> str:
     return (f"AlphaFold's between-residue violation losses added (`foldatlas.train.fold_losses."
-            f"structural_violations`: peptide C-N length, CA-C-N and C-N-CA angles with a "
-            f"{cfg.get('violation_tolerance', 12.0):g}-sigma flat bottom, "
+            f"structural_violations`: {_flat_bottoms(cfg)}, "
             f"heavy-atom clashes), weight {cfg.get('violation')}, the all-atom clash part scaled by "
             f"{cfg.get('violation_clash')}, unclamped FAPE share {cfg.get('unclamped_fape')}")
 
