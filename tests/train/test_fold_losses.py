@@ -194,3 +194,12 @@ def test_a_tighter_violation_tolerance_penalises_a_stretched_peptide_bond(split_
         pytest.approx(float(tight["c_n_bond"]))
     assert float(structural_violations(stretched, exists, aatype, mask, tolerance=4.0, bond_tolerance=12.0)[
         "c_n_bond"]) < 1e-3
+
+
+def test_a_run_config_gives_its_loss_weights():
+    from foldatlas.train.fold import FoldTrainConfig
+
+    cfg = FoldTrainConfig(violation=3.0, violation_clash=0.2, violation_bond_tolerance=4.0, unclamped_fape=0.3)
+    assert cfg.loss_weights(distogram=0.0, pae=0.0) == LossWeights(
+        distogram=0.0, pae=0.0, violation=3.0, violation_clash=0.2, violation_bond_tolerance=4.0,
+        violation_angle_tolerance=12.0, unclamped_fape=0.3)

@@ -37,7 +37,9 @@ class FoldTrainConfig:
     (:func:`foldatlas.train.fold_losses.structural_violations`; AlphaFold
     fine-tunes with 1.0), ``violation_clash`` their all-atom clash part,
     ``violation_bond_tolerance`` and ``violation_angle_tolerance`` the flat
-    bottoms of their C-N length and angle terms in standard deviations (AlphaFold: 12) and ``unclamped_fape`` the share of unclamped FAPE (AlphaFold: 0.1). ``init``
+    bottoms of their C-N length and angle terms in standard deviations
+    (AlphaFold: 12) and ``unclamped_fape`` the share of unclamped FAPE
+    (AlphaFold: 0.1); :meth:`loss_weights` turns them into the loss's weights. ``init``
     starts from a trained folding model (name or folder) of this architecture
     instead of a new one: fine-tuning. ``device``
     is a torch device (``"cuda"`` trains on a GPU). ``time_limit`` stops the run
@@ -77,6 +79,15 @@ class FoldTrainConfig:
     device: str = "cpu"
     time_limit: float | None = None
     dropout: bool = True
+
+    def loss_weights(self, **heads: float):
+        """The :class:`~foldatlas.train.fold_losses.LossWeights` this run trains with (``heads``: other weights)."""
+        from foldatlas.train.fold_losses import LossWeights
+
+        return LossWeights(violation=self.violation, violation_clash=self.violation_clash,
+                           violation_bond_tolerance=self.violation_bond_tolerance,
+                           violation_angle_tolerance=self.violation_angle_tolerance,
+                           unclamped_fape=self.unclamped_fape, **heads)
 
 
 def fold_config_dict(lm_config: dict, cfg: FoldTrainConfig) -> dict:
@@ -376,7 +387,7 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     """
     import torch
 
-    from foldatlas.train.fold_losses import LossWeights, folding_losses
+    from foldatlas.train.fold_losses import folding_losses
     from foldatlas.train.lm import save_model_folder
 
     data, out = Path(data_dir), Path(out_dir)
@@ -385,9 +396,7 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
         torch.set_num_threads(cfg.threads)
     train, pool, valid = _training_sets(data, cfg)
     model = build_fold_model(cfg).to(cfg.device)
-    weights = LossWeights(violation=cfg.violation, violation_clash=cfg.violation_clash,
-                          violation_bond_tolerance=cfg.violation_bond_tolerance,
-                          violation_angle_tolerance=cfg.violation_angle_tolerance, unclamped_fape=cfg.unclamped_fape)
+    weights = cfg.loss_weights()
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.0)
     modules = {"model": model}

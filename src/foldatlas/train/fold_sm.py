@@ -161,7 +161,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     """
     import torch
 
-    from foldatlas.train.fold_losses import LossWeights, folding_losses
+    from foldatlas.train.fold_losses import folding_losses
     from foldatlas.train.lm import save_model_folder
 
     if not cfg.init:
@@ -181,11 +181,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     cache = _load_cache(out, model, train, pool, crops, cfg, log)
     n = len(cache["aatype"])
     # the distogram and the PAE head read the trunk's pair state alone: not trained here
-    weights = LossWeights(distogram=0.0, pae=0.0, violation=cfg.violation,
-                          violation_clash=cfg.violation_clash,
-                          violation_bond_tolerance=cfg.violation_bond_tolerance,
-                          violation_angle_tolerance=cfg.violation_angle_tolerance,
-                          unclamped_fape=cfg.unclamped_fape)
+    weights = cfg.loss_weights(distogram=0.0, pae=0.0)
     trainable = [*sm.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.0)
     modules = {"structure_module": sm, "lddt_head": head}

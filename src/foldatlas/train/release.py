@@ -202,12 +202,12 @@ def _fold_table(result: dict) -> str:
 
 
 def _flat_bottoms(cfg: dict) -> str:
-    """The violation terms' flat bottoms (runs before they were options used AlphaFold's 12 sigma)."""
-    bond = cfg.get("violation_bond_tolerance", cfg.get("violation_tolerance", 12.0))
-    angle = cfg.get("violation_angle_tolerance", cfg.get("violation_tolerance", 12.0))
+    """The violation terms' flat bottoms (runs from before they were options used AlphaFold's 12 sigma)."""
+    bond, angle = cfg.get("violation_bond_tolerance", 12.0), cfg.get("violation_angle_tolerance", 12.0)
     if bond == angle:
         return f"peptide C-N length, CA-C-N and C-N-CA angles with a {bond:g}-sigma flat bottom"
-    return f"peptide C-N length with a {bond:g}-sigma flat bottom, CA-C-N and C-N-CA angles with a {angle:g}-sigma one"
+    return (f"peptide C-N length with a {bond:g}-sigma flat bottom, CA-C-N and C-N-CA angles with a {angle:g}-sigma "
+            "one")
 
 
 def _losses_text(cfg: dict) -> str:
