@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--violation", type=float, default=2.0)
     ap.add_argument("--violation-clash", type=float, default=0.1, help="Scale of the all-atom clash part.")
+    ap.add_argument("--violation-bond", type=float, default=1.0, help="Scale of the peptide C-N length part.")
     ap.add_argument("--violation-bond-tolerance", type=float, default=12.0,
                     help="Flat bottom of the C-N length term, standard deviations (AlphaFold: 12).")
     ap.add_argument("--violation-angle-tolerance", type=float, default=12.0,
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
                           lr=args.lr, warmup=args.warmup, min_lr_ratio=0.1, max_recycles=1, seed=0,
                           checkpoint_every=10**9, eval_every=10**9, eval_chains=args.eval_chains, log_every=25,
                           violation=args.violation, violation_clash=args.violation_clash,
+                          violation_bond=args.violation_bond,
                           violation_bond_tolerance=args.violation_bond_tolerance,
                           violation_angle_tolerance=args.violation_angle_tolerance,
                           unclamped_fape=args.unclamped_fape, init=args.init, device=args.device,

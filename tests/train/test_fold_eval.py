@@ -143,8 +143,9 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
                                              for k in (25, 50, 75, 100)))
     (model.parent / "config.json").write_text(json.dumps(dict(config, init=str(stage / "model"), violation=3.0,
                                                                violation_clash=0.2, unclamped_fape=0.3,
-                                                               violation_bond_tolerance=4.0,
-                                                               structure_module_only=True, cached_crops=1600)))
+                                                               violation_bond_tolerance=4.0, violation_bond=5.0,
+                                                               min_length=320, structure_module_only=True,
+                                                               cached_crops=1600)))
     card = write_fold_card(dest, model.parent, json.loads((data / "manifest.json").read_text()), metrics,
                            "a CPU", previous=previous)
     assert "started from the previous `foldatlas-fold-small` (see Previous model) and trained in 2 stages" in card
@@ -154,6 +155,9 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
     # each stage's flat bottom: AlphaFold's 12 sigma for the GPU stage (not recorded then), 4 for the last
     assert card.count("angles with a 12-sigma flat bottom") == 1
     assert card.count("C-N length with a 4-sigma flat bottom, CA-C-N and C-N-CA angles with a 12-sigma one") == 1
+    assert f"1,600 training crops of {config['crop']} residues from chains of at least 320 residues" in card
+    assert card.count("from chains of at least") == 1  # the GPU stage trained on every chain
+    assert card.count("the C-N length part by 5,") == 1  # the last stage's; the GPU stage's is AlphaFold's 1
     assert str(stage) not in card and "fine-tuned in stages on GPUs and CPUs" in card
     (model.parent / "config.json").write_text(json.dumps(config))
     assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1

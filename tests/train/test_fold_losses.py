@@ -177,6 +177,19 @@ def test_violation_weight_adds_the_terms_to_the_total(tiny_outputs):
                                                           rel=1e-5)
 
 
+def test_the_violation_parts_are_scaled_on_their_own(tiny_outputs):
+    out, aatype = tiny_outputs
+    perfect, coords, mask = _perfect(out, aatype)
+    perfect.atom14_atom_exists = out.atom14_atom_exists
+    perfect.positions = perfect.positions.clone()
+    perfect.positions[-1, :, 8:] += 1.5  # the second half of the chain moved: one broken peptide bond
+    base = folding_losses(perfect, coords, aatype, mask, LossWeights(violation=1.0))
+    assert float(base["c_n_bond"]) > 0.01
+    for part, key in (("violation_bond", "c_n_bond"), ("violation_clash", "atom_clash")):
+        scaled = folding_losses(perfect, coords, aatype, mask, LossWeights(violation=1.0, **{part: 5.0}))
+        assert float(scaled["loss"]) == pytest.approx(float(base["loss"] + 4 * base[key]), rel=1e-5)
+
+
 def test_a_tighter_violation_tolerance_penalises_a_stretched_peptide_bond(split_dir):
     pos, exists, aatype = _experimental_backbone(split_dir)
     mask = torch.ones(aatype.shape)
@@ -199,7 +212,8 @@ def test_a_tighter_violation_tolerance_penalises_a_stretched_peptide_bond(split_
 def test_a_run_config_gives_its_loss_weights():
     from foldatlas.train.fold import FoldTrainConfig
 
-    cfg = FoldTrainConfig(violation=3.0, violation_clash=0.2, violation_bond_tolerance=4.0, unclamped_fape=0.3)
+    cfg = FoldTrainConfig(violation=3.0, violation_clash=0.2, violation_bond=5.0, violation_bond_tolerance=4.0,
+                          unclamped_fape=0.3)
     assert cfg.loss_weights(distogram=0.0, pae=0.0) == LossWeights(
-        distogram=0.0, pae=0.0, violation=3.0, violation_clash=0.2, violation_bond_tolerance=4.0,
+        distogram=0.0, pae=0.0, violation=3.0, violation_clash=0.2, violation_bond=5.0, violation_bond_tolerance=4.0,
         violation_angle_tolerance=12.0, unclamped_fape=0.3)

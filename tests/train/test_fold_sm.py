@@ -126,3 +126,8 @@ def test_cli_asks_for_the_model_to_fine_tune(run_cli, tiny_fold, tmp_path):
     data, _ = tiny_fold
     done = run_cli("train", "fold", "--data", str(data), "--out", str(tmp_path / "o"), "--structure-module-only")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--init" in done.stderr
+    # no chain long enough for --min-length: one line, no run folder
+    done = run_cli("train", "fold", "--data", str(data), "--out", str(tmp_path / "p"), "--structure-module-only",
+                   "--init", "foldatlas-fold-small", "--min-length", "100000")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "100000 residues" in done.stderr
+    assert not (tmp_path / "p").exists()

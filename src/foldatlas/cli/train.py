@@ -102,6 +102,9 @@ def fold(
     pairwise_dim: int = typer.Option(64, "--pairwise-dim", min=8, help="Trunk pair-state width."),
     eval_chains: int = typer.Option(40, "--eval-chains", min=1, help="Validation chains scored every 250 steps."),
     crop: int = typer.Option(128, "--crop", min=16),
+    min_length: int = typer.Option(40, "--min-length", min=1,
+                                   help="Train on chains at least this long (with --crop: whole windows of long "
+                                        "chains)."),
     batch_size: int = typer.Option(2, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr"),
     max_recycles: int = typer.Option(3, "--max-recycles", min=0),
@@ -117,6 +120,8 @@ def fold(
                                                help="Stop with a checkpoint after this many seconds (resume later)."),
     violation_clash: float = typer.Option(1.0, "--violation-clash", min=0.0,
                                           help="Share of the all-atom clash term within the violation losses."),
+    violation_bond: float = typer.Option(1.0, "--violation-bond", min=0.0,
+                                         help="Scale of their peptide C-N length term (AlphaFold: 1)."),
     violation_bond_tolerance: float = typer.Option(12.0, "--violation-bond-tolerance", min=0.0,
                                                    help="Flat bottom of the violation losses' peptide C-N length "
                                                         "term, in standard deviations (AlphaFold: 12)."),
@@ -146,9 +151,10 @@ def fold(
     if structure_module_only and not init:
         raise InvalidOptionError("--structure-module-only fine-tunes a trained model: give --init")
     cfg = FoldTrainConfig(lm=lm, blocks=blocks, sequence_dim=sequence_dim, pairwise_dim=pairwise_dim,
-                          eval_chains=eval_chains, crop=crop, batch_size=batch_size, steps=steps, lr=lr,
-                          max_recycles=max_recycles, seed=seed, threads=threads, violation=violation, init=init,
-                          device=device, time_limit=time_limit, violation_clash=violation_clash,
+                          eval_chains=eval_chains, crop=crop, min_length=min_length, batch_size=batch_size,
+                          steps=steps, lr=lr, max_recycles=max_recycles, seed=seed, threads=threads,
+                          violation=violation, init=init, device=device, time_limit=time_limit,
+                          violation_clash=violation_clash, violation_bond=violation_bond,
                           violation_bond_tolerance=violation_bond_tolerance,
                           violation_angle_tolerance=violation_angle_tolerance, unclamped_fape=unclamped_fape,
                           warmup=warmup, eval_every=eval_every, dropout=dropout)

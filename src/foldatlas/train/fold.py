@@ -36,6 +36,7 @@ class FoldTrainConfig:
     ``violation`` weighs AlphaFold's between-residue violation losses
     (:func:`foldatlas.train.fold_losses.structural_violations`; AlphaFold
     fine-tunes with 1.0), ``violation_clash`` their all-atom clash part,
+    ``violation_bond`` their peptide C-N length part (AlphaFold: 1 for both),
     ``violation_bond_tolerance`` and ``violation_angle_tolerance`` the flat
     bottoms of their C-N length and angle terms in standard deviations
     (AlphaFold: 12) and ``unclamped_fape`` the share of unclamped FAPE
@@ -72,6 +73,7 @@ class FoldTrainConfig:
     log_every: int = 5
     violation: float = 0.0
     violation_clash: float = 1.0
+    violation_bond: float = 1.0
     violation_bond_tolerance: float = 12.0
     violation_angle_tolerance: float = 12.0
     unclamped_fape: float = 0.1
@@ -85,6 +87,7 @@ class FoldTrainConfig:
         from foldatlas.train.fold_losses import LossWeights
 
         return LossWeights(violation=self.violation, violation_clash=self.violation_clash,
+                           violation_bond=self.violation_bond,
                            violation_bond_tolerance=self.violation_bond_tolerance,
                            violation_angle_tolerance=self.violation_angle_tolerance,
                            unclamped_fape=self.unclamped_fape, **heads)
@@ -322,6 +325,8 @@ def _training_sets(data: Path, cfg: FoldTrainConfig):
 
     train = load_structures(data / "structures_train.npz")
     pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.min_length]
+    if not pool:
+        raise ValueError(f"no training chain has {cfg.min_length} residues or more (min_length)")
     valid_set = load_structures(data / "structures_valid.npz")
     return train, pool, [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
 
@@ -391,10 +396,10 @@ def train_fold(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, 
     from foldatlas.train.lm import save_model_folder
 
     data, out = Path(data_dir), Path(out_dir)
+    train, pool, valid = _training_sets(data, cfg)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train, pool, valid = _training_sets(data, cfg)
     model = build_fold_model(cfg).to(cfg.device)
     weights = cfg.loss_weights()
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -59,7 +59,8 @@ class LossWeights:
     """Weights of the terms of :func:`folding_losses` (AlphaFold's, confidence heads raised).
 
     ``violation`` weighs :func:`structural_violations` (0: not computed), within
-    which ``violation_clash`` scales the all-atom clash part (AlphaFold: 1) and
+    which ``violation_clash`` scales the all-atom clash part and ``violation_bond``
+    the peptide C-N length part (AlphaFold: 1 for both), and
     ``violation_bond_tolerance`` and ``violation_angle_tolerance`` are the flat
     bottoms of the C-N length and of the two angle terms in standard deviations
     (AlphaFold: 12 for both; a tighter one pulls every peptide bond towards its
@@ -76,6 +77,7 @@ class LossWeights:
     bond: float = 0.3
     violation: float = 0.0
     violation_clash: float = 1.0
+    violation_bond: float = 1.0
     violation_bond_tolerance: float = 12.0
     violation_angle_tolerance: float = 12.0
 
@@ -329,7 +331,8 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
         viol = structural_violations(pos, outputs.atom14_atom_exists, aatype, mask, coords[..., 0, :],
                                      coords[..., 2, :], tolerance=weights.violation_angle_tolerance,
                                      bond_tolerance=weights.violation_bond_tolerance)
-        scaled = viol["violation"] - (1 - weights.violation_clash) * viol["clash"]
+        scaled = (viol["violation"] - (1 - weights.violation_clash) * viol["clash"]
+                  - (1 - weights.violation_bond) * viol["c_n_bond"])
         total = total + weights.violation * scaled
         extra = {"violation": viol["violation"], "c_n_bond": viol["c_n_bond"], "atom_clash": viol["clash"]}
     return {"loss": total, "fape": fape_loss, **heads, "angle_norm": angle_norm, "clash": clash, "bond": bond, **extra,

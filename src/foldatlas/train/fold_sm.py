@@ -167,10 +167,10 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     if not cfg.init:
         raise ValueError("the structure module alone is fine-tuned from a trained model: give init")
     data, out = Path(data_dir), Path(out_dir)
+    train, pool, valid = _training_sets(data, cfg)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train, pool, valid = _training_sets(data, cfg)
     model = build_fold_model(cfg).to(cfg.device)
     model.requires_grad_(False)
     sm, head = model.trunk.structure_module, model.lddt_head

@@ -211,10 +211,12 @@ def _flat_bottoms(cfg: dict) -> str:
 
 
 def _losses_text(cfg: dict) -> str:
+    scale = cfg.get("violation_bond", 1.0)  # runs from before it was an option used AlphaFold's 1
+    bond = f", the C-N length part by {scale:g}" if scale != 1.0 else ""
     return (f"AlphaFold's between-residue violation losses added (`foldatlas.train.fold_losses."
             f"structural_violations`: {_flat_bottoms(cfg)}, "
             f"heavy-atom clashes), weight {cfg.get('violation')}, the all-atom clash part scaled by "
-            f"{cfg.get('violation_clash')}, unclamped FAPE share {cfg.get('unclamped_fape')}")
+            f"{cfg.get('violation_clash')}{bond}, unclamped FAPE share {cfg.get('unclamped_fape')}")
 
 
 def _earlier_stages(cfg: dict) -> list[tuple[dict, Path]]:
@@ -236,6 +238,12 @@ def _earlier_stages(cfg: dict) -> list[tuple[dict, Path]]:
     return stages
 
 
+def _long_chains(cfg: dict) -> str:
+    """Words for a run that trained on long chains alone (``min_length`` above the default 40), else nothing."""
+    shortest = cfg.get("min_length", 40)
+    return f" from chains of at least {shortest} residues" if shortest > 40 else ""
+
+
 def _stage_text(cfg: dict, summary: dict) -> str:
     """One fine-tuning stage in words (its config and training summary): what was trained, where, how long, losses."""
     gpu = str(cfg.get("device", "cpu")).startswith("cuda")
@@ -244,8 +252,8 @@ def _stage_text(cfg: dict, summary: dict) -> str:
             f"{cfg.get('cached_crops', 0):,} training crops" if cfg.get("structure_module_only")
             else "the whole model but its frozen language model")
     dropout = "on" if cfg.get("dropout", True) and not cfg.get("structure_module_only") else "off"
-    return (f"{what}, on {where}: {summary['steps']:,} steps of {cfg['batch_size']} crops of {cfg['crop']} "
-            f"({summary['train_hours']} hours), lr {cfg['lr']}, dropout {dropout}, with {_losses_text(cfg)}")
+    return (f"{what}, on {where}: {summary['steps']:,} steps of {cfg['batch_size']} crops of {cfg['crop']}"
+            f"{_long_chains(cfg)} ({summary['train_hours']} hours), lr {cfg['lr']}, dropout {dropout}, with {_losses_text(cfg)}")
 
 
 def _fine_tuning(cfg: dict, summary: dict, compute: str) -> tuple[str, str, str]:
@@ -271,8 +279,8 @@ def _fine_tuning(cfg: dict, summary: dict, compute: str) -> tuple[str, str, str]
         return origin, tuning + f" {last} trained the whole model but its frozen language model with " \
                                 f"{_losses_text(cfg)}.", compute
     tuning += (f" {last} (`foldatlas train fold --structure-module-only`): the language model and folding trunk "
-               f"frozen, their outputs for {cfg.get('cached_crops', 0):,} training crops folded once as inference "
-               f"folds them and kept; each step then runs the structure module alone, with FAPE, the pLDDT loss and "
+               f"frozen, their outputs for {cfg.get('cached_crops', 0):,} training crops of {cfg['crop']} residues"
+               f"{_long_chains(cfg)} folded once as inference folds them and kept; each step then runs the structure module alone, with FAPE, the pLDDT loss and "
                f"{_losses_text(cfg)}. The training residues seen (under Limits) count a crop each time it was used, "
                f"each about {summary['steps'] * cfg['batch_size'] / max(1, cfg.get('cached_crops', 1)):.1f} times.")
     return origin, tuning, compute
