@@ -182,7 +182,7 @@ def test_the_violation_parts_are_scaled_on_their_own(tiny_outputs):
     perfect, coords, mask = _perfect(out, aatype)
     perfect.atom14_atom_exists = out.atom14_atom_exists
     perfect.positions = perfect.positions.clone()
-    perfect.positions[-1, :, 8:] += 1.5  # the second half of the chain moved: one broken peptide bond
+    perfect.positions[-1, :, 8:] += 1.5  # residues 8 on moved: one broken peptide bond
     base = folding_losses(perfect, coords, aatype, mask, LossWeights(violation=1.0))
     assert float(base["c_n_bond"]) > 0.01
     for part, key in (("violation_bond", "c_n_bond"), ("violation_clash", "atom_clash")):

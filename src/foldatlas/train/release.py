@@ -201,9 +201,16 @@ def _fold_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _setting(cfg: dict, key: str):
+    """A run's recorded training setting, or ``FoldTrainConfig``'s default (runs from before an option was added)."""
+    from foldatlas.train.fold import FoldTrainConfig
+
+    return cfg.get(key, getattr(FoldTrainConfig, key))
+
+
 def _flat_bottoms(cfg: dict) -> str:
-    """The violation terms' flat bottoms (runs from before they were options used AlphaFold's 12 sigma)."""
-    bond, angle = cfg.get("violation_bond_tolerance", 12.0), cfg.get("violation_angle_tolerance", 12.0)
+    """The violation terms' flat bottoms in words."""
+    bond, angle = _setting(cfg, "violation_bond_tolerance"), _setting(cfg, "violation_angle_tolerance")
     if bond == angle:
         return f"peptide C-N length, CA-C-N and C-N-CA angles with a {bond:g}-sigma flat bottom"
     return (f"peptide C-N length with a {bond:g}-sigma flat bottom, CA-C-N and C-N-CA angles with a {angle:g}-sigma "
@@ -211,7 +218,7 @@ def _flat_bottoms(cfg: dict) -> str:
 
 
 def _losses_text(cfg: dict) -> str:
-    scale = cfg.get("violation_bond", 1.0)  # runs from before it was an option used AlphaFold's 1
+    scale = _setting(cfg, "violation_bond")
     bond = f", the C-N length part by {scale:g}" if scale != 1.0 else ""
     return (f"AlphaFold's between-residue violation losses added (`foldatlas.train.fold_losses."
             f"structural_violations`: {_flat_bottoms(cfg)}, "
@@ -239,9 +246,11 @@ def _earlier_stages(cfg: dict) -> list[tuple[dict, Path]]:
 
 
 def _long_chains(cfg: dict) -> str:
-    """Words for a run that trained on long chains alone (``min_length`` above the default 40), else nothing."""
-    shortest = cfg.get("min_length", 40)
-    return f" from chains of at least {shortest} residues" if shortest > 40 else ""
+    """Words for a run that trained on long chains alone (``min_length`` above the default), else nothing."""
+    from foldatlas.train.fold import FoldTrainConfig
+
+    shortest = _setting(cfg, "min_length")
+    return f" from chains of at least {shortest} residues" if shortest > FoldTrainConfig.min_length else ""
 
 
 def _stage_text(cfg: dict, summary: dict) -> str:
