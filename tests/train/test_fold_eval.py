@@ -159,6 +159,19 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
     assert card.count("from chains of at least") == 1  # the GPU stage trained on every chain
     assert card.count("the C-N length part by 5,") == 1  # the last stage's; the GPU stage's is AlphaFold's 1
     assert str(stage) not in card and "fine-tuned in stages on GPUs and CPUs" in card
+    # a run that mixes long kept crops in says how many, how long and how often; residues seen count both
+    (model.parent / "config.json").write_text(json.dumps(dict(config, init="foldatlas-fold-small", violation=3.0,
+                                                               structure_module_only=True, cached_crops=800,
+                                                               batch_size=8, crop=128, long_crop=320, long_every=2,
+                                                               long_cached_crops=240, long_batch_size=3)))
+    card = write_fold_card(dest, model.parent, json.loads((data / "manifest.json").read_text()), metrics,
+                           "a CPU", previous=previous)
+    assert ("on 8 of them; every second step instead 3 of 240 kept crops of 320 residues from chains of at least "
+            "320, with FAPE") in card
+    steps = json.loads((model.parent / "log.jsonl").read_text().splitlines()[-1])["step"]
+    seen = ((steps - steps // 2) * 8 * 128 + steps // 2 * 3 * 320) / 1e6
+    assert f"about {seen:.2f} M training residues seen" in card
+    assert f"each short crop about {(steps - steps // 2) * 8 / 800:.1f} times" in card
     (model.parent / "config.json").write_text(json.dumps(config))
     assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1
     assert not dest.with_name(dest.name + ".tmp").exists()

@@ -131,3 +131,46 @@ def test_cli_asks_for_the_model_to_fine_tune(run_cli, tiny_fold, tmp_path):
                    "--init", "foldatlas-fold-small", "--min-length", "100000")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "100000 residues" in done.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_long_crops_train_every_other_step_from_their_own_cache(tiny_fold, monkeypatch, tmp_path):
+    """--long-crop: a second kept cache of long windows from long chains; every second step is a batch of them, with
+    about as many residues as a short batch."""
+    from foldatlas.train import fold_sm
+    from foldatlas.train.data import load_structures
+
+    data, model_dir = tiny_fold
+    train = load_structures(data / "structures_train.npz")
+    long_chains = sum(len(train.chain(k)["sequence"]) >= 64 for k in range(len(train)))
+    assert long_chains >= 3
+    shapes = []
+    run_sm = fold_sm.structure_module_outputs
+
+    def record(model, single, pair, aatype, mask):
+        shapes.append((tuple(aatype.shape), int(mask.sum())))
+        return run_sm(model, single, pair, aatype, mask)
+
+    monkeypatch.setattr(fold_sm, "structure_module_outputs", record)
+    cfg = _cfg(model_dir, steps=6, batch_size=4, long_crop=64, checkpoint_every=3)
+    assert fold_sm.long_batch_size(cfg) == 2 and [fold_sm.is_long_step(s, cfg) for s in range(4)] == [0, 1, 0, 1]
+    final = train_structure_module(data, tmp_path / "run", cfg, crops=8, long_crops=3, log=lambda m: None)
+    assert final is not None
+    # short steps: 4 crops of 32; long ones: 2 whole windows of 64 (every long crop is a full window, no padding)
+    assert [s for s, _ in shapes] == [(4, 32), (2, 64)] * 3
+    assert all(m == 128 for (shape, m) in shapes if shape == (2, 64))
+    with np.load(tmp_path / "run" / fold_sm.LONG_CACHE_NAME) as z:
+        assert z["aatype"].shape == (3, 64) and int(z["mask"].min()) == 1
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["long_crop"] == 64 and config["long_cached_crops"] == 3 and config["long_every"] == 2
+    with pytest.raises(ValueError, match="holds 3 crops of 64"):
+        train_structure_module(data, tmp_path / "run", cfg, crops=8, long_crops=4, log=lambda m: None)
+    with pytest.raises(ValueError, match="long_crop"):
+        train_structure_module(data, tmp_path / "none", _cfg(model_dir, long_crop=100000), log=lambda m: None)
+    assert not (tmp_path / "none").exists()
+
+
+def test_cli_long_crops_need_the_structure_module_alone(run_cli, tiny_fold, tmp_path):
+    data, _ = tiny_fold
+    done = run_cli("train", "fold", "--data", str(data), "--out", str(tmp_path / "o"), "--long-crop", "320")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--structure-module-only" in done.stderr
+    assert not (tmp_path / "o").exists()

@@ -135,6 +135,13 @@ def fold(
                                                     "on trunk outputs computed once (CPU-affordable)."),
     cached_crops: int = typer.Option(1600, "--cached-crops", min=1,
                                      help="With --structure-module-only: training crops folded once and kept."),
+    long_crop: int = typer.Option(0, "--long-crop", min=0,
+                                  help="With --structure-module-only: also keep crops of this many residues from "
+                                       "chains at least this long, and train on them every --long-every steps."),
+    long_cached_crops: int = typer.Option(240, "--long-cached-crops", min=1,
+                                          help="With --long-crop: long crops folded once and kept."),
+    long_every: int = typer.Option(2, "--long-every", min=1,
+                                   help="With --long-crop: every this-many-th step is a batch of long crops."),
     warmup: int = typer.Option(100, "--warmup", min=0, help="Warm-up steps of the learning rate."),
     eval_every: int = typer.Option(250, "--eval-every", min=1, help="Validate every this many steps."),
     dropout: bool = typer.Option(True, "--dropout/--no-dropout",
@@ -150,6 +157,8 @@ def fold(
         raise InvalidFileError(f"{data_dir}: no structures_train.npz (run 'foldatlas train data' first)")
     if structure_module_only and not init:
         raise InvalidOptionError("--structure-module-only fine-tunes a trained model: give --init")
+    if long_crop and not structure_module_only:
+        raise InvalidOptionError("--long-crop trains on kept trunk outputs: give --structure-module-only")
     cfg = FoldTrainConfig(lm=lm, blocks=blocks, sequence_dim=sequence_dim, pairwise_dim=pairwise_dim,
                           eval_chains=eval_chains, crop=crop, min_length=min_length, batch_size=batch_size,
                           steps=steps, lr=lr, max_recycles=max_recycles, seed=seed, threads=threads,
@@ -157,10 +166,12 @@ def fold(
                           violation_clash=violation_clash, violation_bond=violation_bond,
                           violation_bond_tolerance=violation_bond_tolerance,
                           violation_angle_tolerance=violation_angle_tolerance, unclamped_fape=unclamped_fape,
-                          warmup=warmup, eval_every=eval_every, dropout=dropout)
+                          warmup=warmup, eval_every=eval_every, dropout=dropout, long_crop=long_crop,
+                          long_every=long_every)
     try:
         if structure_module_only:
-            final = train_structure_module(data_dir, out, cfg, crops=cached_crops, log=_log, until=until)
+            final = train_structure_module(data_dir, out, cfg, crops=cached_crops, log=_log, until=until,
+                                           long_crops=long_cached_crops)
         else:
             final = train_fold(data_dir, out, cfg, log=_log, until=until)
     except ValueError as exc:

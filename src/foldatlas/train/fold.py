@@ -46,7 +46,10 @@ class FoldTrainConfig:
     is a torch device (``"cuda"`` trains on a GPU). ``time_limit`` stops the run
     (with a checkpoint) after that many seconds of this call; a later call resumes.
     ``dropout`` False trains with the dropout layers off, as inference runs the
-    model (for fine-tuning geometry: :func:`without_dropout`).
+    model (for fine-tuning geometry: :func:`without_dropout`). ``long_crop``
+    (structure module alone, :func:`foldatlas.train.fold_sm.train_structure_module`;
+    0: none) adds kept crops of that many residues from chains at least that long,
+    and every ``long_every``-th step trains on them.
     """
 
     lm: str = "foldatlas-lm-small"
@@ -81,6 +84,8 @@ class FoldTrainConfig:
     device: str = "cpu"
     time_limit: float | None = None
     dropout: bool = True
+    long_crop: int = 0
+    long_every: int = 2
 
     def loss_weights(self, **heads: float):
         """The :class:`~foldatlas.train.fold_losses.LossWeights` this run trains with (``heads``: other weights)."""

@@ -31,9 +31,11 @@ from foldatlas.train.fold import (FoldTrainConfig, _clear_openfold_caches, _log_
                                   after_step, build_fold_model, chain_batch, eval_mode, without_dropout)
 from foldatlas.train.schedule import warmup_cosine_lr
 
-__all__ = ["collect_structure_inputs", "structure_module_outputs", "train_structure_module"]
+__all__ = ["collect_structure_inputs", "structure_module_outputs", "train_structure_module", "long_batch_size",
+           "is_long_step"]
 
 CACHE_NAME = "structure_inputs.npz"
+LONG_CACHE_NAME = "structure_inputs_long.npz"
 
 
 def collect_structure_inputs(model, chains: list[dict], crop: int, batch_size: int = 8, seed: int = 0,
@@ -112,29 +114,48 @@ def structure_module_outputs(model, single, pair, aatype, mask):
                            atom14_atom_exists=st["atom14_atom_exists"] * mask[..., None])
 
 
-def _load_cache(out: Path, model, train, pool: list[int], crops: int, cfg: FoldTrainConfig, log) -> dict:
-    path = out / CACHE_NAME
+def _load_cache(path: Path, model, train, pool: list[int], crops: int, crop: int, cfg: FoldTrainConfig,
+                log) -> dict:
+    """The kept trunk outputs at ``path``, or ``crops`` new ones of ``crop`` residues (one per chain of ``pool``)."""
     crops = min(crops, len(pool))  # one crop per chain
     if path.is_file():
         with np.load(path) as z:
             cache = {k: z[k] for k in z.files}
-        if len(cache["aatype"]) != crops or cache["aatype"].shape[1] != cfg.crop:
+        if len(cache["aatype"]) != crops or cache["aatype"].shape[1] != crop:
             raise ValueError(f"{path} holds {len(cache['aatype'])} crops of {cache['aatype'].shape[1]}, the run asks "
-                             f"for {crops} of {cfg.crop}: use another run folder")
-        log(f"{crops} cached crops read from {path}")
+                             f"for {crops} of {crop}: use another run folder")
+        log(f"{crops} cached crops of {crop} read from {path}")
         return cache
     rng = np.random.default_rng((cfg.seed, 7))
     picked = rng.choice(len(pool), size=crops, replace=False)
     chains = [train.chain(int(pool[i])) for i in picked]
-    cache = collect_structure_inputs(model, chains, cfg.crop, batch_size=cfg.batch_size, seed=cfg.seed, log=log)
+    cache = collect_structure_inputs(model, chains, crop, batch_size=cfg.batch_size, seed=cfg.seed, log=log)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **cache)
     os.replace(tmp, path)
     return cache
 
 
+def _long_pool(train, cfg: FoldTrainConfig) -> list[int]:
+    """Training chains with at least ``cfg.long_crop`` residues (each long crop a whole window)."""
+    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.long_crop]
+    if not pool:
+        raise ValueError(f"no training chain has {cfg.long_crop} residues or more (long_crop)")
+    return pool
+
+
+def long_batch_size(cfg: FoldTrainConfig) -> int:
+    """Crops of ``cfg.long_crop`` in a long batch: about as many residues as a batch of ``cfg.crop``."""
+    return max(1, round(cfg.batch_size * cfg.crop / cfg.long_crop))
+
+
+def is_long_step(step: int, cfg: FoldTrainConfig) -> bool:
+    """Whether step ``step`` (0-based) trains on the long crops: every ``cfg.long_every``-th step when there are any."""
+    return cfg.long_crop > 0 and step % cfg.long_every == cfg.long_every - 1
+
+
 def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldTrainConfig, crops: int = 1600,
-                           log=print, until: int | None = None) -> Path | None:
+                           log=print, until: int | None = None, long_crops: int = 240) -> Path | None:
     """Fine-tune ``cfg.init``'s structure module on ``crops`` cached trunk outputs (resumable, seeded).
 
     Parameters
@@ -153,6 +174,10 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     log : callable
     until : int, optional
         Stop (with a checkpoint) at this step; a later call resumes.
+    long_crops : int
+        With ``cfg.long_crop``: crops of that length, from chains at least that long, kept in
+        ``structure_inputs_long.npz``; every ``cfg.long_every``-th step trains on :func:`long_batch_size` of them
+        instead of ``cfg.batch_size`` short ones, so that one run learns long chains without unlearning short ones.
 
     Returns
     -------
@@ -168,6 +193,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
         raise ValueError("the structure module alone is fine-tuned from a trained model: give init")
     data, out = Path(data_dir), Path(out_dir)
     train, pool, valid = _training_sets(data, cfg)
+    long_pool = _long_pool(train, cfg) if cfg.long_crop else []
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -177,9 +203,12 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     sm.requires_grad_(True)
     head.requires_grad_(True)
     record = dict(asdict(cfg), structure_module_only=True, cached_crops=crops, dropout=False)  # always off here
+    if cfg.long_crop:
+        record.update(long_cached_crops=min(long_crops, len(long_pool)), long_batch_size=long_batch_size(cfg))
     atomic_write_text(out / "config.json", json.dumps(record, indent=2))
-    cache = _load_cache(out, model, train, pool, crops, cfg, log)
-    n = len(cache["aatype"])
+    caches = [_load_cache(out / CACHE_NAME, model, train, pool, crops, cfg.crop, cfg, log)]
+    if cfg.long_crop:
+        caches.append(_load_cache(out / LONG_CACHE_NAME, model, train, long_pool, long_crops, cfg.long_crop, cfg, log))
     # the distogram and the PAE head read the trunk's pair state alone: not trained here
     weights = cfg.loss_weights(distogram=0.0, pae=0.0)
     trainable = [*sm.parameters(), *head.parameters()]
@@ -188,7 +217,8 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     step = load_training_state(out / "state", modules, opt) if has_training_state(out / "state") else 0
     if step:
         log(f"resumed at step {step}")
-    log(f"{n} cached crops; {sum(p.numel() for p in trainable):,} trainable parameters (structure module, pLDDT head)")
+    log(f"{' and '.join(str(len(c['aatype'])) for c in caches)} cached crops; {sum(p.numel() for p in trainable):,} "
+        "trainable parameters (structure module, pLDDT head)")
     stop = min(cfg.steps, until) if until else cfg.steps
     started, first = time.time(), step
     _clear_openfold_caches()
@@ -201,7 +231,9 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
         while step < stop:
             rng = np.random.default_rng((cfg.seed, step))
             torch.manual_seed(cfg.seed * 1_000_003 + step)
-            idx = np.sort(rng.choice(n, size=min(cfg.batch_size, n), replace=False))
+            cache, size = (caches[1], long_batch_size(cfg)) if is_long_step(step, cfg) else (caches[0], cfg.batch_size)
+            n = len(cache["aatype"])
+            idx = np.sort(rng.choice(n, size=min(size, n), replace=False))
             single, pair = (torch.from_numpy(cache[k][idx]).to(cfg.device).float() for k in ("single", "pair"))
             aatype, mask = (torch.from_numpy(cache[k][idx]).to(cfg.device).long() for k in ("aatype", "mask"))
             coords = torch.from_numpy(cache["coords"][idx]).to(cfg.device)

@@ -253,6 +253,24 @@ def _long_chains(cfg: dict) -> str:
     return f" from chains of at least {shortest} residues" if shortest > FoldTrainConfig.min_length else ""
 
 
+def _long_crops(cfg: dict) -> str:
+    """Words for a run that also trained on kept long crops (``--long-crop``), else nothing."""
+    if not cfg.get("long_crop"):
+        return ""
+    every = cfg["long_every"]
+    nth = "second" if every == 2 else f"{every}th"
+    return (f"; every {nth} step instead {cfg['long_batch_size']} of {cfg['long_cached_crops']:,} kept crops of "
+            f"{cfg['long_crop']} residues from chains of at least {cfg['long_crop']}")
+
+
+def _crop_uses(cfg: dict, steps: int) -> tuple[float, float]:
+    """Training residues seen in ``steps`` steps, and how many times each short kept crop was used on average."""
+    long_steps = steps // cfg["long_every"] if cfg.get("long_crop") else 0
+    short = (steps - long_steps) * cfg["batch_size"]
+    seen = short * cfg["crop"] + long_steps * cfg.get("long_batch_size", 0) * cfg.get("long_crop", 0)
+    return seen, short / max(1, cfg.get("cached_crops", 1))
+
+
 def _stage_text(cfg: dict, summary: dict) -> str:
     """One fine-tuning stage in words (its config and training summary): what was trained, where, how long, losses."""
     gpu = str(cfg.get("device", "cpu")).startswith("cuda")
@@ -262,7 +280,7 @@ def _stage_text(cfg: dict, summary: dict) -> str:
             else "the whole model but its frozen language model")
     dropout = "on" if cfg.get("dropout", True) and not cfg.get("structure_module_only") else "off"
     return (f"{what}, on {where}: {summary['steps']:,} steps of {cfg['batch_size']} crops of {cfg['crop']}"
-            f"{_long_chains(cfg)} ({summary['train_hours']} hours), lr {cfg['lr']}, dropout {dropout}, with {_losses_text(cfg)}")
+            f"{_long_chains(cfg)}{_long_crops(cfg)} ({summary['train_hours']} hours), lr {cfg['lr']}, dropout {dropout}, with {_losses_text(cfg)}")
 
 
 def _fine_tuning(cfg: dict, summary: dict, compute: str) -> tuple[str, str, str]:
@@ -289,9 +307,10 @@ def _fine_tuning(cfg: dict, summary: dict, compute: str) -> tuple[str, str, str]
                                 f"{_losses_text(cfg)}.", compute
     tuning += (f" {last} (`foldatlas train fold --structure-module-only`): the language model and folding trunk "
                f"frozen, their outputs for {cfg.get('cached_crops', 0):,} training crops of {cfg['crop']} residues"
-               f"{_long_chains(cfg)} folded once as inference folds them and kept; each step then runs the structure module alone, with FAPE, the pLDDT loss and "
+               f"{_long_chains(cfg)} folded once as inference folds them and kept; each step then runs the structure "
+               f"module alone on {cfg['batch_size']} of them{_long_crops(cfg)}, with FAPE, the pLDDT loss and "
                f"{_losses_text(cfg)}. The training residues seen (under Limits) count a crop each time it was used, "
-               f"each about {summary['steps'] * cfg['batch_size'] / max(1, cfg.get('cached_crops', 1)):.1f} times.")
+               f"each short crop about {_crop_uses(cfg, summary['steps'])[1]:.1f} times.")
     return origin, tuning, compute
 
 
@@ -389,7 +408,7 @@ def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: d
     same_fold = sum(r["tm_score"] > 0.5 for r in casp["model"]["rows"])
     origin = "trained from scratch"
     tuning = ""
-    seen = summary["steps"] * cfg["batch_size"] * cfg["crop"] / 1e6
+    seen = _crop_uses(cfg, summary["steps"])[0] / 1e6
     compute = f"{summary['train_hours']} hours on {machine}, about {seen:.2f} M training residues seen"
     if cfg.get("init"):
         origin, tuning, compute = _fine_tuning(cfg, summary, compute)
