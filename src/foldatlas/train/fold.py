@@ -26,7 +26,7 @@ from foldatlas.train.checkpoints import has_training_state, load_training_state,
 from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["FoldTrainConfig", "fold_config_dict", "build_fold_model", "init_folding_weights", "train_fold",
-           "chain_batch", "after_step", "without_dropout", "eval_mode"]
+           "chain_batch", "chains_at_least", "after_step", "without_dropout", "eval_mode"]
 
 
 @dataclass
@@ -324,14 +324,20 @@ def without_dropout(model) -> None:
             mod.eval()
 
 
+def chains_at_least(train, length: int, option: str) -> list[int]:
+    """Indices of the training chains with at least ``length`` residues (``option`` names the setting in the error)."""
+    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= length]
+    if not pool:
+        raise ValueError(f"no training chain has {length} residues or more ({option})")
+    return pool
+
+
 def _training_sets(data: Path, cfg: FoldTrainConfig):
     """The training chains, the indices of those long enough to train on, and the validation chains scored."""
     from foldatlas.train.data import load_structures
 
     train = load_structures(data / "structures_train.npz")
-    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.min_length]
-    if not pool:
-        raise ValueError(f"no training chain has {cfg.min_length} residues or more (min_length)")
+    pool = chains_at_least(train, cfg.min_length, "min_length")
     valid_set = load_structures(data / "structures_valid.npz")
     return train, pool, [valid_set.chain(k) for k in range(min(cfg.eval_chains, len(valid_set)))]
 

@@ -28,7 +28,8 @@ import numpy as np
 from foldatlas.files import atomic_write_text
 from foldatlas.train.checkpoints import has_training_state, load_training_state, save_training_state
 from foldatlas.train.fold import (FoldTrainConfig, _clear_openfold_caches, _log_writer, _training_sets, _validate,
-                                  after_step, build_fold_model, chain_batch, eval_mode, without_dropout)
+                                  after_step, build_fold_model, chain_batch, chains_at_least, eval_mode,
+                                  without_dropout)
 from foldatlas.train.schedule import warmup_cosine_lr
 
 __all__ = ["collect_structure_inputs", "structure_module_outputs", "train_structure_module", "long_batch_size",
@@ -136,14 +137,6 @@ def _load_cache(path: Path, model, train, pool: list[int], crops: int, crop: int
     return cache
 
 
-def _long_pool(train, cfg: FoldTrainConfig) -> list[int]:
-    """Training chains with at least ``cfg.long_crop`` residues (each long crop a whole window)."""
-    pool = [k for k in range(len(train)) if train.offsets[k + 1] - train.offsets[k] >= cfg.long_crop]
-    if not pool:
-        raise ValueError(f"no training chain has {cfg.long_crop} residues or more (long_crop)")
-    return pool
-
-
 def long_batch_size(cfg: FoldTrainConfig) -> int:
     """Crops of ``cfg.long_crop`` in a long batch: about as many residues as a batch of ``cfg.crop``."""
     return max(1, round(cfg.batch_size * cfg.crop / cfg.long_crop))
@@ -193,7 +186,7 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
         raise ValueError("the structure module alone is fine-tuned from a trained model: give init")
     data, out = Path(data_dir), Path(out_dir)
     train, pool, valid = _training_sets(data, cfg)
-    long_pool = _long_pool(train, cfg) if cfg.long_crop else []
+    long_pool = chains_at_least(train, cfg.long_crop, "long_crop") if cfg.long_crop else []
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

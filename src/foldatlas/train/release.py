@@ -280,7 +280,8 @@ def _stage_text(cfg: dict, summary: dict) -> str:
             else "the whole model but its frozen language model")
     dropout = "on" if cfg.get("dropout", True) and not cfg.get("structure_module_only") else "off"
     return (f"{what}, on {where}: {summary['steps']:,} steps of {cfg['batch_size']} crops of {cfg['crop']}"
-            f"{_long_chains(cfg)}{_long_crops(cfg)} ({summary['train_hours']} hours), lr {cfg['lr']}, dropout {dropout}, with {_losses_text(cfg)}")
+            f"{_long_chains(cfg)}{_long_crops(cfg)} ({summary['train_hours']} hours), lr {cfg['lr']}, "
+            f"dropout {dropout}, with {_losses_text(cfg)}")
 
 
 def _fine_tuning(cfg: dict, summary: dict, compute: str) -> tuple[str, str, str]:
