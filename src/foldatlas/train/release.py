@@ -265,7 +265,11 @@ def _long_crops(cfg: dict) -> str:
 
 def _crop_uses(cfg: dict, steps: int) -> tuple[float, float]:
     """Training residues seen in ``steps`` steps, and how many times each short kept crop was used on average."""
-    long_steps = steps // cfg["long_every"] if cfg.get("long_crop") else 0
+    from foldatlas.train.fold import FoldTrainConfig
+    from foldatlas.train.fold_sm import is_long_step
+
+    run = FoldTrainConfig(long_crop=_setting(cfg, "long_crop"), long_every=_setting(cfg, "long_every"))
+    long_steps = sum(is_long_step(step, run) for step in range(steps))  # the training loop's own rule
     short = (steps - long_steps) * cfg["batch_size"]
     seen = short * cfg["crop"] + long_steps * cfg.get("long_batch_size", 0) * cfg.get("long_crop", 0)
     return seen, short / max(1, cfg.get("cached_crops", 1))
