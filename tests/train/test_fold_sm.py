@@ -164,6 +164,7 @@ def test_long_crops_train_every_other_step_from_their_own_cache(tiny_fold, monke
     assert config["long_crop"] == 64 and config["long_cached_crops"] == 3 and config["long_every"] == 2
     with pytest.raises(ValueError, match="holds 3 crops of 64"):
         train_structure_module(data, tmp_path / "run", cfg, crops=8, long_crops=4, log=lambda m: None)
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == config  # the refused rerun changed nothing
     with pytest.raises(ValueError, match="long_crop"):
         train_structure_module(data, tmp_path / "none", _cfg(model_dir, long_crop=100000), log=lambda m: None)
     assert not (tmp_path / "none").exists()

@@ -198,10 +198,11 @@ def train_structure_module(data_dir: str | Path, out_dir: str | Path, cfg: FoldT
     record = dict(asdict(cfg), structure_module_only=True, cached_crops=crops, dropout=False)  # always off here
     if cfg.long_crop:
         record.update(long_cached_crops=min(long_crops, len(long_pool)), long_batch_size=long_batch_size(cfg))
-    atomic_write_text(out / "config.json", json.dumps(record, indent=2))
     caches = [_load_cache(out / CACHE_NAME, model, train, pool, crops, cfg.crop, cfg, log)]
     if cfg.long_crop:
         caches.append(_load_cache(out / LONG_CACHE_NAME, model, train, long_pool, long_crops, cfg.long_crop, cfg, log))
+    # after the kept crops are read: a rerun they refuse leaves the run's record as it was
+    atomic_write_text(out / "config.json", json.dumps(record, indent=2))
     # the distogram and the PAE head read the trunk's pair state alone: not trained here
     weights = cfg.loss_weights(distogram=0.0, pae=0.0)
     trainable = [*sm.parameters(), *head.parameters()]
