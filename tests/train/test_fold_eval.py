@@ -125,6 +125,15 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
     tm = f"{metrics['casp14']['model']['mean']['tm_score']:.3f}"
     assert f"| 19 CASP14 domains | mean TM-score | {tm} | {tm} | {tm} |" in card
     assert f"| test split | mean TM-score | {metrics['test']['model']['mean']['tm_score']:.3f} | – |" in card
+    assert "Chain by chain" not in card  # the previous model's means alone: no paired difference
+    # with the previous model's per-chain rows, the card gives the paired difference on the chains both scored
+    rows = [dict(r, tm_score=r["tm_score"] - 0.01, lddt_ca=r["lddt_ca"] + 0.02)
+            for r in metrics["test"]["model"]["rows"]]
+    with_rows = dict(previous, label="sm5", test={"model": {"mean": metrics["test"]["model"]["mean"], "rows": rows}})
+    card = write_fold_card(dest, model.parent, json.loads((data / "manifest.json").read_text()), metrics,
+                           "a GPU", previous=with_rows)
+    assert ("Chain by chain against sm5 (this model minus it, mean ± one standard error over the chains both scored): "
+            "the test split (2 chains): TM-score +0.0100 ± 0.0000, lDDT-Ca -0.0200 ± 0.0000.") in card
     # a structure module fine-tuned alone on kept trunk outputs says so
     (model.parent / "config.json").write_text(json.dumps(dict(config, init="foldatlas-fold-small", violation=2.0,
                                                                violation_clash=0.1, unclamped_fape=0.3,
@@ -175,3 +184,14 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
     (model.parent / "config.json").write_text(json.dumps(config))
     assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1
     assert not dest.with_name(dest.name + ".tmp").exists()
+
+
+def test_paired_difference_matches_chains_by_id():
+    from foldatlas.train.release import paired_difference
+
+    old = [{"id": "a", "tm_score": 0.2}, {"id": "b", "tm_score": 0.4}, {"id": "c", "tm_score": 0.5}]
+    new = [{"id": "b", "tm_score": 0.5}, {"id": "a", "tm_score": 0.2}, {"id": "d", "tm_score": 0.9}]
+    n, mean, se = paired_difference(old, new, "tm_score")
+    assert n == 2 and abs(mean - 0.05) < 1e-12 and abs(se - 0.05) < 1e-12
+    assert paired_difference(old, new[:1], "tm_score") is None  # one chain: no standard error
+    assert paired_difference(None, new, "tm_score") is None

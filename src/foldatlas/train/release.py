@@ -11,7 +11,7 @@ from pathlib import Path
 
 from foldatlas.files import atomic_write_text
 
-__all__ = ["write_lm_card", "release_lm", "write_fold_card", "release_fold"]
+__all__ = ["write_lm_card", "release_lm", "write_fold_card", "release_fold", "paired_difference"]
 
 
 def _training_summary(run_dir: Path, step_key: str = "mlm", valid_key: str = "valid_perplexity") -> dict:
@@ -340,7 +340,48 @@ def _previous_section(previous: dict | None, metrics: dict) -> str:
             for title, k in keys:
                 old = [_fmt(m[name]["model"]["mean"].get(k)) if name in m else "–" for m in models]
                 lines.append(f"| {label} | {title} | " + " | ".join(old) + f" | {_fmt(new.get(k))} |")
+    paired = []
+    for name, label in (("test", "the test split"), ("casp14", "the 19 CASP14 domains")):
+        diff = {k: paired_difference(previous.get(name, {}).get("model", {}).get("rows"),
+                                     metrics.get(name, {}).get("model", {}).get("rows"), k)
+                for k in ("tm_score", "lddt_ca")}
+        if diff["tm_score"]:
+            n = diff["tm_score"][0]
+            paired.append(f"{label} ({n} chains): TM-score {diff['tm_score'][1]:+.4f} ± {diff['tm_score'][2]:.4f}, "
+                          f"lDDT-Ca {diff['lddt_ca'][1]:+.4f} ± {diff['lddt_ca'][2]:.4f}")
+    if paired:
+        lines.append(f"\nChain by chain against {previous.get('label', 'the previous model')} (this model minus it, "
+                     "mean ± one standard error over the chains both scored): " + "; ".join(paired) + ".")
     return "\n".join(lines) + "\n"
+
+
+def paired_difference(old_rows: list[dict] | None, new_rows: list[dict] | None,
+                      key: str) -> tuple[int, float, float] | None:
+    """Mean and standard error of a per-chain metric's change between two models, over the chains both scored.
+
+    Parameters
+    ----------
+    old_rows, new_rows : list of dict or None
+        Per-chain rows of two evaluations (``foldatlas train fold-eval``), each with ``id`` and ``key``.
+    key : str
+        The metric, e.g. ``"tm_score"``.
+
+    Returns
+    -------
+    tuple of (int, float, float) or None
+        The number of chains, the mean of new minus old, and its standard error; None when fewer than two chains
+        are in both.
+    """
+    if not old_rows or not new_rows:
+        return None
+    old = {r["id"]: r[key] for r in old_rows if r.get(key) is not None}
+    diffs = [r[key] - old[r["id"]] for r in new_rows if r.get(key) is not None and r["id"] in old]
+    n = len(diffs)
+    if n < 2:
+        return None
+    mean = sum(diffs) / n
+    se = (sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) ** 0.5
+    return n, mean, se
 
 
 def _head_refit_paragraph(run_dir: Path) -> str:
