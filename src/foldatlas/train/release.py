@@ -342,13 +342,12 @@ def _previous_section(previous: dict | None, metrics: dict) -> str:
                 lines.append(f"| {label} | {title} | " + " | ".join(old) + f" | {_fmt(new.get(k))} |")
     paired = []
     for name, label in (("test", "the test split"), ("casp14", "the 19 CASP14 domains")):
-        diff = {k: paired_difference(previous.get(name, {}).get("model", {}).get("rows"),
-                                     metrics.get(name, {}).get("model", {}).get("rows"), k)
-                for k in ("tm_score", "lddt_ca")}
-        if diff["tm_score"]:
-            n = diff["tm_score"][0]
-            paired.append(f"{label} ({n} chains): TM-score {diff['tm_score'][1]:+.4f} ± {diff['tm_score'][2]:.4f}, "
-                          f"lDDT-Ca {diff['lddt_ca'][1]:+.4f} ± {diff['lddt_ca'][2]:.4f}")
+        old_rows, new_rows = (m.get(name, {}).get("model", {}).get("rows") for m in (previous, metrics))
+        diffs = [(title, d) for title, k in (("TM-score", "tm_score"), ("lDDT-Ca", "lddt_ca"))
+                 if (d := paired_difference(old_rows, new_rows, k))]
+        if diffs:
+            paired.append(f"{label} ({diffs[0][1][0]} chains): "
+                          + ", ".join(f"{title} {d[1]:+.4f} ± {d[2]:.4f}" for title, d in diffs))
     if paired:
         lines.append(f"\nChain by chain against {previous.get('label', 'the previous model')} (this model minus it, "
                      "mean ± one standard error over the chains both scored): " + "; ".join(paired) + ".")
