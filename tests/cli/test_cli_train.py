@@ -20,8 +20,15 @@ def _run(args, capsys):
     (["train", "lm-release", "--run", "{tmp}", "--data", "{tmp}", "--dest", "{tmp}/w"], "no finished model"),
     (["train", "data", "--out", "{tmp}/d", "--exclude", "{tmp}/missing.fasta"], "no such file"),
     (["train", "lm", "--data", "{tmp}", "--out", "{tmp}/run", "--hidden", "30", "--heads", "4"], None),
+    (["train", "fold-release", "--run", "{tmp}", "--data", "{tmp}", "--eval", "{tmp}", "--dest", "{tmp}/w",
+      "--previous", "{tmp}/previous.json"], "previous.json: not a JSON file"),
 ])
 def test_train_errors_are_one_line(tmp_path, capsys, args, message):
+    if "fold-release" in args:  # a finished run and evaluation domains, so that --previous is read
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "config.json").write_text("{}")
+        (tmp_path / "targets.tsv").write_text("id\tfile\n")
+        (tmp_path / "previous.json").write_text("{not json")
     if message is None:  # valid data folder, bad option
         (tmp_path / "lm_train.fasta").write_text(">a\nMKV\n")
         (tmp_path / "lm_valid.fasta").write_text(">b\nMKV\n")

@@ -310,7 +310,12 @@ def fold_release(
     if previous is not None:
         if not previous.is_file():
             raise InvalidFileError(f"{previous}: no such file")
-        before = json.loads(previous.read_text())
+        try:
+            before = json.loads(previous.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidFileError(f"{previous}: not a JSON file ({e})") from None
+        if not isinstance(before, dict):
+            raise InvalidFileError(f"{previous}: not a JSON object of a model's metrics")
     metrics = release_fold(run, data_dir, eval_dir, dest, machine, test_chains=test_chains, log=_log,
                            previous=before)
     typer.echo(_means_json(metrics))
