@@ -22,9 +22,11 @@ def _run(args, capsys):
     (["train", "lm", "--data", "{tmp}", "--out", "{tmp}/run", "--hidden", "30", "--heads", "4"], None),
     (["train", "fold-release", "--run", "{tmp}", "--data", "{tmp}", "--eval", "{tmp}", "--dest", "{tmp}/w",
       "--previous", "{tmp}/previous.json"], "previous.json: not a JSON file"),
+    (["train", "fold-eval", "-m", "foldatlas-fold-small", "--eval", "{tmp}", "--previous", "{tmp}/previous.json"],
+     "previous.json: not a JSON file"),
 ])
 def test_train_errors_are_one_line(tmp_path, capsys, args, message):
-    if "fold-release" in args:  # a finished run and evaluation domains, so that --previous is read
+    if "--previous" in args:  # a finished run and evaluation domains, so that --previous is read
         (tmp_path / "model").mkdir()
         (tmp_path / "model" / "config.json").write_text("{}")
         (tmp_path / "targets.tsv").write_text("id\tfile\n")

@@ -45,7 +45,7 @@ def test_dssp_of_a_real_helix_backbone():
     assert ss[3:-3] == "H" * 14
 
 
-def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
+def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path, capsys):
     import biotite.structure as struc
     import biotite.structure.io.pdb as pdbio
 
@@ -84,9 +84,26 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path):
             assert 0 <= m["ss_agreement"] <= 1
     assert res["casp14"]["model"]["rows"][0]["length"] == n
 
-    # Release: float16 safetensors + tokenizer + model card with both sets and all three scorers.
+    # the model alone (--no-untrained), paired against the full evaluation's rows: the same folds, no difference;
+    # CASP14's single domain is too few chains for a paired line
     import json
 
+    from foldatlas.cli.main import main
+
+    (tmp_path / "full.json").write_text(json.dumps(dict(res, label="full")))
+    code = main(["train", "fold-eval", "-m", str(model), "--data", str(data), "--eval", str(evald),
+                 "--test-chains", "2", "--no-untrained", "--previous", str(tmp_path / "full.json"),
+                 "-o", str(tmp_path / "alone.json")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    alone = json.loads((tmp_path / "alone.json").read_text())
+    assert set(alone["test"]) == {"model"} and set(alone["casp14"]) == {"model"}
+    assert alone["test"]["model"]["mean"]["tm_score"] == pytest.approx(res["test"]["model"]["mean"]["tm_score"])
+    assert ("Chain by chain against full (this model minus it, mean ± one standard error over the chains both "
+            "scored): the test split (2 chains): TM-score ") in captured.err
+    assert "CASP14" not in captured.err.split("Chain by chain")[1]
+
+    # Release: float16 safetensors + tokenizer + model card with both sets and all three scorers.
     import torch
     from safetensors import safe_open
 

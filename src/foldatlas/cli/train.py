@@ -220,6 +220,11 @@ def fold_eval(
                                             "(targets.tsv + structure files), e.g. ../shared/eval/structure."),
     test_chains: Optional[int] = typer.Option(None, "--test-chains", min=1, help="Score the first N test chains."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the metrics JSON here."),
+    untrained: bool = typer.Option(True, "--untrained/--no-untrained", help="Also score the untrained twin "
+                                                                            "(doubles the time)."),
+    previous: Optional[Path] = typer.Option(None, "--previous", help="Metrics JSON of another model with per-chain "
+                                                                     "rows (fold-eval -o, fold-release --previous): "
+                                                                     "print the paired differences against it."),
 ) -> None:
     """TM-score, lDDT-Ca, pLDDT calibration and SS agreement, next to a helix and the untrained model."""
     import json
@@ -227,14 +232,35 @@ def fold_eval(
     from foldatlas.errors import InvalidOptionError
     from foldatlas.files import atomic_write_text
     from foldatlas.train.fold_eval import evaluate_fold
+    from foldatlas.train.release import paired_line
 
     if data_dir is None and eval_dir is None:
         raise InvalidOptionError("nothing to score: give --data and/or --eval")
-    metrics = evaluate_fold(model, data_dir, eval_dir, test_chains=test_chains, log=_log)
+    before = _read_previous(previous) if previous is not None else None
+    metrics = evaluate_fold(model, data_dir, eval_dir, test_chains=test_chains, log=_log, untrained=untrained)
     text = json.dumps(metrics, indent=2)
     if out:
         atomic_write_text(out, text)
     typer.echo(_means_json(metrics))
+    if before is not None:
+        _log(paired_line(before, metrics) or f"{previous}: no per-chain rows for the chains scored here")
+
+
+def _read_previous(path: Path) -> dict:
+    """A previous model's metrics JSON (an object), or one clear error."""
+    import json
+
+    from foldatlas.errors import InvalidFileError
+
+    if not path.is_file():
+        raise InvalidFileError(f"{path}: no such file")
+    try:
+        before = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidFileError(f"{path}: not a JSON file ({e})") from None
+    if not isinstance(before, dict):
+        raise InvalidFileError(f"{path}: not a JSON object of a model's metrics")
+    return before
 
 
 @train_app.command("fold-heads")
@@ -304,18 +330,7 @@ def fold_release(
         raise InvalidFileError(f"{run}: no finished model (run 'foldatlas train fold' to the end first)")
     if not (eval_dir / "targets.tsv").is_file():
         raise InvalidFileError(f"{eval_dir}: no targets.tsv")
-    import json
-
-    before = None
-    if previous is not None:
-        if not previous.is_file():
-            raise InvalidFileError(f"{previous}: no such file")
-        try:
-            before = json.loads(previous.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InvalidFileError(f"{previous}: not a JSON file ({e})") from None
-        if not isinstance(before, dict):
-            raise InvalidFileError(f"{previous}: not a JSON object of a model's metrics")
+    before = _read_previous(previous) if previous is not None else None
     metrics = release_fold(run, data_dir, eval_dir, dest, machine, test_chains=test_chains, log=_log,
                            previous=before)
     typer.echo(_means_json(metrics))

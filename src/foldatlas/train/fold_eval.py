@@ -148,13 +148,19 @@ def score_model(model: str, targets: list[dict], log=print) -> dict:
 
 
 def evaluate_fold(model: str, data_dir: str | Path | None, eval_dir: str | Path | None,
-                  test_chains: int | None = None, max_length: int = 400, log=print) -> dict:
+                  test_chains: int | None = None, max_length: int = 400, log=print, untrained: bool = True) -> dict:
     """Model, ideal helix and untrained twin on the test split and the evaluation domains.
+
+    Parameters
+    ----------
+    untrained : bool
+        Also fold every chain with the untrained twin (doubles the time); False scores the model alone, e.g. to
+        screen candidates.
 
     Returns
     -------
     dict
-        ``{"test": {...}, "casp14": {...}}`` each with ``model`` and
+        ``{"test": {...}, "casp14": {...}}`` each with ``model`` and (unless ``untrained`` is False)
         ``untrained`` results (the helix is inside each result's rows/means).
     """
     import csv
@@ -182,10 +188,11 @@ def evaluate_fold(model: str, data_dir: str | Path | None, eval_dir: str | Path 
     resolved = resolve_model(model)
     results: dict = {"model": resolved.name}
     with tempfile.TemporaryDirectory(prefix="foldatlas-untrained-") as tmp:
-        twin = untrained_twin(resolved.path, tmp)
+        twin = untrained_twin(resolved.path, tmp) if untrained else None
         for name, targets in sets.items():
             log(f"{name}: {len(targets)} chains")
-            results[name] = {"model": score_model(str(resolved.path), targets, log=log),
-                             "untrained": score_model(str(twin), targets, log=lambda m: None)}
+            results[name] = {"model": score_model(str(resolved.path), targets, log=log)}
+            if twin is not None:
+                results[name]["untrained"] = score_model(str(twin), targets, log=lambda m: None)
     results["seconds"] = round(time.time() - started, 1)
     return results

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from foldatlas.files import atomic_write_text
 
-__all__ = ["write_lm_card", "release_lm", "write_fold_card", "release_fold", "paired_difference"]
+__all__ = ["write_lm_card", "release_lm", "write_fold_card", "release_fold", "paired_difference",
+           "paired_line"]
 
 
 def _training_summary(run_dir: Path, step_key: str = "mlm", valid_key: str = "valid_perplexity") -> dict:
@@ -340,6 +341,27 @@ def _previous_section(previous: dict | None, metrics: dict) -> str:
             for title, k in keys:
                 old = [_fmt(m[name]["model"]["mean"].get(k)) if name in m else "–" for m in models]
                 lines.append(f"| {label} | {title} | " + " | ".join(old) + f" | {_fmt(new.get(k))} |")
+    paired = paired_line(previous, metrics)
+    if paired:
+        lines.append("\n" + paired)
+    return "\n".join(lines) + "\n"
+
+
+def paired_line(previous: dict, metrics: dict) -> str | None:
+    """One sentence with the paired TM-score and lDDT-Ca differences of ``metrics`` against ``previous``.
+
+    Parameters
+    ----------
+    previous, metrics : dict
+        Two evaluations (``foldatlas train fold-eval``'s JSON; ``previous`` may carry a ``label``), whose ``test``
+        and ``casp14`` results keep their per-chain ``rows``.
+
+    Returns
+    -------
+    str or None
+        "Chain by chain against LABEL (...): the test split (N chains): TM-score +x ± se, ..." ; None when no set
+        has at least two chains scored by both.
+    """
     paired = []
     for name, label in (("test", "the test split"), ("casp14", "the 19 CASP14 domains")):
         old_rows, new_rows = (m.get(name, {}).get("model", {}).get("rows") for m in (previous, metrics))
@@ -348,10 +370,10 @@ def _previous_section(previous: dict | None, metrics: dict) -> str:
         if diffs:
             paired.append(f"{label} ({diffs[0][1][0]} chains): "
                           + ", ".join(f"{title} {d[1]:+.4f} ± {d[2]:.4f}" for title, d in diffs))
-    if paired:
-        lines.append(f"\nChain by chain against {previous.get('label', 'the previous model')} (this model minus it, "
-                     "mean ± one standard error over the chains both scored): " + "; ".join(paired) + ".")
-    return "\n".join(lines) + "\n"
+    if not paired:
+        return None
+    return (f"Chain by chain against {previous.get('label', 'the previous model')} (this model minus it, "
+            "mean ± one standard error over the chains both scored): " + "; ".join(paired) + ".")
 
 
 def paired_difference(old_rows: list[dict] | None, new_rows: list[dict] | None,
