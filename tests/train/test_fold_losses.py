@@ -166,6 +166,32 @@ def test_structural_violations_pass_an_experimental_chain_and_flag_a_break_and_a
     assert torch.isfinite(grad).all() and grad[0, 10].abs().sum() > 0 and grad[0, 20].abs().sum() == 0
 
 
+def _ca_only(points, residue="G"):
+    """Residues of one type with only their C-alpha (or a cysteine's SG) placed at ``points``."""
+    from foldatlas.seq.alphabet import RESTYPE_INDEX
+
+    pos = torch.zeros(1, len(points), 14, 3)
+    exists = torch.zeros(1, len(points), 14)
+    slot = 5 if residue == "C" else 1
+    pos[0, :, slot] = torch.tensor(points, dtype=torch.float32)
+    exists[..., slot] = 1
+    return pos, exists, torch.full((1, len(points)), RESTYPE_INDEX[residue]), torch.ones(1, len(points))
+
+
+def test_a_smaller_clash_overlap_penalises_the_shallow_clashes_the_clashscore_counts():
+    # residues 0 and 4 2.8 A apart: 0.6 A of overlap, a clash to the geometry report (0.4) but not to AlphaFold (1.5)
+    shallow = _ca_only([[0, 0, 0], [3.8, 0, 0], [3.8, 3.8, 0], [0, 3.8, 2.8], [0, 0, 2.8]])
+    assert float(structural_violations(*shallow)["clash"]) == 0.0
+    assert float(structural_violations(*shallow, clash_overlap=0.4)["clash"]) == pytest.approx(2 * 0.2 / 5, rel=1e-3)
+    # consecutive residues 2.9 A apart keep AlphaFold's allowance: covalent geometry, not a clash
+    neighbours = _ca_only([[0, 0, 0], [2.9, 0, 0], [2.9, 3.8, 0]])
+    assert float(structural_violations(*neighbours, clash_overlap=0.4)["clash"]) == 0.0
+    # so does a disulfide (two cysteine SGs 2.04 A apart)
+    disulfide = _ca_only([[0, 0, 0], [20, 0, 0], [40, 0, 0], [2.04, 0, 0]], residue="C")
+    assert float(structural_violations(*disulfide, clash_overlap=0.4)["clash"]) == pytest.approx(
+        float(structural_violations(*disulfide)["clash"]))
+
+
 def test_violation_weight_adds_the_terms_to_the_total(tiny_outputs):
     out, aatype = tiny_outputs
     perfect, coords, mask = _perfect(out, aatype)
@@ -217,3 +243,4 @@ def test_a_run_config_gives_its_loss_weights():
     assert cfg.loss_weights(distogram=0.0, pae=0.0) == LossWeights(
         distogram=0.0, pae=0.0, violation=3.0, violation_clash=0.2, violation_bond=5.0, violation_bond_tolerance=4.0,
         violation_angle_tolerance=12.0, unclamped_fape=0.3)
+    assert FoldTrainConfig(violation_clash_overlap=0.4).loss_weights().violation_clash_overlap == 0.4

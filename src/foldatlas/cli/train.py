@@ -128,6 +128,9 @@ def fold(
     violation_angle_tolerance: float = typer.Option(12.0, "--violation-angle-tolerance", min=0.0,
                                                     help="Flat bottom of their CA-C-N and C-N-CA angle terms, in "
                                                          "standard deviations (AlphaFold: 12)."),
+    violation_clash_overlap: float = typer.Option(1.5, "--violation-clash-overlap", min=0.0,
+                                                  help="Van der Waals overlap (A) their clash term allows "
+                                                       "(AlphaFold: 1.5; the clashscore counts from 0.4)."),
     unclamped_fape: float = typer.Option(0.1, "--unclamped-fape", min=0.0, max=1.0,
                                          help="Share of unclamped FAPE in the FAPE loss."),
     structure_module_only: bool = typer.Option(False, "--structure-module-only",
@@ -166,6 +169,7 @@ def fold(
                           violation_clash=violation_clash, violation_bond=violation_bond,
                           violation_bond_tolerance=violation_bond_tolerance,
                           violation_angle_tolerance=violation_angle_tolerance, unclamped_fape=unclamped_fape,
+                          violation_clash_overlap=violation_clash_overlap,
                           warmup=warmup, eval_every=eval_every, dropout=dropout, long_crop=long_crop,
                           long_every=long_every)
     try:

@@ -39,7 +39,8 @@ class FoldTrainConfig:
     ``violation_bond`` their peptide C-N length part (AlphaFold: 1 for both),
     ``violation_bond_tolerance`` and ``violation_angle_tolerance`` the flat
     bottoms of their C-N length and angle terms in standard deviations
-    (AlphaFold: 12) and ``unclamped_fape`` the share of unclamped FAPE
+    (AlphaFold: 12), ``violation_clash_overlap`` the clash part's allowed van der
+    Waals overlap in A (AlphaFold: 1.5) and ``unclamped_fape`` the share of unclamped FAPE
     (AlphaFold: 0.1); :meth:`loss_weights` turns them into the loss's weights. ``init``
     starts from a trained folding model (name or folder) of this architecture
     instead of a new one: fine-tuning. ``device``
@@ -79,6 +80,7 @@ class FoldTrainConfig:
     violation_bond: float = 1.0
     violation_bond_tolerance: float = 12.0
     violation_angle_tolerance: float = 12.0
+    violation_clash_overlap: float = 1.5
     unclamped_fape: float = 0.1
     init: str | None = None
     device: str = "cpu"
@@ -95,6 +97,7 @@ class FoldTrainConfig:
                            violation_bond=self.violation_bond,
                            violation_bond_tolerance=self.violation_bond_tolerance,
                            violation_angle_tolerance=self.violation_angle_tolerance,
+                           violation_clash_overlap=self.violation_clash_overlap,
                            unclamped_fape=self.unclamped_fape, **heads)
 
 

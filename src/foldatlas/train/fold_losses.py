@@ -52,6 +52,7 @@ FAPE_SCALE = 10.0
 DISTOGRAM_BOUNDARIES = torch.linspace(2.3125, 21.6875, 63)
 PAE_BOUNDARIES = torch.linspace(0.0, 31.0, 63)
 PLDDT_BINS = 50
+AF_CLASH_OVERLAP = 1.5  # A of van der Waals overlap AlphaFold's clash loss allows
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,10 @@ class LossWeights:
     ``violation_bond_tolerance`` and ``violation_angle_tolerance`` are the flat
     bottoms of the C-N length and of the two angle terms in standard deviations
     (AlphaFold: 12 for both; a tighter one pulls every peptide bond towards its
-    ideal, not only the broken ones).
+    ideal, not only the broken ones). ``violation_clash_overlap`` is the clash
+    part's allowed van der Waals overlap in A (AlphaFold: 1.5; the geometry
+    report's clashscore counts overlaps from 0.4,
+    :data:`foldatlas.structure.geometry.CLASH_OVERLAP`).
     """
 
     fape: float = 1.0
@@ -80,6 +84,7 @@ class LossWeights:
     violation_bond: float = 1.0
     violation_bond_tolerance: float = 12.0
     violation_angle_tolerance: float = 12.0
+    violation_clash_overlap: float = 1.5
 
 
 def backbone_frames(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor) -> Rigid:
@@ -146,7 +151,7 @@ def _atom14_radii() -> torch.Tensor:
 def structural_violations(pos: torch.Tensor, atom_exists: torch.Tensor, aatype: torch.Tensor,
                           mask: torch.Tensor, true_n: torch.Tensor | None = None,
                           true_c: torch.Tensor | None = None, tolerance: float = 12.0,
-                          clash_overlap: float = 1.5, eps: float = 1e-6,
+                          clash_overlap: float = AF_CLASH_OVERLAP, eps: float = 1e-6,
                           bond_tolerance: float | None = None) -> dict[str, torch.Tensor]:
     """AlphaFold 2's between-residue violation losses (supplement 1.9.11) on atom14 positions.
 
@@ -166,7 +171,9 @@ def structural_violations(pos: torch.Tensor, atom_exists: torch.Tensor, aatype: 
     tolerance : float
         Flat bottom in standard deviations (AlphaFold: 12).
     clash_overlap : float
-        Allowed overlap of van der Waals radii, A (AlphaFold: 1.5).
+        Allowed overlap of van der Waals radii, A (AlphaFold: 1.5). Pairs of atoms of consecutive residues and
+        cysteine SG pairs (disulfides) keep the larger of this and AlphaFold's 1.5 A: covalent geometry puts them
+        closer than van der Waals contact.
     bond_tolerance : float, optional
         The C-N length's own flat bottom in standard deviations (default: ``tolerance``).
 
@@ -215,7 +222,11 @@ def structural_violations(pos: torch.Tensor, atom_exists: torch.Tensor, aatype: 
     peptide = (res[None, :] == res[:, None] + 1) & (slot[:, None] == 2) & (slot[None, :] == 0)
     keep = (between & ~peptide).to(pos.dtype)
     d = torch.sqrt(((xyz[:, :, None, :] - xyz[:, None, :, :]) ** 2).sum(-1) + 1e-10)
-    lower = rad[:, :, None] + rad[:, None, :] - clash_overlap
+    neighbours = res[None, :] == res[:, None] + 1
+    cys_sg = ((aatype == rc.restype_order["C"])[..., None] & (torch.arange(14, device=pos.device) == 5)).reshape(b_, -1)
+    wide = neighbours[None] | (cys_sg[:, :, None] & cys_sg[:, None, :])
+    allowance = torch.where(wide, max(clash_overlap, AF_CLASH_OVERLAP), clash_overlap).to(pos.dtype)
+    lower = rad[:, :, None] + rad[:, None, :] - allowance
     depth = torch.relu(lower - d) * keep * ex[:, :, None] * ex[:, None, :]
     clash = (2 * depth.sum((-1, -2)) / (ex.sum(-1) + eps)).mean()  # each pair counted for both atoms
     return {"c_n_bond": bond, "ca_c_n_angle": ca_c_n, "c_n_ca_angle": c_n_ca, "clash": clash,
@@ -330,7 +341,8 @@ def folding_losses(outputs, coords: torch.Tensor, aatype: torch.Tensor, mask: to
     if weights.violation:
         viol = structural_violations(pos, outputs.atom14_atom_exists, aatype, mask, coords[..., 0, :],
                                      coords[..., 2, :], tolerance=weights.violation_angle_tolerance,
-                                     bond_tolerance=weights.violation_bond_tolerance)
+                                     bond_tolerance=weights.violation_bond_tolerance,
+                                     clash_overlap=weights.violation_clash_overlap)
         scaled = (viol["violation"] - (1 - weights.violation_clash) * viol["clash"]
                   - (1 - weights.violation_bond) * viol["c_n_bond"])
         total = total + weights.violation * scaled

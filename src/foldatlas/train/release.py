@@ -221,9 +221,11 @@ def _flat_bottoms(cfg: dict) -> str:
 def _losses_text(cfg: dict) -> str:
     scale = _setting(cfg, "violation_bond")
     bond = f", the C-N length part by {scale:g}" if scale != 1.0 else ""
+    overlap = _setting(cfg, "violation_clash_overlap")
     return (f"AlphaFold's between-residue violation losses added (`foldatlas.train.fold_losses."
             f"structural_violations`: {_flat_bottoms(cfg)}, "
-            f"heavy-atom clashes), weight {cfg.get('violation')}, the all-atom clash part scaled by "
+            f"heavy-atom clashes beyond {overlap:g} A of van der Waals overlap), weight {cfg.get('violation')}, "
+            f"the all-atom clash part scaled by "
             f"{cfg.get('violation_clash')}{bond}, unclamped FAPE share {cfg.get('unclamped_fape')}")
 
 
