@@ -24,6 +24,8 @@ def _run(args, capsys):
       "--previous", "{tmp}/previous.json"], "previous.json: not a JSON file"),
     (["train", "fold-eval", "-m", "foldatlas-fold-small", "--eval", "{tmp}", "--previous", "{tmp}/previous.json"],
      "previous.json: not a JSON file"),
+    (["train", "fold-average", "{tmp}/a=half", "{tmp}/b", "--out", "{tmp}/o"], "a=half: the weight after '='"),
+    (["train", "fold-average", "{tmp}=1", "{tmp}=2", "--out", "{tmp}/o"], "not a run folder"),
 ])
 def test_train_errors_are_one_line(tmp_path, capsys, args, message):
     if "--previous" in args:  # a finished run and evaluation domains, so that --previous is read

@@ -198,6 +198,26 @@ def test_evaluate_fold_scores_model_helix_and_untrained(tiny_fold, tmp_path, cap
     seen = ((steps - steps // 2) * 8 * 128 + steps // 2 * 3 * 320) / 1e6
     assert f"about {seen:.2f} M training residues seen" in card
     assert f"each short crop about {(steps - steps // 2) * 8 / 800:.1f} times" in card
+    # an average of two fine-tunings names both runs, their weights and every stage of the other run
+    import shutil
+
+    from foldatlas.train.average import average_fold_runs
+
+    other = tmp_path / "other_run"
+    shutil.copytree(model.parent, other, ignore=shutil.ignore_patterns("state"))
+    (other / "config.json").write_text(json.dumps(dict(config, init=str(stage / "model"), violation=3.0,
+                                                       violation_clash=0.05, structure_module_only=True,
+                                                       cached_crops=800, batch_size=8, crop=128, long_crop=320,
+                                                       long_every=1, long_cached_crops=200, long_batch_size=3)))
+    average_fold_runs([(model.parent, 0.7), (other, 0.3)], tmp_path / "avg")
+    card = write_fold_card(dest, tmp_path / "avg", json.loads((data / "manifest.json").read_text()), metrics,
+                           "a CPU", previous=previous)
+    assert ("Weight averaging (`foldatlas train fold-average`, a \"model soup\"): the released weights are the "
+            "parameter-by-parameter average of 2 fine-tunings of the same model") in card
+    assert ("0.70 x the run described above and 0.30 x a run from the same `foldatlas-fold-small` (2 stages: (1) "
+            "the whole model but its frozen language model, on one NVIDIA H200") in card
+    assert "(the short crops unused)" in card and "every second step instead 3 of 240" in card
+    assert "hours in the other averaged runs" in card
     (model.parent / "config.json").write_text(json.dumps(config))
     assert json.loads((model.parent / "metrics.json").read_text())["casp14"]["model"]["n"] == 1
     assert not dest.with_name(dest.name + ".tmp").exists()

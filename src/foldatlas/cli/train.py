@@ -296,6 +296,31 @@ def fold_heads(
     typer.echo(json.dumps({k: summary[k] for k in ("before", "after", "epoch", "seconds")}, indent=2))
 
 
+@train_app.command("fold-average")
+def fold_average(
+    runs: list[str] = typer.Argument(..., metavar="RUN[=WEIGHT]...",
+                                     help="Run folders of 'foldatlas train fold' fine-tuned from one model, each "
+                                          "with its weight (default 1)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder for the averaged model (for 'fold-release')."),
+) -> None:
+    """Average the weights of fine-tunings of one folding model (a model soup), for 'fold-release'."""
+    import json
+
+    from foldatlas.errors import InvalidOptionError
+    from foldatlas.train.average import average_fold_runs
+
+    pairs = []
+    for arg in runs:
+        path, sep, weight = arg.rpartition("=") if "=" in arg else (arg, "", "1")
+        try:
+            pairs.append((Path(path), float(weight)))
+        except ValueError:
+            raise InvalidOptionError(f"{arg}: the weight after '=' is not a number") from None
+    summary = average_fold_runs(pairs, out)
+    typer.echo(json.dumps({k: summary[k] for k in ("tensors", "tensors_differing", "seconds")}
+                          | {"weights": {r["run"]: r["weight"] for r in summary["runs"]}}, indent=2))
+
+
 @train_app.command("lm-release")
 def lm_release(
     run: Path = typer.Option(..., "--run", help="Run folder of 'foldatlas train lm'."),

@@ -261,13 +261,15 @@ def _long_crops(cfg: dict) -> str:
     if not cfg.get("long_crop"):
         return ""
     every = cfg["long_every"]
-    nth = "second" if every == 2 else f"{every}th"
-    return (f"; every {nth} step instead {cfg['long_batch_size']} of {cfg['long_cached_crops']:,} kept crops of "
-            f"{cfg['long_crop']} residues from chains of at least {cfg['long_crop']}")
+    nth = {1: "", 2: " second"}.get(every, f" {every}th")
+    return (f"; every{nth} step instead {cfg['long_batch_size']} of {cfg['long_cached_crops']:,} kept crops of "
+            f"{cfg['long_crop']} residues from chains of at least {cfg['long_crop']}"
+            + (" (the short crops unused)" if every == 1 else ""))
 
 
-def _crop_uses(cfg: dict, steps: int) -> tuple[float, float]:
-    """Training residues seen in ``steps`` steps, and how many times each short kept crop was used on average."""
+def _crop_uses(cfg: dict, steps: int) -> tuple[float, float, float]:
+    """Training residues seen in ``steps`` steps, and how many times each short and each long kept crop was used on
+    average."""
     from foldatlas.train.fold import FoldTrainConfig
     from foldatlas.train.fold_sm import is_long_step
 
@@ -275,7 +277,14 @@ def _crop_uses(cfg: dict, steps: int) -> tuple[float, float]:
     long_steps = sum(is_long_step(step, run) for step in range(steps))  # the training loop's own rule
     short = (steps - long_steps) * cfg["batch_size"]
     seen = short * cfg["crop"] + long_steps * cfg.get("long_batch_size", 0) * cfg.get("long_crop", 0)
-    return seen, short / max(1, cfg.get("cached_crops", 1))
+    long_uses = long_steps * cfg.get("long_batch_size", 0) / max(1, cfg.get("long_cached_crops", 1))
+    return seen, short / max(1, cfg.get("cached_crops", 1)), long_uses
+
+
+def _uses_words(short: float, long: float) -> str:
+    """How often each kept crop was used (:func:`_crop_uses`), in words: the short ones', or the long ones' when no
+    short one was."""
+    return f"short crop about {short:.1f} times" if short else f"long crop about {long:.1f} times"
 
 
 def _stage_text(cfg: dict, summary: dict) -> str:
@@ -318,7 +327,7 @@ def _fine_tuning(cfg: dict, summary: dict, compute: str) -> tuple[str, str, str]
                f"{_long_chains(cfg)} folded once as inference folds them and kept; each step then runs the structure "
                f"module alone on {cfg['batch_size']} of them{_long_crops(cfg)}, with FAPE, the pLDDT loss and "
                f"{_losses_text(cfg)}. The training residues seen (under Limits) count a crop each time it was used, "
-               f"each short crop about {_crop_uses(cfg, summary['steps'])[1]:.1f} times.")
+               f"each {_uses_words(*_crop_uses(cfg, summary['steps'])[1:])}.")
     return origin, tuning, compute
 
 
@@ -424,6 +433,34 @@ def _head_refit_paragraph(run_dir: Path) -> str:
             + ". The structures are those of the model before it.")
 
 
+def _average_paragraph(run_dir: Path) -> tuple[str, float]:
+    """The card's account of weights averaged by ``foldatlas train fold-average`` (``average.json``), and the other
+    runs' training hours."""
+    path = run_dir / "average.json"
+    if not path.is_file():
+        return "", 0.0
+    avg = json.loads(path.read_text())
+    parts, hours = [], 0.0
+    for k, ing in enumerate(avg["runs"]):
+        if k == avg["lead"]:
+            parts.append(f"{ing['weight']:.2f} x the run described above")
+            continue
+        cfg, run = ing["config"], Path(ing["run"])
+        stages = [*_earlier_stages(cfg), (cfg, run)]
+        texts = []
+        for c, r in stages:
+            summary = _training_summary(r, step_key="fape", valid_key="valid_lddt_ca")
+            hours += summary["train_hours"]
+            texts.append(_stage_text(c, summary))
+        steps = texts[0] if len(texts) == 1 else "; ".join(f"({j}) {s}" for j, s in enumerate(texts, 1))
+        parts.append(f"{ing['weight']:.2f} x a run from the same `{stages[0][0].get('init')}` "
+                     f"({len(texts)} stage{'s' if len(texts) > 1 else ''}: {steps})")
+    return (f"\n\nWeight averaging (`foldatlas train fold-average`, a \"model soup\"): the released weights are the "
+            f"parameter-by-parameter average of {len(avg['runs'])} fine-tunings of the same model "
+            f"({avg['tensors_differing']} of {avg['tensors']} tensors differ between them): "
+            + " and ".join(parts) + ".", hours)
+
+
 def _residue_sentence(before: dict | None, after: dict | None) -> str:
     if not before or not after:
         return ""
@@ -482,6 +519,10 @@ def write_fold_card(model_dir: str | Path, run_dir: str | Path, data_manifest: d
     if cfg.get("init"):
         origin, tuning, compute = _fine_tuning(cfg, summary, compute)
     tuning += _head_refit_paragraph(run_dir)
+    averaged, other_hours = _average_paragraph(run_dir)
+    tuning += averaged
+    if other_hours:
+        compute += f" (and {other_hours:.2f} hours in the other averaged runs)"
     text = f"""# foldatlas-fold-small
 
 foldatlas' embedded folding model: the ESMFold architecture (`transformers.EsmForProteinFolding`) at a small size,
