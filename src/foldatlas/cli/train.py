@@ -311,7 +311,7 @@ def fold_average(
 
     pairs = []
     for arg in runs:
-        path, sep, weight = arg.rpartition("=") if "=" in arg else (arg, "", "1")
+        path, _, weight = arg.rpartition("=") if "=" in arg else (arg, "", "1")
         try:
             pairs.append((Path(path), float(weight)))
         except ValueError:

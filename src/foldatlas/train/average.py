@@ -73,15 +73,14 @@ def average_fold_runs(runs: list[tuple[str | Path, float]], out: str | Path) -> 
         if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
             raise InvalidOptionError(f"{run}: its model has other tensors than {runs[0][0]}'s: not the same "
                                      "architecture")
-    averaged, differing = {}, []
+    averaged, differing = {}, 0
     for name, tensor in first.items():
         if not tensor.is_floating_point():
             averaged[name] = tensor
             continue
         mixed = sum(w * s[name].to(torch.float32) for w, s in zip(weights, states))
         averaged[name] = mixed.contiguous()
-        if any(not torch.equal(s[name], tensor) for s in states[1:]):
-            differing.append(name)
+        differing += any(not torch.equal(s[name], tensor) for s in states[1:])
     out = Path(out)
     model_dir = out / "model"
     tmp = out / "model.tmp"
@@ -99,7 +98,7 @@ def average_fold_runs(runs: list[tuple[str | Path, float]], out: str | Path) -> 
     summary = {"runs": [{"run": str(Path(r)), "weight": round(w, 6),
                          "config": json.loads((Path(r) / "config.json").read_text())}
                         for (r, _), w in zip(runs, weights)],
-               "lead": lead, "tensors": len(averaged), "tensors_differing": len(differing),
+               "lead": lead, "tensors": len(averaged), "tensors_differing": differing,
                "seconds": round(time.time() - started, 1)}
     atomic_write_text(out / "average.json", json.dumps(summary, indent=2))
     return summary

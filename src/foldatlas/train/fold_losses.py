@@ -219,14 +219,16 @@ def structural_violations(pos: torch.Tensor, atom_exists: torch.Tensor, aatype: 
     res = torch.arange(l_, device=pos.device).repeat_interleave(14)
     slot = torch.arange(14, device=pos.device).repeat(l_)
     between = res[:, None] < res[None, :]  # each pair of atoms of different residues once
-    peptide = (res[None, :] == res[:, None] + 1) & (slot[:, None] == 2) & (slot[None, :] == 0)
+    neighbours = res[None, :] == res[:, None] + 1
+    peptide = neighbours & (slot[:, None] == 2) & (slot[None, :] == 0)
     keep = (between & ~peptide).to(pos.dtype)
     d = torch.sqrt(((xyz[:, :, None, :] - xyz[:, None, :, :]) ** 2).sum(-1) + 1e-10)
-    neighbours = res[None, :] == res[:, None] + 1
-    cys_sg = ((aatype == rc.restype_order["C"])[..., None] & (torch.arange(14, device=pos.device) == 5)).reshape(b_, -1)
-    wide = neighbours[None] | (cys_sg[:, :, None] & cys_sg[:, None, :])
-    allowance = torch.where(wide, max(clash_overlap, AF_CLASH_OVERLAP), clash_overlap).to(pos.dtype)
-    lower = rad[:, :, None] + rad[:, None, :] - allowance
+    lower = rad[:, :, None] + rad[:, None, :] - clash_overlap
+    if clash_overlap < AF_CLASH_OVERLAP:  # consecutive residues and disulfides keep AlphaFold's allowance
+        sg = torch.arange(14, device=pos.device) == 5  # a cysteine's SG in atom14 order
+        cys_sg = ((aatype == rc.restype_order["C"])[..., None] & sg).reshape(b_, -1)
+        wide = neighbours[None] | (cys_sg[:, :, None] & cys_sg[:, None, :])
+        lower = lower - (AF_CLASH_OVERLAP - clash_overlap) * wide.to(pos.dtype)
     depth = torch.relu(lower - d) * keep * ex[:, :, None] * ex[:, None, :]
     clash = (2 * depth.sum((-1, -2)) / (ex.sum(-1) + eps)).mean()  # each pair counted for both atoms
     return {"c_n_bond": bond, "ca_c_n_angle": ca_c_n, "c_n_ca_angle": c_n_ca, "clash": clash,
