@@ -5,8 +5,9 @@ their parameter-by-parameter average is itself a working model, and often a bett
 al. 2022, "Model soups"). For the embedded folding model (issue 21) the geometry losses trade TM-score against
 clashes: a run with a small clash weight folds better and clashes more, one with a larger weight the reverse, and
 their average lands between the two on clashes while keeping most of the better one's TM-score (BENCHMARKS.md,
-"Averaging two fine-tunings"). :func:`average_fold_runs` writes the average as a run folder that ``foldatlas train
-fold-release`` releases like any other, and whose ``average.json`` the model card describes.
+"The clash loss against the clashscore, and averaging two fine-tunings"). :func:`average_fold_runs` writes the
+average as a run folder that ``foldatlas train fold-release`` releases like any other, and whose ``average.json``
+the model card describes.
 """
 
 from __future__ import annotations
